@@ -1,0 +1,180 @@
+"""The base Notifier and the plain objects it works on.
+
+A notifier owns one fixed delivery sequence — render, send, report — and its channel
+mixins supply only the send step for their channel (`send_<channel>(messages)`). The
+engine (notifications.engine) records the returned outcomes on the deliveries.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError
+from django.template import TemplateDoesNotExist
+from django.template.loader import select_template
+from django.utils import translation
+
+from .fields import Email, Phone, Priority
+from .registry import NotificationMeta
+
+logger = logging.getLogger(__name__)
+
+
+class Recipient:
+    """Who a message goes to, with addresses validated by descriptors."""
+
+    email = Email()
+    phone = Phone()
+
+    def __init__(self, *, user_id, username="", name="", email="", phone="", language="en",
+                 timezone="UTC", push_subscriptions=()):
+        self.user_id = user_id
+        self.username = username
+        self.name = name or username
+        self.email = email
+        self.phone = phone
+        self.language = language or "en"
+        self.timezone = timezone
+        self.push_subscriptions = list(push_subscriptions)
+
+    @classmethod
+    def from_user(cls, user, push_subscriptions=()):
+        return cls(user_id=user.pk, username=user.username, name=user.get_full_name(), email=user.email,
+                   phone=user.phone if user.phone_verified_at else "", language=user.language,
+                   timezone=user.timezone, push_subscriptions=push_subscriptions)
+
+
+class Message:
+    """One delivery to send: a recipient, a channel, and (after render) its content."""
+
+    priority = Priority()
+
+    def __init__(self, *, delivery_id, channel, recipient, notification, message_id="", attempt=1,
+                 unsubscribe_url="", ack_url=""):
+        self.delivery_id = delivery_id
+        self.channel = channel
+        self.recipient = recipient
+        self.notification = notification
+        self.priority = notification.priority
+        self.message_id = message_id
+        self.attempt = attempt
+        self.unsubscribe_url = unsubscribe_url
+        self.ack_url = ack_url
+        self.content = {}
+
+
+@dataclass
+class Outcome:
+    """What happened to one message. The engine turns it into a delivery's state."""
+
+    delivery_id: int
+    ok: bool
+    provider_message_id: str = ""
+    error: str = ""
+    permanent: bool = False
+    retry_after: float | None = None
+    provider_failure: bool = False  # the provider itself failed (counts for the circuit breaker)
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def sent(cls, message, provider_message_id=""):
+        return cls(message.delivery_id, True, provider_message_id=provider_message_id)
+
+    @classmethod
+    def permanent(cls, message, error):
+        return cls(message.delivery_id, False, error=error, permanent=True)
+
+    @classmethod
+    def transient(cls, message, error, *, retry_after=None, provider_failure=False):
+        return cls(message.delivery_id, False, error=error, retry_after=retry_after,
+                   provider_failure=provider_failure)
+
+
+# What each channel renders: part name -> template file extension.
+CHANNEL_PARTS = {
+    "email": {"subject": "txt", "text": "txt", "html": "html"},
+    "sms": {"text": "txt"},
+    "push": {"title": "txt", "body": "txt"},
+    "inbox": {"title": "txt", "body": "txt"},
+}
+
+
+class Notifier(metaclass=NotificationMeta):
+    """Base of every notifier. Subclass it with channel mixins and a `key`.
+
+    Class attributes a notifier may declare:
+    - `key`, `label`: registry key and human name;
+    - `categories`: the categories it sends (the first is its default);
+    - `required_fields`: names that `Notification.data` must carry (validated by `validate_data`);
+    - `fallback`: channel -> channel to use when the recipient cannot receive on the first;
+    - `escalation`: channels to try in turn for a recipient who has not acknowledged;
+    - `escalation_delay`: how long to wait for an acknowledgement before escalating.
+    """
+
+    abstract = True
+    key = None
+    label = ""
+    categories = ()
+    required_fields = ()
+    fallback = {}
+    escalation = ()
+    escalation_delay = timedelta(minutes=15)
+    channels = ()
+
+    # --- the fixed sequence -------------------------------------------------------------
+    def deliver(self, messages):
+        """Render and send `messages` (any channels), returning one Outcome per message."""
+        outcomes = []
+        by_channel = {}
+        for message in messages:
+            by_channel.setdefault(message.channel, []).append(message)
+        for channel, batch in by_channel.items():
+            if channel not in self.channels:
+                outcomes += [Outcome.permanent(m, f"{self.key} does not send on {channel}") for m in batch]
+                continue
+            ready = []
+            for message in batch:
+                try:
+                    message.content = self.render(message)
+                except (TemplateDoesNotExist, ValidationError) as exc:
+                    outcomes.append(Outcome.permanent(message, f"cannot render: {exc}"))
+                else:
+                    ready.append(message)
+            if ready:
+                outcomes += getattr(self, f"send_{channel}")(ready)
+        return outcomes
+
+    # --- hooks --------------------------------------------------------------------------
+    def template_names(self, channel, part, language, extension):
+        names = []
+        for lang in dict.fromkeys([language, "en"]):
+            names += [
+                f"notifications/{self.key}/{channel}_{part}.{lang}.{extension}",
+                f"notifications/default/{channel}_{part}.{lang}.{extension}",
+            ]
+        return names
+
+    def context(self, message):
+        notification = message.notification
+        return {
+            **notification.data,
+            "recipient": message.recipient,
+            "notification": notification,
+            "data": notification.data,
+            "title": notification.title,
+            "body": notification.body,
+            "deadline": notification.deadline,
+            "unsubscribe_url": message.unsubscribe_url,
+            "ack_url": message.ack_url,
+            "notifier": self,
+        }
+
+    def render(self, message):
+        context = self.context(message)
+        with translation.override(message.recipient.language):
+            return {
+                part: select_template(
+                    self.template_names(message.channel, part, message.recipient.language, extension)
+                ).render(context).strip()
+                for part, extension in CHANNEL_PARTS[message.channel].items()
+            }

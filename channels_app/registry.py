@@ -1,0 +1,90 @@
+"""The registries: small metaclasses in the manner of Django's ModelBase.
+
+Each skips its abstract base, refuses a duplicate key and exposes a plain dict. The
+concrete classes are imported (and so registered) from ChannelsConfig.ready().
+"""
+
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+
+
+class ChannelMeta(type):
+    """Registers every channel mixin (a class that declares `channel`) under its channel key."""
+
+    channels = {}
+
+    def __new__(mcs, name, bases, attrs, **kwargs):
+        cls = super().__new__(mcs, name, bases, attrs, **kwargs)
+        channel = attrs.get("channel")
+        if channel:
+            if channel in ChannelMeta.channels:
+                raise ImproperlyConfigured(f"Two channel mixins claim {channel!r}: "
+                                           f"{ChannelMeta.channels[channel].__name__} and {name}.")
+            ChannelMeta.channels[channel] = cls
+        return cls
+
+
+class NotificationMeta(ChannelMeta):
+    """Registers concrete notifiers under `key` and builds their required-field validator.
+
+    A notifier's channels are the channel mixins it is composed of, in MRO order; its
+    `required_fields` (names in `Notification.data`) become `validate_data()`.
+    """
+
+    registry = {}
+
+    def __new__(mcs, name, bases, attrs, **kwargs):
+        abstract = attrs.pop("abstract", False)
+        cls = super().__new__(mcs, name, bases, attrs, **kwargs)
+        if abstract or not any(isinstance(base, NotificationMeta) for base in bases):
+            return cls
+        key = attrs.get("key")
+        if not key:
+            raise ImproperlyConfigured(f"Notifier {name} must declare a `key`.")
+        if key in mcs.registry:
+            raise ImproperlyConfigured(f"Notifier key {key!r} is used by {mcs.registry[key].__name__} and {name}.")
+        cls.channels = tuple(
+            klass.__dict__["channel"] for klass in cls.__mro__ if "channel" in klass.__dict__
+        )
+        cls.validate_data = mcs.build_validator(name, tuple(getattr(cls, "required_fields", ())))
+        mcs.registry[key] = cls
+        return cls
+
+    @staticmethod
+    def build_validator(notifier_name, required):
+        def validate_data(data):
+            missing = [field for field in required if data.get(field) in (None, "")]
+            if missing:
+                raise ValidationError(
+                    {"data": [f"{notifier_name} requires {field!r} in data." for field in missing]},
+                    code="required_field",
+                )
+
+        validate_data.required_fields = required
+        return staticmethod(validate_data)
+
+
+class ConfigMeta(type):
+    """Registers channel configurations; `channels_app.checks` reports each one's problems."""
+
+    registry = {}
+
+    def __new__(mcs, name, bases, attrs, **kwargs):
+        cls = super().__new__(mcs, name, bases, attrs, **kwargs)
+        channel = attrs.get("channel")
+        if channel:
+            if channel in mcs.registry:
+                raise ImproperlyConfigured(f"Two configurations for channel {channel!r}.")
+            mcs.registry[channel] = cls
+        return cls
+
+
+def get_notifier(key):
+    try:
+        return NotificationMeta.registry[key]()
+    except KeyError:
+        raise ValidationError({"notifier": [f"Unknown notifier {key!r}; choose one of "
+                                            f"{', '.join(sorted(NotificationMeta.registry))}."]}, code="invalid")
+
+
+def notifier_choices():
+    return [(key, cls.label) for key, cls in sorted(NotificationMeta.registry.items())]

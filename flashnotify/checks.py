@@ -1,0 +1,66 @@
+"""System checks for settings: misconfiguration is reported with a hint, not a traceback."""
+
+import os
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+INT_VARIABLES = (
+    "PORT", "EMAIL_PORT", "Q_WORKERS", "Q_TIMEOUT", "FANOUT_CHUNK_SIZE", "DELIVERY_MAX_ATTEMPTS",
+    "DELIVERY_RETRY_BASE_SECONDS", "DELIVERY_LEASE_SECONDS", "SMS_MAX_SEGMENTS",
+    "BREAKER_FAILURE_THRESHOLD", "BREAKER_RESET_SECONDS", "JWT_ACCESS_MINUTES",
+)
+
+
+@register(Tags.security, deploy=False)
+def check_secret_key(app_configs, **kwargs):
+    # settings.SECRET_KEY raises ImproperlyConfigured when empty: look at the source instead.
+    if not os.environ.get("SECRET_KEY") and not settings.DEBUG:
+        return [Error(
+            "SECRET_KEY is not set and DEBUG is off.",
+            hint="Set the SECRET_KEY environment variable to a long random string "
+                 "(python -c 'import secrets; print(secrets.token_urlsafe(50))'), or DEBUG=true for development.",
+            id="flashnotify.E001",
+        )]
+    if not settings.DEBUG and os.environ.get("SECRET_KEY") == settings.DEV_SECRET_KEY:
+        return [Error("SECRET_KEY is the development key while DEBUG is off.",
+                      hint="Set SECRET_KEY in the environment.", id="flashnotify.E002")]
+    return []
+
+
+@register()
+def check_environment_values(app_configs, **kwargs):
+    problems = []
+    for name in INT_VARIABLES:
+        value = os.environ.get(name)
+        if value is not None:
+            try:
+                int(value)
+            except ValueError:
+                problems.append(Error(f"{name}={value!r} is not a whole number.",
+                                      hint=f"Set {name} to an integer or unset it to use the default.",
+                                      id="flashnotify.E003"))
+    if settings.LOG_FORMAT not in ("text", "json"):
+        problems.append(Warning(f"LOG_FORMAT={settings.LOG_FORMAT!r} is neither 'text' nor 'json'; using text.",
+                                hint="Set LOG_FORMAT to text or json.", id="flashnotify.W001"))
+    if settings.LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        problems.append(Warning(f"LOG_LEVEL={settings.LOG_LEVEL!r} is not a logging level; using INFO.",
+                                hint="Set LOG_LEVEL to DEBUG, INFO, WARNING, ERROR or CRITICAL.",
+                                id="flashnotify.W002"))
+    if not settings.DEBUG and not settings.ALLOWED_HOSTS:
+        problems.append(Error("ALLOWED_HOSTS is empty while DEBUG is off.",
+                              hint="Set ALLOWED_HOSTS to the comma-separated host names the site answers to.",
+                              id="flashnotify.E004"))
+    database_url = settings.DATABASE_URL
+    if not database_url.split(":", 1)[0] in ("sqlite", "postgres", "postgresql", "pgsql"):
+        problems.append(Error(f"DATABASE_URL scheme is not supported: {database_url.split(':', 1)[0]!r}.",
+                              hint="Use sqlite:///path or postgres://user@host:port/name.", id="flashnotify.E005"))
+    redis_url = settings.REDIS_URL
+    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        problems.append(Error("REDIS_URL must start with redis://, rediss:// or unix://.",
+                              hint="For example REDIS_URL=redis://127.0.0.1:6379/0, or unset it for the embedded default.",
+                              id="flashnotify.E006"))
+    if settings.Q_BROKER not in ("orm", "redis") or (settings.Q_BROKER == "redis" and not redis_url):
+        problems.append(Error(f"Q_BROKER={settings.Q_BROKER!r} cannot be used here.",
+                              hint="Q_BROKER is orm, or redis together with REDIS_URL.", id="flashnotify.E007"))
+    return problems

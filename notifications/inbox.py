@@ -1,0 +1,28 @@
+"""Writes on a recipient's inbox messages."""
+
+import logging
+
+from django.utils import timezone
+
+from channels_app.models import InboxMessage
+
+logger = logging.getLogger(__name__)
+
+
+def message_mark_read(message):
+    if message.read_at is None:
+        message.read_at = timezone.now()
+        InboxMessage.objects.filter(pk=message.pk, read_at__isnull=True).update(read_at=message.read_at)
+    return message
+
+
+def message_acknowledge(message):
+    if message.acknowledged_at is None:
+        now = timezone.now()
+        message.acknowledged_at = now
+        message.read_at = message.read_at or now
+        InboxMessage.objects.filter(pk=message.pk, acknowledged_at__isnull=True).update(
+            acknowledged_at=now, read_at=message.read_at)
+        logger.info("notification %s acknowledged by user %s", message.notification_id, message.recipient_id,
+                    extra={"notification_id": message.notification_id, "user_id": message.recipient_id})
+    return message

@@ -1,0 +1,175 @@
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from channels_app.constants import Category, Channel, Priority
+
+
+class Notification(models.Model):
+    """What was sent, by whom, to which audience. Its deliveries say what happened."""
+
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled", _("Scheduled")
+        QUEUED = "queued", _("Queued")
+        SENDING = "sending", _("Sending")
+        SENT = "sent", _("Sent")
+        PARTIALLY_FAILED = "partially_failed", _("Partially failed")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    FINAL_STATUSES = (Status.SENT, Status.PARTIALLY_FAILED, Status.FAILED, Status.CANCELLED)
+
+    notifier = models.CharField(_("notifier"), max_length=50)
+    category = models.CharField(_("category"), max_length=20, choices=Category.choices)
+    priority = models.CharField(_("priority"), max_length=10, choices=Priority.choices, default=Priority.NORMAL)
+    title = models.CharField(_("title"), max_length=200)
+    body = models.TextField(_("body"))
+    data = models.JSONField(_("data"), default=dict, blank=True,
+                            help_text=_("Extra template context, e.g. course, severity, location."))
+    channels = models.JSONField(_("channels"), default=list)
+    audience = models.JSONField(_("audience"), default=dict,
+                                help_text=_("As asked for: users, cohorts, roles, everyone."))
+    cohorts = models.ManyToManyField("accounts.Cohort", blank=True, related_name="notifications",
+                                     help_text=_("The cohorts in its audience, for scoping staff access."))
+    sender = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="sent_notifications")
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.QUEUED,
+                              db_index=True)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    request_fingerprint = models.CharField(max_length=64, blank=True,
+                                           help_text=_("Hash of what was asked, to tell a replay from a conflict."))
+    scheduled_for = models.DateTimeField(_("scheduled for"), null=True, blank=True, db_index=True)
+    deadline = models.DateTimeField(_("deadline"), null=True, blank=True)
+    reminder_offsets = models.JSONField(_("reminder offsets (minutes)"), default=list, blank=True)
+    fanout_cursor = models.BigIntegerField(default=0, help_text=_("Last recipient id fanned out; fan-out resumes after it."))
+    requires_ack = models.BooleanField(_("requires acknowledgement"), default=False)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="reminders",
+                               help_text=_("The notification this one reminds of."))
+    recipient_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    fanned_out_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["sender", "-created_at"], name="notification_sender_recent"),
+            models.Index(fields=["category", "-created_at"], name="notification_category_recent"),
+        ]
+        verbose_name = _("notification")
+        verbose_name_plural = _("notifications")
+
+    def __str__(self):
+        return self.title
+
+    @property
+    def is_final(self):
+        return self.status in self.FINAL_STATUSES
+
+
+class Delivery(models.Model):
+    """One recipient × one channel: the record of what happened to that message."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        SENDING = "sending", _("Sending")
+        RETRYING = "retrying", _("Retrying")
+        SENT = "sent", _("Sent")
+        DELIVERED = "delivered", _("Delivered")
+        FAILED = "failed", _("Failed")
+        SKIPPED = "skipped", _("Skipped")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    PENDING_STATUSES = (Status.QUEUED, Status.SENDING, Status.RETRYING)
+    REACHED_STATUSES = (Status.SENT, Status.DELIVERED)
+
+    notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="deliveries")
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(_("channel"), max_length=10, choices=Channel.choices)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    send_count = models.PositiveSmallIntegerField(
+        _("sends"), default=0,
+        help_text=_("Times the provider accepted it; more than one records a duplicate after a worker died."),
+    )
+    provider_message_id = models.CharField(_("provider message id"), max_length=200, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    skip_reason = models.CharField(_("skip reason"), max_length=200, blank=True)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), default=timezone.now)
+    enqueued_at = models.DateTimeField(null=True, blank=True,
+                                       help_text=_("When it was last handed to the workers' queue."))
+    reclaims = models.PositiveSmallIntegerField(
+        _("reclaims"), default=0,
+        help_text=_("Times taken back from a worker that died while sending: each may have sent a duplicate."),
+    )
+    digest = models.BooleanField(_("in digest"), default=False,
+                                 help_text=_("Held for the recipient's daily digest email."))
+    escalation_level = models.PositiveSmallIntegerField(default=0)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claim_token = models.CharField(max_length=32, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
+    failed_at = models.DateTimeField(_("failed at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["notification", "recipient", "channel"], name="delivery_once_per_channel"),
+        ]
+        indexes = [
+            models.Index(fields=["notification", "channel", "status"], name="delivery_progress"),
+            models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
+            models.Index(fields=["claim_token"], name="delivery_claim"),
+            models.Index(fields=["recipient", "-created_at"], name="delivery_recipient_recent"),
+            models.Index(fields=["provider_message_id"], name="delivery_provider_id"),
+        ]
+        verbose_name = _("delivery")
+        verbose_name_plural = _("deliveries")
+
+    def __str__(self):
+        return f"#{self.pk} {self.channel} → {self.recipient_id}: {self.status}"
+
+    @property
+    def message_id(self):
+        """The RFC 5322 Message-ID of this delivery's email: stable, so providers can deduplicate."""
+        domain = settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip(">") or "flashnotify.localhost"
+        return f"<delivery-{self.pk}.notification-{self.notification_id}@{domain}>"
+
+
+class CategoryDefault(models.Model):
+    """Whether a category goes out on a channel for users who have not chosen (set by an administrator)."""
+
+    category = models.CharField(max_length=20, choices=Category.choices)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    enabled = models.BooleanField(default=True)
+    digest = models.BooleanField(default=False, help_text=_("Gather low-priority messages into a daily email."))
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["category", "channel"], name="category_default_once")]
+        verbose_name = _("category default")
+        verbose_name_plural = _("category defaults")
+
+    def __str__(self):
+        return f"{self.category} / {self.channel}: {'on' if self.enabled else 'off'}"
+
+
+class Preference(models.Model):
+    """One user's choice for a category on a channel."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preferences")
+    category = models.CharField(max_length=20, choices=Category.choices)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    enabled = models.BooleanField(default=True)
+    digest = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "category", "channel"], name="preference_once")]
+        verbose_name = _("preference")
+        verbose_name_plural = _("preferences")
+
+    def __str__(self):
+        return f"{self.user_id} {self.category}/{self.channel}: {'on' if self.enabled else 'off'}"

@@ -1,0 +1,129 @@
+"""Deciding, for a chunk of recipients, which deliveries a notification makes and when.
+
+Preferences, defaults, quiet hours, digests and reachability are applied here with a
+fixed number of queries per chunk, whatever its size.
+"""
+
+import datetime as dt
+import zoneinfo
+
+from django.utils import timezone
+
+from channels_app.constants import MANDATORY_CATEGORIES, URGENT_PRIORITIES, Channel, Priority
+from channels_app.models import PushSubscription
+
+from .models import CategoryDefault, Delivery, Preference
+
+# Channels on by default for a category when no CategoryDefault row says otherwise.
+BUILTIN_DEFAULTS = {Channel.EMAIL: True, Channel.INBOX: True, Channel.PUSH: True, Channel.SMS: False}
+
+
+def category_defaults(category):
+    """{channel: (enabled, digest)} for a category, from CategoryDefault or the built-in defaults."""
+    defaults = {channel: (enabled, False) for channel, enabled in BUILTIN_DEFAULTS.items()}
+    for row in CategoryDefault.objects.filter(category=category):
+        defaults[row.channel] = (row.enabled, row.digest)
+    return defaults
+
+
+def quiet_hours_end(user, at):
+    """When `at` falls inside the user's quiet hours, the moment they end; otherwise None."""
+    start, end = user.quiet_hours_start, user.quiet_hours_end
+    if start is None or end is None or start == end:
+        return None
+    try:
+        zone = zoneinfo.ZoneInfo(user.timezone or "UTC")
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone = dt.timezone.utc
+    local = at.astimezone(zone)
+    now_t = local.time()
+    inside = start <= now_t < end if start < end else (now_t >= start or now_t < end)
+    if not inside:
+        return None
+    end_date = local.date() if now_t < end else local.date() + dt.timedelta(days=1)
+    # Wall-clock time in the zone, so a daylight-saving change is honoured.
+    return dt.datetime.combine(end_date, end, tzinfo=zone).astimezone(dt.timezone.utc)
+
+
+def next_digest_time(user, at):
+    """The next occurrence of the user's digest hour, local time, after `at`."""
+    try:
+        zone = zoneinfo.ZoneInfo(user.timezone or "UTC")
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone = dt.timezone.utc
+    local = at.astimezone(zone)
+    candidate = dt.datetime.combine(local.date(), dt.time(user.digest_hour or 0), tzinfo=zone)
+    if candidate <= local:
+        candidate = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(user.digest_hour or 0), tzinfo=zone)
+    return candidate.astimezone(dt.timezone.utc)
+
+
+class DeliveryPlanner:
+    """Plans the deliveries of one notification; `plan(users)` is called once per chunk."""
+
+    def __init__(self, notification, notifier, *, now=None):
+        self.notification = notification
+        self.notifier = notifier
+        self.now = now or timezone.now()
+        self.channels = [c for c in notification.channels if c in notifier.channels] or list(notifier.channels)
+        self.mandatory = notification.category in MANDATORY_CATEGORIES
+        self.urgent = self.mandatory or notification.priority in URGENT_PRIORITIES
+        self.defaults = category_defaults(notification.category)
+
+    def plan(self, users):
+        """Return unsaved Delivery objects for `users` (a list)."""
+        user_ids = [user.pk for user in users]
+        preferences = {
+            (pref.user_id, pref.channel): (pref.enabled, pref.digest)
+            for pref in Preference.objects.filter(user_id__in=user_ids, category=self.notification.category)
+        }
+        with_push = set()
+        if Channel.PUSH in self.channels or any(self.notifier.fallback.get(c) == Channel.PUSH for c in self.channels):
+            with_push = set(PushSubscription.objects.filter(user_id__in=user_ids).values_list("user_id", flat=True))
+        deliveries = []
+        for user in users:
+            deliveries += self.plan_user(user, preferences, with_push)
+        return deliveries
+
+    def reachable(self, user, channel, with_push):
+        if channel == Channel.EMAIL and not user.email:
+            return "no email address"
+        if channel == Channel.SMS and not (user.phone and user.phone_verified_at):
+            return "no verified phone number"
+        if channel == Channel.PUSH and user.pk not in with_push:
+            return "no push subscription"
+        return ""
+
+    def plan_user(self, user, preferences, with_push):
+        planned, chosen = [], set()
+        quiet_end = None if self.urgent else quiet_hours_end(user, self.now)
+        for channel in self.channels:
+            enabled, digest = preferences.get((user.pk, channel), self.defaults[channel])
+            if not enabled and not self.mandatory:
+                continue  # the user opted out: no delivery at all
+            reason = self.reachable(user, channel, with_push)
+            if reason:
+                fallback = self.notifier.fallback.get(channel)
+                if fallback and fallback not in chosen and fallback not in self.channels \
+                        and not self.reachable(user, fallback, with_push):
+                    chosen.add(fallback)
+                    planned.append(self.delivery(user, fallback, quiet_end))
+                planned.append(Delivery(notification=self.notification, recipient=user, channel=channel,
+                                        status=Delivery.Status.SKIPPED, skip_reason=reason))
+                continue
+            if channel in chosen:
+                continue
+            chosen.add(channel)
+            use_digest = (digest and channel == Channel.EMAIL and not self.urgent
+                          and self.notification.priority == Priority.LOW)
+            planned.append(self.delivery(user, channel, quiet_end, digest_at=next_digest_time(user, self.now)
+                                         if use_digest else None))
+        if self.notification.requires_ack and Channel.INBOX not in chosen and Channel.INBOX in self.notifier.channels:
+            # The inbox holds the acknowledgement, so an alert to acknowledge always lands there.
+            planned.append(self.delivery(user, Channel.INBOX, None))
+        return planned
+
+    def delivery(self, user, channel, quiet_end, digest_at=None):
+        when = digest_at or quiet_end or self.now
+        return Delivery(notification=self.notification, recipient=user, channel=channel,
+                        status=Delivery.Status.QUEUED, next_attempt_at=when, digest=digest_at is not None)

@@ -1,0 +1,494 @@
+"""Writes: the one sanctioned way to send, fan out, deliver, retry and cancel notifications.
+
+Every door (admin, pages, API, commands) and every task calls these functions.
+"""
+
+import hashlib
+import json
+import logging
+import random
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.signing import TimestampSigner
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.urls import reverse
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from accounts.models import Cohort, Role
+from channels_app.base import Message, Recipient
+from channels_app.constants import Category, Channel, Priority
+from channels_app.decorators import flush_metrics
+from channels_app.models import PushSubscription
+from channels_app.registry import get_notifier
+
+from .models import Delivery, Notification
+from .planning import DeliveryPlanner
+from .selectors import audience_users, is_admin
+
+logger = logging.getLogger(__name__)
+Status = Delivery.Status
+
+
+def _log_notification(notification, status):
+    logger.info("notification %s %s", notification.pk, status,
+                extra={"notification_id": notification.pk, "status": status})
+
+
+# --- sending ------------------------------------------------------------------------------
+
+def audience_check(sender, audience, *, api_key=None):
+    """Raise PermissionDenied unless `sender` may reach every part of `audience`."""
+    if sender is None or is_admin(sender):
+        return
+    if api_key is not None and api_key.pk and api_key.cohorts.exists():
+        allowed = set(api_key.cohorts.values_list("code", flat=True))
+    else:
+        allowed = set(sender.managed_cohorts.values_list("code", flat=True))
+    if audience.get("everyone") or audience.get("roles"):
+        raise PermissionDenied("Only an administrator may send to everyone or to a role.")
+    refused = set(audience.get("cohorts", [])) - allowed
+    if refused:
+        raise PermissionDenied(f"You do not manage the cohort(s): {', '.join(sorted(refused))}.")
+    if audience.get("users"):
+        reachable = set(
+            audience_users({"cohorts": sorted(allowed)}).filter(username__in=audience["users"])
+            .values_list("username", flat=True)
+        )
+        outside = set(audience["users"]) - reachable
+        if outside:
+            raise PermissionDenied(f"These users are not in a cohort you manage: {', '.join(sorted(outside))}.")
+
+
+def clean_audience(audience):
+    audience = audience or {}
+    unknown = set(audience) - {"users", "cohorts", "roles", "everyone"}
+    errors = []
+    if unknown:
+        errors.append(f"Unknown audience key(s): {', '.join(sorted(unknown))}.")
+    cleaned = {
+        "users": sorted({str(u) for u in audience.get("users") or []}),
+        "cohorts": sorted({str(c) for c in audience.get("cohorts") or []}),
+        "roles": sorted({str(r) for r in audience.get("roles") or []}),
+        "everyone": bool(audience.get("everyone")),
+    }
+    if not (cleaned["users"] or cleaned["cohorts"] or cleaned["roles"] or cleaned["everyone"]):
+        errors.append("The audience is empty: name users, cohorts, roles or everyone.")
+    missing = set(cleaned["cohorts"]) - set(Cohort.objects.filter(code__in=cleaned["cohorts"])
+                                          .values_list("code", flat=True))
+    if missing:
+        errors.append(f"Unknown cohort(s): {', '.join(sorted(missing))}.")
+    bad_roles = set(cleaned["roles"]) - set(Role.values)
+    if bad_roles:
+        errors.append(f"Unknown role(s): {', '.join(sorted(bad_roles))}.")
+    if errors:
+        raise ValidationError({"audience": errors})
+    return {key: value for key, value in cleaned.items() if value}
+
+
+def _fingerprint(fields):
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def notification_send(*, sender, notifier, title, body, audience, category=None, priority=Priority.NORMAL,
+                      channels=None, data=None, scheduled_for=None, deadline=None, reminder_offsets=None,
+                      requires_ack=None, idempotency_key=None, api_key=None, parent=None):
+    """Accept a notification and hand its fan-out to the workers. Returns (notification, created).
+
+    With an `idempotency_key`, sending the same request again returns the first
+    notification (created False); the same key with a different request raises
+    IdempotencyConflict.
+    """
+    notifier_cls = type(get_notifier(notifier))
+    data = dict(data or {})
+    errors = {}
+    category = category or (notifier_cls.categories[0] if notifier_cls.categories else None)
+    if category not in Category.values:
+        errors["category"] = [f"Choose one of {', '.join(Category.values)}."]
+    elif notifier_cls.categories and category not in notifier_cls.categories:
+        errors["category"] = [f"{notifier_cls.label} notifications cannot be of category {category!r}."]
+    if priority not in Priority.values:
+        errors["priority"] = [f"Choose one of {', '.join(Priority.values)}."]
+    channels = list(dict.fromkeys(channels or notifier_cls.channels))
+    bad = [c for c in channels if c not in notifier_cls.channels]
+    if bad:
+        errors["channels"] = [f"{notifier_cls.label} does not send on {', '.join(bad)}; "
+                              f"it sends on {', '.join(notifier_cls.channels)}."]
+    if not (title or "").strip():
+        errors["title"] = ["A title is required."]
+    if not (body or "").strip():
+        errors["body"] = ["A body is required."]
+    try:
+        notifier_cls.validate_data(data)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    try:
+        audience = clean_audience(audience)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    reminder_offsets = sorted({int(m) for m in reminder_offsets or []}, reverse=True)
+    if reminder_offsets and not deadline:
+        errors["reminder_offsets"] = ["Reminders need a deadline."]
+    if errors:
+        raise ValidationError(errors)
+    audience_check(sender, audience, api_key=api_key)
+    requires_ack = bool(requires_ack) or getattr(notifier_cls, "requires_ack", False)
+
+    fields = dict(notifier=notifier, title=title, body=body, category=category, priority=priority,
+                  channels=channels, data=data, audience=audience, scheduled_for=scheduled_for,
+                  deadline=deadline, requires_ack=requires_ack, reminder_offsets=reminder_offsets)
+    fingerprint = _fingerprint(fields) if idempotency_key else ""
+    if idempotency_key:
+        existing = Notification.objects.filter(idempotency_key=idempotency_key).first()
+        if existing:
+            return _replay(existing, fingerprint)
+    now = timezone.now()
+    scheduled = bool(scheduled_for and scheduled_for > now)
+    try:
+        with transaction.atomic():
+            notification = Notification.objects.create(
+                sender=sender, idempotency_key=idempotency_key, request_fingerprint=fingerprint, parent=parent,
+                status=Notification.Status.SCHEDULED if scheduled else Notification.Status.QUEUED, **fields,
+            )
+            if audience.get("cohorts"):
+                notification.cohorts.set(Cohort.objects.filter(code__in=audience["cohorts"]))
+            if reminder_offsets:
+                _schedule_reminders(notification)
+            if not scheduled:
+                transaction.on_commit(lambda: enqueue_fan_out(notification.pk))
+    except IntegrityError:
+        if idempotency_key:  # a concurrent request with the same key won the race
+            return _replay(Notification.objects.get(idempotency_key=idempotency_key), fingerprint)
+        raise
+    _log_notification(notification, notification.status)
+    return notification, True
+
+
+class IdempotencyConflict(Exception):
+    def __init__(self, notification):
+        super().__init__(f"Idempotency key already used for a different request (notification {notification.pk}).")
+        self.notification = notification
+
+
+def _replay(existing, fingerprint):
+    if existing.request_fingerprint != fingerprint:
+        raise IdempotencyConflict(existing)
+    return existing, False
+
+
+def _schedule_reminders(notification):
+    """Create one scheduled reminder per offset (minutes before the deadline) that is still ahead."""
+    now = timezone.now()
+    for minutes in notification.reminder_offsets:
+        at = notification.deadline - timedelta(minutes=minutes)
+        if at <= now:
+            continue
+        Notification.objects.create(
+            notifier=notification.notifier, category=Category.DEADLINE if notification.category != Category.SECURITY
+            else notification.category, priority=notification.priority,
+            title=notification.title, body=notification.body, data={**notification.data, "reminder_minutes": minutes},
+            channels=notification.channels, audience=notification.audience, sender=notification.sender,
+            status=Notification.Status.SCHEDULED, scheduled_for=at, deadline=notification.deadline,
+            requires_ack=False, parent=notification,
+        ).cohorts.set(notification.cohorts.all())
+
+
+def enqueue_fan_out(notification_id):
+    async_task("notifications.tasks.fan_out", notification_id, task_name=f"fan-out-{notification_id}"[:100])
+
+
+def enqueue_deliveries(delivery_ids):
+    """Hand delivery ids to the workers, one task per chunk."""
+    size = settings.FANOUT_CHUNK_SIZE
+    for start in range(0, len(delivery_ids), size):
+        async_task("notifications.tasks.send_deliveries", delivery_ids[start:start + size])
+
+
+# --- fan-out ------------------------------------------------------------------------------
+
+def notification_fan_out(notification_id, *, now=None):
+    """Expand the audience into deliveries, chunk by chunk, and enqueue each chunk.
+
+    Resumable: the cursor (last recipient id planned) is saved with each chunk, and
+    deliveries are unique per recipient and channel, so a rerun after a crash neither
+    loses nor doubles anything.
+    """
+    now = now or timezone.now()
+    started = Notification.objects.filter(
+        pk=notification_id, status__in=[Notification.Status.QUEUED, Notification.Status.SCHEDULED]
+    ).update(status=Notification.Status.SENDING, started_at=now)
+    notification = Notification.objects.select_related("sender").get(pk=notification_id)
+    if notification.status != Notification.Status.SENDING or notification.fanned_out_at:
+        return notification
+    if started:
+        _log_notification(notification, Notification.Status.SENDING)
+    notifier = get_notifier(notification.notifier)
+    planner = DeliveryPlanner(notification, notifier, now=now)
+    recipients = audience_users(notification.audience).order_by("pk").only(
+        "pk", "email", "phone", "phone_verified_at", "timezone", "quiet_hours_start", "quiet_hours_end",
+        "digest_hour", "language",
+    )
+    cursor = notification.fanout_cursor
+    while True:
+        users = list(recipients.filter(pk__gt=cursor)[: settings.FANOUT_CHUNK_SIZE])
+        if not users:
+            break
+        cursor = users[-1].pk
+        with transaction.atomic():
+            if Notification.objects.filter(pk=notification_id, status=Notification.Status.CANCELLED).exists():
+                return notification
+            Delivery.objects.bulk_create(planner.plan(users), ignore_conflicts=True)
+            due = Delivery.objects.filter(notification=notification, recipient__in=users, status=Status.QUEUED,
+                                          next_attempt_at__lte=now, enqueued_at__isnull=True)
+            ids = list(due.values_list("id", flat=True))
+            due.filter(pk__in=ids).update(enqueued_at=now)
+            Notification.objects.filter(pk=notification_id).update(
+                fanout_cursor=cursor, recipient_count=F("recipient_count") + len(users))
+            transaction.on_commit(lambda ids=ids: enqueue_deliveries(ids))
+    Notification.objects.filter(pk=notification_id).update(fanned_out_at=timezone.now())
+    notification.refresh_from_db()
+    logger.info("notification %s fanned out to %d recipients", notification.pk, notification.recipient_count,
+                extra={"notification_id": notification.pk})
+    notification_refresh_status(notification)
+    return notification
+
+
+# --- delivering ---------------------------------------------------------------------------
+
+def _backoff(attempts, retry_after=None):
+    if retry_after:
+        return timedelta(seconds=float(retry_after))
+    base = settings.DELIVERY_RETRY_BASE_SECONDS * (2 ** max(attempts - 1, 0))
+    capped = min(base, settings.DELIVERY_RETRY_MAX_SECONDS)
+    return timedelta(seconds=capped * random.uniform(0.5, 1.0))  # "equal jitter"
+
+
+def action_url(name, delivery):
+    token = TimestampSigner(salt=f"flashnotify.{name}").sign(f"{delivery.recipient_id}:{delivery.notification_id}")
+    return settings.SITE_URL + reverse(name, args=[token])
+
+
+def _message(delivery, push_subscriptions):
+    recipient = Recipient.from_user(delivery.recipient, push_subscriptions.get(delivery.recipient_id, ()))
+    notification = delivery.notification
+    return Message(
+        delivery_id=delivery.pk, channel=delivery.channel, recipient=recipient, notification=notification,
+        message_id=delivery.message_id, attempt=delivery.attempts,
+        unsubscribe_url=action_url("unsubscribe", delivery) if delivery.channel == Channel.EMAIL else "",
+        ack_url=action_url("acknowledge", delivery) if notification.requires_ack else "",
+    )
+
+
+def deliveries_send(delivery_ids, *, now=None):
+    """Claim the given deliveries that are due, send them, and record every outcome."""
+    now = now or timezone.now()
+    token = uuid.uuid4().hex
+    claimed = Delivery.objects.filter(
+        pk__in=delivery_ids, status__in=[Status.QUEUED, Status.RETRYING], next_attempt_at__lte=now, digest=False,
+    ).update(status=Status.SENDING, claim_token=token, claimed_at=now, attempts=F("attempts") + 1)
+    if not claimed:
+        return {}
+    deliveries = list(Delivery.objects.filter(claim_token=token).select_related("recipient", "notification"))
+    push_users = {d.recipient_id for d in deliveries if d.channel == Channel.PUSH}
+    subscriptions = {}
+    for sub in PushSubscription.objects.filter(user_id__in=push_users):
+        subscriptions.setdefault(sub.user_id, []).append(sub.as_subscription_info())
+
+    by_notification, cancelled = {}, []
+    for delivery in deliveries:
+        if delivery.notification.status == Notification.Status.CANCELLED:
+            cancelled.append(delivery.pk)
+        else:
+            by_notification.setdefault(delivery.notification_id, []).append(delivery)
+    if cancelled:
+        Delivery.objects.filter(pk__in=cancelled).update(status=Status.CANCELLED, claim_token="")
+
+    summary = {}
+    for notification_id, batch in by_notification.items():
+        notification = batch[0].notification
+        notifier = get_notifier(notification.notifier)
+        messages = []
+        for delivery in batch:
+            try:
+                messages.append(_message(delivery, subscriptions))
+            except ValidationError as exc:  # an address in the database no longer validates
+                _record_failure(delivery, f"invalid address: {'; '.join(exc.messages)}", now)
+        outcomes = notifier.deliver(messages)
+        _record_outcomes({d.pk: d for d in batch}, outcomes, now, summary)
+        notification_refresh_status(notification)
+    flush_metrics()
+    return summary
+
+
+def _record_failure(delivery, error, now):
+    Delivery.objects.filter(pk=delivery.pk).update(status=Status.FAILED, last_error=error[:2000], failed_at=now,
+                                                   claim_token="")
+
+
+def _record_outcomes(deliveries, outcomes, now, summary):
+    sent, failed, retrying = [], [], []
+    for outcome in outcomes:
+        delivery = deliveries[outcome.delivery_id]
+        extra = {"delivery_id": delivery.pk, "notification_id": delivery.notification_id, "channel": delivery.channel}
+        if outcome.ok:
+            delivery.status, delivery.sent_at = Status.SENT, now
+            delivery.provider_message_id = outcome.provider_message_id[:200]
+            delivery.send_count += 1
+            delivery.last_error = ""
+            sent.append(delivery)
+        elif outcome.permanent or delivery.attempts >= settings.DELIVERY_MAX_ATTEMPTS:
+            delivery.status, delivery.failed_at = Status.FAILED, now
+            delivery.last_error = outcome.error[:2000] + (
+                "" if outcome.permanent else f" (gave up after {delivery.attempts} attempts)")
+            failed.append(delivery)
+        else:
+            delivery.status = Status.RETRYING
+            delivery.next_attempt_at = now + _backoff(delivery.attempts, outcome.retry_after)
+            delivery.enqueued_at = None
+            delivery.last_error = outcome.error[:2000]
+            retrying.append(delivery)
+        delivery.claim_token = ""
+        logger.debug("delivery %s %s", delivery.pk, delivery.status, extra={**extra, "status": delivery.status})
+    if sent:
+        Delivery.objects.bulk_update(sent, ["status", "sent_at", "provider_message_id", "send_count", "last_error",
+                                            "claim_token"], batch_size=500)
+    if failed:
+        Delivery.objects.bulk_update(failed, ["status", "failed_at", "last_error", "claim_token"], batch_size=500)
+    if retrying:
+        Delivery.objects.bulk_update(retrying, ["status", "next_attempt_at", "enqueued_at", "last_error",
+                                                "claim_token"], batch_size=500)
+    for status, rows in ((Status.SENT, sent), (Status.FAILED, failed), (Status.RETRYING, retrying)):
+        if rows:
+            summary[status] = summary.get(status, 0) + len(rows)
+
+
+def notification_refresh_status(notification):
+    """Give a fanned-out notification its final status once no delivery is pending."""
+    if notification.status != Notification.Status.SENDING or not notification.fanned_out_at:
+        return notification
+    deliveries = Delivery.objects.filter(notification=notification)
+    if deliveries.filter(status__in=Delivery.PENDING_STATUSES).exists():
+        return notification
+    reached = deliveries.filter(status__in=Delivery.REACHED_STATUSES).exists()
+    failed = deliveries.filter(status=Status.FAILED).exists()
+    status = (Notification.Status.PARTIALLY_FAILED if reached and failed
+              else Notification.Status.FAILED if failed else Notification.Status.SENT)
+    if Notification.objects.filter(pk=notification.pk, status=Notification.Status.SENDING).update(
+            status=status, completed_at=timezone.now()):
+        notification.status = status
+        _log_notification(notification, status)
+    return notification
+
+
+# --- the sweep ------------------------------------------------------------------------------
+
+def deliveries_sweep(*, now=None):
+    """Run periodically: reclaim deliveries of dead workers, start due schedules and retries.
+
+    Returns counts of what it did.
+    """
+    now = now or timezone.now()
+    done = {}
+    lease_expired = Delivery.objects.filter(status=Status.SENDING,
+                                            claimed_at__lt=now - timedelta(seconds=settings.DELIVERY_LEASE_SECONDS))
+    expired_ids = list(lease_expired.values_list("id", flat=True)[:10_000])
+    if expired_ids:
+        done["reclaimed"] = Delivery.objects.filter(pk__in=expired_ids, status=Status.SENDING).update(
+            status=Status.RETRYING, next_attempt_at=now, enqueued_at=None, claim_token="", reclaims=F("reclaims") + 1,
+            last_error="taken back from a worker that stopped while sending (a duplicate is possible)",
+        )
+        logger.warning("reclaimed %d deliveries from dead workers", done["reclaimed"])
+
+    for notification in Notification.objects.filter(status=Notification.Status.SCHEDULED, scheduled_for__lte=now):
+        if Notification.objects.filter(pk=notification.pk, status=Notification.Status.SCHEDULED).update(
+                status=Notification.Status.QUEUED):
+            _log_notification(notification, Notification.Status.QUEUED)
+            enqueue_fan_out(notification.pk)
+            done["scheduled_started"] = done.get("scheduled_started", 0) + 1
+
+    # Fan-outs whose task was lost (Redis broker, dead worker) are resumed from their cursor.
+    stale = now - timedelta(seconds=settings.DELIVERY_STALE_SECONDS)
+    for notification_id in Notification.objects.filter(
+            Q(status=Notification.Status.QUEUED, created_at__lt=stale)
+            | Q(status=Notification.Status.SENDING, fanned_out_at__isnull=True, started_at__lt=stale)
+    ).values_list("pk", flat=True):
+        enqueue_fan_out(notification_id)
+        done["fan_outs_resumed"] = done.get("fan_outs_resumed", 0) + 1
+
+    due = Delivery.objects.filter(
+        Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale),
+        status__in=[Status.QUEUED, Status.RETRYING], next_attempt_at__lte=now, digest=False,
+    )
+    ids = list(due.order_by("next_attempt_at").values_list("id", flat=True)[:50_000])
+    if ids:
+        for start in range(0, len(ids), 5000):
+            Delivery.objects.filter(pk__in=ids[start:start + 5000]).update(enqueued_at=now)
+        enqueue_deliveries(ids)
+        done["enqueued"] = len(ids)
+
+    # Notifications whose last deliveries ended in a failed or reclaimed task.
+    for notification in Notification.objects.filter(status=Notification.Status.SENDING,
+                                                    fanned_out_at__isnull=False):
+        notification_refresh_status(notification)
+    return done
+
+
+# --- operator actions -------------------------------------------------------------------
+
+def notification_cancel(notification, *, by=None):
+    """Cancel a scheduled or running notification: pending deliveries are cancelled, sent ones stay."""
+    with transaction.atomic():
+        changed = Notification.objects.filter(
+            pk=notification.pk,
+            status__in=[Notification.Status.SCHEDULED, Notification.Status.QUEUED, Notification.Status.SENDING],
+        ).update(status=Notification.Status.CANCELLED, completed_at=timezone.now())
+        if not changed:
+            raise ValidationError(f"Notification {notification.pk} is {notification.status} and cannot be cancelled.")
+        cancelled = Delivery.objects.filter(
+            notification=notification, status__in=[Status.QUEUED, Status.RETRYING]
+        ).update(status=Status.CANCELLED, claim_token="")
+        Notification.objects.filter(parent=notification, status=Notification.Status.SCHEDULED).update(
+            status=Notification.Status.CANCELLED)
+    notification.refresh_from_db()
+    _log_notification(notification, Notification.Status.CANCELLED)
+    return cancelled
+
+
+def deliveries_retry(deliveries):
+    """Send failed deliveries again now (an operator's decision); returns how many were queued."""
+    now = timezone.now()
+    ids = list(deliveries.filter(status=Status.FAILED).values_list("id", flat=True))
+    if not ids:
+        return 0
+    with transaction.atomic():
+        Delivery.objects.filter(pk__in=ids).update(status=Status.QUEUED, next_attempt_at=now, enqueued_at=now,
+                                                   attempts=0, failed_at=None)
+        notification_ids = set(Delivery.objects.filter(pk__in=ids).values_list("notification_id", flat=True))
+        Notification.objects.filter(pk__in=notification_ids).exclude(status=Notification.Status.CANCELLED).update(
+            status=Notification.Status.SENDING, completed_at=None)
+        transaction.on_commit(lambda: enqueue_deliveries(ids))
+    return len(ids)
+
+
+# --- receipts -----------------------------------------------------------------------------
+
+def delivery_record_receipt(*, channel, provider_message_id, event, reason=""):
+    """Apply a provider's receipt (delivered, bounced, failed, complained) to the delivery it names."""
+    deliveries = Delivery.objects.filter(channel=channel, provider_message_id=provider_message_id)
+    now = timezone.now()
+    if event == "delivered":
+        count = deliveries.filter(status__in=[Status.SENT, Status.SENDING]).update(
+            status=Status.DELIVERED, delivered_at=now)
+    elif event in ("bounced", "failed", "rejected", "complained", "undelivered"):
+        count = deliveries.exclude(status=Status.FAILED).update(
+            status=Status.FAILED, failed_at=now, last_error=f"{event}: {reason}"[:2000])
+    else:
+        return 0
+    for delivery in deliveries.only("pk", "notification_id"):
+        logger.debug("delivery %s receipt %s", delivery.pk, event,
+                     extra={"delivery_id": delivery.pk, "notification_id": delivery.notification_id, "event": event})
+    return count

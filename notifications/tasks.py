@@ -1,0 +1,15 @@
+"""django-q2 tasks: thin wrappers that call the services."""
+
+from . import services
+
+
+def fan_out(notification_id):
+    services.notification_fan_out(notification_id)
+
+
+def send_deliveries(delivery_ids):
+    return services.deliveries_send(delivery_ids)
+
+
+def sweep():
+    return services.deliveries_sweep()

@@ -1,0 +1,17 @@
+"""Loaded with `-p tests.testenv` (pytest.ini) before Django's settings: the test environment.
+
+Production-like settings (DEBUG off), minus what needs TLS, which the test servers do not have.
+"""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-0123456789abcdefghij")
+os.environ.setdefault("DEBUG", "false")
+os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+os.environ.setdefault("SESSION_COOKIE_SECURE", "false")
+os.environ.setdefault("CSRF_COOKIE_SECURE", "false")
+os.environ.setdefault("SECURE_HSTS_SECONDS", "0")
+# A queue name of our own, so tasks of another run sharing the Redis server are never taken.
+os.environ.setdefault("Q_CLUSTER_NAME", f"flashnotify-test-{os.getpid()}")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
