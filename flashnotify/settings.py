@@ -147,7 +147,7 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "flashnotify",
+            "KEY_PREFIX": env("CACHE_KEY_PREFIX", "flashnotify"),
         }
     }
 else:
@@ -157,6 +157,7 @@ else:
         "default": {
             "BACKEND": "django.core.cache.backends.db.DatabaseCache",
             "LOCATION": "flashnotify_cache",
+            "KEY_PREFIX": env("CACHE_KEY_PREFIX", "flashnotify"),
         }
     }
 

@@ -14,4 +14,5 @@ os.environ.setdefault("CSRF_COOKIE_SECURE", "false")
 os.environ.setdefault("SECURE_HSTS_SECONDS", "0")
 # A queue name of our own, so tasks of another run sharing the Redis server are never taken.
 os.environ.setdefault("Q_CLUSTER_NAME", f"flashnotify-test-{os.getpid()}")
+os.environ.setdefault("CACHE_KEY_PREFIX", f"flashnotify-test-{os.getpid()}")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
