@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 MANAGE := $(BIN)/python manage.py
 PYTEST_ARGS ?=
 
-.PHONY: setup run test bench clean
+.PHONY: setup browser run test clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,11 +15,18 @@ $(STAMP): requirements.txt requirements-dev.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-setup: $(STAMP)
+setup: $(STAMP) browser
 	mkdir -p var
 	@# Compiled translations and collected static files are build products, never committed.
 	@if ls locale/*/LC_MESSAGES/*.po >/dev/null 2>&1; then DEBUG=true $(MANAGE) compilemessages -v0 --ignore=.venv; fi
 	DEBUG=false SECRET_KEY=collectstatic-only $(MANAGE) collectstatic --noinput -v0
+
+# Debian's chromium for the browser tests (never a downloaded browser). Without root or
+# without the package, the browser tests skip and say why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "chromium could not be installed: browser tests will be skipped"; }
 
 run: setup
 	DEBUG=$${DEBUG:-true} $(MANAGE) migrate --noinput

@@ -492,3 +492,24 @@ def delivery_record_receipt(*, channel, provider_message_id, event, reason=""):
         logger.debug("delivery %s receipt %s", delivery.pk, event,
                      extra={"delivery_id": delivery.pk, "notification_id": delivery.notification_id, "event": event})
     return count
+
+
+# --- preview ------------------------------------------------------------------------------
+
+def notification_preview(notification, recipient):
+    """Render `notification` (saved or a draft) for `recipient` on each of its channels.
+
+    Returns {channel: {part: text}} or {channel: {"error": reason}}; sends and writes nothing.
+    """
+    notifier = get_notifier(notification.notifier)
+    channels = [c for c in (notification.channels or notifier.channels) if c in notifier.channels]
+    subscriptions = [s.as_subscription_info() for s in PushSubscription.objects.filter(user=recipient)]
+    rendered = {}
+    for channel in channels:
+        message = Message(delivery_id=0, channel=channel, recipient=Recipient.from_user(recipient, subscriptions),
+                          notification=notification)
+        try:
+            rendered[channel] = notifier.render(message)
+        except Exception as exc:  # a preview reports a template problem instead of failing the page
+            rendered[channel] = {"error": str(exc)}
+    return rendered

@@ -16,3 +16,5 @@ os.environ.setdefault("SECURE_HSTS_SECONDS", "0")
 os.environ.setdefault("Q_CLUSTER_NAME", f"flashnotify-test-{os.getpid()}")
 os.environ.setdefault("CACHE_KEY_PREFIX", f"flashnotify-test-{os.getpid()}")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+# Playwright's sync API runs an event loop in the test thread; Django's ORM must still be usable there.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

@@ -1,0 +1,129 @@
+"""Writes on accounts: provisioning users and cohort memberships in bulk."""
+
+import logging
+from dataclasses import dataclass, field
+
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from .models import Cohort, Role, User
+from .validators import normalize_phone
+
+logger = logging.getLogger(__name__)
+
+USER_FIELDS = ("email", "phone", "language", "timezone", "first_name", "last_name")
+
+
+@dataclass
+class RowResult:
+    line: int
+    username: str
+    action: str = ""  # created, updated, unchanged, invalid
+    errors: dict = field(default_factory=dict)
+
+
+@dataclass
+class ImportReport:
+    rows: list
+
+    def count(self, action):
+        return sum(1 for row in self.rows if row.action == action)
+
+    @property
+    def invalid(self):
+        return [row for row in self.rows if row.action == "invalid"]
+
+    def summary(self):
+        return {action: self.count(action) for action in ("created", "updated", "unchanged", "invalid")}
+
+
+def users_upsert(rows, *, dry_run=False, batch_size=500, first_line=1):
+    """Create or update users by username, with their cohort memberships.
+
+    `rows` is an iterable of dicts: username (required), email, phone, language, timezone,
+    first_name, last_name, cohorts (list of codes or a ';'-separated string), is_active.
+    Every row is validated as the admin would (`full_clean`); an invalid row is reported
+    with its line number and field errors and nothing of it is written. With
+    `dry_run`, nothing at all is written. Rerunning the same rows changes nothing.
+    """
+    rows = list(rows)
+    results = []
+    known_cohorts = dict(Cohort.objects.values_list("code", "pk"))
+    user_group = Group.objects.get(name=Role.USER)
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start:start + batch_size]
+        usernames = [str(row.get("username") or "").strip() for row in batch]
+        existing = {u.username: u for u in User.objects.filter(username__in=[u for u in usernames if u])
+                    .prefetch_related("cohorts")}
+        with transaction.atomic():
+            for offset, (row, username) in enumerate(zip(batch, usernames)):
+                result = _upsert_one(row, username, existing.get(username), known_cohorts, user_group,
+                                     line=first_line + start + offset, dry_run=dry_run)
+                results.append(result)
+    report = ImportReport(results)
+    logger.info("user import: %s%s", report.summary(), " (dry run)" if dry_run else "")
+    return report
+
+
+def _cohort_codes(value):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = value.replace(",", ";").split(";")
+    return sorted({str(code).strip() for code in value if str(code).strip()})
+
+
+def _upsert_one(row, username, user, known_cohorts, user_group, *, line, dry_run):
+    result = RowResult(line=line, username=username)
+    if not username:
+        result.action, result.errors = "invalid", {"username": ["A username is required."]}
+        return result
+    codes = _cohort_codes(row.get("cohorts"))
+    unknown = [code for code in codes or [] if code not in known_cohorts]
+    created = user is None
+    if created:
+        user = User(username=username)
+    changed = []
+    for name in USER_FIELDS:
+        if name in row and row[name] is not None:
+            value = str(row[name]).strip()
+            if name == "phone":
+                try:
+                    value = normalize_phone(value)
+                except ValidationError:
+                    pass  # full_clean reports it with the field's message
+            if getattr(user, name) != value:
+                setattr(user, name, value)
+                changed.append(name)
+    if "is_active" in row and row["is_active"] not in (None, ""):
+        active = str(row["is_active"]).strip().lower() in ("1", "true", "yes", "y")
+        if user.is_active != active:
+            user.is_active = active
+            changed.append("is_active")
+    errors = {}
+    try:
+        user.full_clean(exclude=["password"] if created else None)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    if unknown:
+        errors["cohorts"] = [f"Unknown cohort(s): {', '.join(unknown)}."]
+    if errors:
+        result.action, result.errors = "invalid", errors
+        return result
+    current = set() if created else {c.code for c in user.cohorts.all()}
+    cohort_change = codes is not None and set(codes) != current
+    if not (created or changed or cohort_change):
+        result.action = "unchanged"
+        return result
+    result.action = "created" if created else "updated"
+    if dry_run:
+        return result
+    if created:
+        user.set_unusable_password()
+    user.save()
+    if created:
+        user.groups.add(user_group)
+    if cohort_change:
+        user.cohorts.set([known_cohorts[code] for code in codes])
+    return result
