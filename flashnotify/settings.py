@@ -7,6 +7,7 @@ system checks in flashnotify/checks.py, not by a traceback here.
 """
 
 import os
+import secrets
 from datetime import timedelta
 from pathlib import Path
 
@@ -42,7 +43,10 @@ DEBUG = envbool("DEBUG", "False")
 # A development key is allowed only while DEBUG is on; check flashnotify.E001 refuses to
 # start without a real one otherwise (see flashnotify/checks.py).
 DEV_SECRET_KEY = "django-insecure-flashnotify-development-key-do-not-use-in-production"
-SECRET_KEY = env("SECRET_KEY") or (DEV_SECRET_KEY if DEBUG else "")
+# Without one in production, a random per-process key lets Django start far enough for
+# check flashnotify.E001 to refuse with a hint (manage.py commands and wsgi.py run it).
+MISSING_SECRET_KEY_PREFIX = "missing-secret-key-"
+SECRET_KEY = env("SECRET_KEY") or (DEV_SECRET_KEY if DEBUG else MISSING_SECRET_KEY_PREFIX + secrets.token_urlsafe(40))
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
@@ -101,8 +105,16 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------
-DATABASE_URL = env("DATABASE_URL", f"sqlite:///{VAR_DIR / 'flashnotify.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 0))}
+DEFAULT_DATABASE_URL = f"sqlite:///{VAR_DIR / 'flashnotify.sqlite3'}"
+SUPPORTED_DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql", "pgsql")
+DATABASE_URL = env("DATABASE_URL", DEFAULT_DATABASE_URL)
+DATABASES = {
+    "default": dj_database_url.parse(
+        # An unsupported scheme is reported by check flashnotify.E005 instead of failing at import.
+        DATABASE_URL if DATABASE_URL.split(":", 1)[0] in SUPPORTED_DATABASE_SCHEMES else DEFAULT_DATABASE_URL,
+        conn_max_age=envint("DB_CONN_MAX_AGE", 0),
+    )
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the workers share the file: WAL lets readers go on while a
     # worker writes, and IMMEDIATE transactions take the write lock up front instead of
@@ -133,6 +145,7 @@ Q_CLUSTER = {
     "recycle": 500,
     "max_rss": envint("Q_MAX_RSS_KB", 250_000),
     "label": "Task queue",
+    "log_level": env("Q_LOG_LEVEL", "WARNING"),
     "poll": 0.2,
 }
 # The broker follows REDIS_URL unless Q_BROKER says otherwise: "orm" keeps tasks in the
@@ -266,7 +279,7 @@ CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", str(not DEBUG))
 SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", str(not DEBUG))
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
-SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD")
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", str(not DEBUG))
 if envbool("BEHIND_TLS_PROXY"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440)
@@ -290,6 +303,6 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL if LOG_LEVEL in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "INFO"},
     "loggers": {
-        "django_q": {"level": env("Q_LOG_LEVEL", "WARNING"), "propagate": True},
+        "django-q": {"level": env("Q_LOG_LEVEL", "WARNING")},
     },
 }
