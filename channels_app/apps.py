@@ -6,4 +6,4 @@ class ChannelsConfig(AppConfig):
     verbose_name = "Channels"
 
     def ready(self):
-        from . import checks, notifiers, webhooks  # noqa: F401  (registers notifiers, checks, receivers)
+        from . import checks, content, notifiers, webhooks  # noqa: F401  (registers notifiers, templates, checks, receivers)
