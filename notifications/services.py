@@ -417,19 +417,23 @@ def deliveries_sweep(*, now=None):
         )
         logger.warning("reclaimed %d deliveries from dead workers", done["reclaimed"])
 
+    started = []
     for notification in Notification.objects.filter(status=Notification.Status.SCHEDULED, scheduled_for__lte=now):
         if Notification.objects.filter(pk=notification.pk, status=Notification.Status.SCHEDULED).update(
                 status=Notification.Status.QUEUED):
             _log_notification(notification, Notification.Status.QUEUED)
             enqueue_fan_out(notification.pk)
+            started.append(notification.pk)
             done["scheduled_started"] = done.get("scheduled_started", 0) + 1
 
     # Fan-outs whose task was lost (Redis broker, dead worker) are resumed from their cursor.
     stale = now - timedelta(seconds=settings.DELIVERY_STALE_SECONDS)
     for notification_id in Notification.objects.filter(
-            Q(status=Notification.Status.QUEUED, created_at__lt=stale)
+            # Queued since its creation, or since its schedule came due (not those just started above).
+            Q(status=Notification.Status.QUEUED, scheduled_for__isnull=True, created_at__lt=stale)
+            | Q(status=Notification.Status.QUEUED, scheduled_for__lt=stale)
             | Q(status=Notification.Status.SENDING, fanned_out_at__isnull=True, started_at__lt=stale)
-    ).values_list("pk", flat=True):
+    ).exclude(pk__in=started).values_list("pk", flat=True):
         enqueue_fan_out(notification_id)
         done["fan_outs_resumed"] = done.get("fan_outs_resumed", 0) + 1
 
