@@ -79,7 +79,7 @@ class Outcome:
 
     @classmethod
     def sent(cls, message, provider_message_id=""):
-        return cls(message.delivery_id, True, provider_message_id=provider_message_id)
+        return cls(message.delivery_id, True, provider_message_id=provider_message_id, permanent=False)
 
     @classmethod
     def permanent(cls, message, error):
@@ -87,7 +87,8 @@ class Outcome:
 
     @classmethod
     def transient(cls, message, error, *, retry_after=None, provider_failure=False):
-        return cls(message.delivery_id, False, error=error, retry_after=retry_after,
+        # `permanent` must be passed: the classmethod of that name hides the field's default.
+        return cls(message.delivery_id, False, error=error, permanent=False, retry_after=retry_after,
                    provider_failure=provider_failure)
 
 
