@@ -104,3 +104,14 @@ def test_it_retries_all_gathered_deliveries_together_when_the_mail_server_is_dow
     assert {(d.status, d.digest, d.attempts) for d in held} == {("retrying", True, 1)}
     assert all(d.next_attempt_at > DIGEST_TIME for d in held)
     assert "cannot connect" in held[0].last_error
+
+
+def test_it_refuses_the_digest_notifier_to_senders(reader):
+    from django.core.exceptions import ValidationError
+
+    from channels_app.registry import notifier_choices
+
+    with pytest.raises(ValidationError, match="made by FlashNotify"):
+        notification_send(sender=None, notifier="digest", category="announcement", title="t", body="b",
+                          audience={"users": [reader.username]})
+    assert "digest" not in dict(notifier_choices())
