@@ -159,7 +159,7 @@ class Notifier(metaclass=NotificationMeta):
     def context(self, message):
         """The context of every message template (documented in channels_app/content.py)."""
         notification = message.notification
-        inbox_url = f"{settings.SITE_URL}/inbox/{notification.pk}/" if notification.pk else f"{settings.SITE_URL}/inbox/"
+        inbox_url = f"{settings.SITE_URL}/inbox/" + (f"{notification.pk}/" if notification.pk else "")
         return {
             **notification.data,
             "course": notification.data.get("course", ""),

@@ -132,7 +132,8 @@ def digests_send(recipient_ids, *, now=None):
     summary = {}
     for outcome in notifier.deliver(messages):
         batch = gathered[outcome.delivery_id]
-        logger.info("digest of %d to user %s: %s", len(batch), batch[0].recipient_id, "sent" if outcome.ok else "not sent",
+        logger.info("digest of %d to user %s: %s", len(batch), batch[0].recipient_id,
+                    "sent" if outcome.ok else "not sent",
                     extra={"delivery_id": batch[0].pk, "user_id": batch[0].recipient_id})
         _record_outcomes({d.pk: d for d in batch}, [dataclasses.replace(outcome, delivery_id=d.pk) for d in batch],
                          now, summary)

@@ -111,7 +111,8 @@ def preferences_save(user, *, channels=None, digests=None, settings=None):
         except ValidationError as exc:
             errors.update(exc.message_dict)
         if (user.quiet_hours_start is None) != (user.quiet_hours_end is None):
-            errors.setdefault("quiet_hours_end", []).append("Give both the start and the end of quiet hours, or neither.")
+            errors.setdefault("quiet_hours_end", []).append(
+                "Give both the start and the end of quiet hours, or neither.")
     if errors:
         for name, value in old_settings.items():
             setattr(user, name, value)

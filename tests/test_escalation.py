@@ -50,7 +50,8 @@ def alert_at(people, now):
     """A security alert sent on push and inbox at `now`, its deliveries attempted at once."""
     notification, _ = notification_send(
         sender=None, notifier="security", title="Gas leak", body="Leave building C now.", channels=["push", "inbox"],
-        data={"severity": "critical", "location": "Building C"}, audience={"users": [u.username for u in people.values()]},
+        data={"severity": "critical", "location": "Building C"},
+        audience={"users": [u.username for u in people.values()]},
     )
     notification = notification_fan_out(notification.pk, now=now)
     # Push is not configured here: those deliveries fail, as an unreachable browser's would.

@@ -26,7 +26,8 @@ def fast_passwords(settings):
 
 def queued_fan_outs():
     """Ids of scheduled notifications whose fan-out task waits in the (ORM) queue."""
-    ids = [task.task["args"][0] for task in OrmQ.objects.all() if task.task.get("func") == "notifications.tasks.fan_out"]
+    ids = [task.task["args"][0] for task in OrmQ.objects.all()
+           if task.task.get("func") == "notifications.tasks.fan_out"]
     scheduled = set(Notification.objects.filter(pk__in=ids, scheduled_for__isnull=False).values_list("pk", flat=True))
     return sorted(pk for pk in ids if pk in scheduled)
 
