@@ -1,9 +1,10 @@
 """Reads: who a notification reaches, what a user may see, how far a notification got."""
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Q
+from django.db.models import Count, F, Max, OuterRef, Q, Subquery
 
 from accounts.models import Cohort, Role
+from channels_app.models import InboxMessage
 
 from .models import Delivery, Notification
 
@@ -53,3 +54,22 @@ def delivery_counts(notification):
     for row in rows:
         counts.setdefault(row["channel"], {})[row["status"]] = row["n"]
     return counts
+
+
+def notification_acknowledgements(notification):
+    """Its recipients, each annotated with `acknowledged_at` (None: not yet) and `escalation_level`
+    (0: not escalated), acknowledged first then by name; one query."""
+    levels = (Delivery.objects.filter(notification=notification, recipient=OuterRef("pk")).values("recipient")
+              .annotate(level=Max("escalation_level")).values("level"))
+    acknowledged = InboxMessage.objects.filter(notification=notification, recipient=OuterRef("pk"))
+    return (User.objects.filter(pk__in=Delivery.objects.filter(notification=notification).values("recipient_id"))
+            .annotate(acknowledged_at=Subquery(acknowledged.values("acknowledged_at")[:1]),
+                      escalation_level=Subquery(levels[:1]))
+            .order_by(F("acknowledged_at").asc(nulls_last=True), "last_name", "username"))
+
+
+def acknowledgement_counts(notification):
+    """{"recipients", "acknowledged", "waiting"} for one notification."""
+    recipients = Delivery.objects.filter(notification=notification).values("recipient_id").distinct().count()
+    acknowledged = InboxMessage.objects.filter(notification=notification, acknowledged_at__isnull=False).count()
+    return {"recipients": recipients, "acknowledged": acknowledged, "waiting": recipients - acknowledged}
