@@ -87,14 +87,20 @@ AXE_MISSING = "axe-core is not installed (make test installs it with npm): acces
 
 
 def with_axe(page):
-    """Inject axe-core into every document of the page's context (an init script is not subject to the CSP)."""
+    """Inject axe-core into every document of the page's context (an init script is not subject to the CSP),
+    and record what the Content-Security-Policy blocks, which `assert_accessible` also checks."""
+    page.csp_reports = []
+    page.on("console", lambda message: page.csp_reports.append(message.text)
+            if "Content Security Policy" in message.text else None)
     if axe_script():
         page.context.add_init_script(path=axe_script())
     return page
 
 
 def assert_accessible(page):
-    """axe-core finds no serious or critical violation on the current page (a warning when axe is missing)."""
+    """axe-core finds no serious or critical violation on the current page (a warning when axe is missing),
+    and the page needed nothing its Content-Security-Policy refused."""
+    assert not getattr(page, "csp_reports", []), f"blocked by the CSP on {page.url}: {page.csp_reports}"
     if not axe_script():
         import warnings
 
