@@ -95,6 +95,11 @@ def test_it_shows_a_sent_alert_marks_it_read_and_records_the_acknowledgement(pag
     assert page.locator("ul.inbox li").count() == 1
     assert_accessible(page)
 
+    page.get_by_role("button", name="Sign out").click()
+    assert page.url.endswith("/login/")
+    page.goto("/inbox/")
+    assert "/login/?next=" in page.url
+
 
 def test_it_saves_a_preference_and_shows_it_saved_after_reloading(page, ada):
     with_axe(page)
