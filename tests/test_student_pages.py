@@ -44,11 +44,32 @@ def test_it_sends_anonymous_visitors_to_sign_in(client, url):
 
 
 @pytest.mark.django_db
-def test_it_refuses_push_subscriptions_from_anonymous_visitors(client):
-    response = client.post("/push/subscriptions/", data="{}", content_type="application/json")
+@pytest.mark.parametrize("url", ["/push/subscriptions/", "/push/subscriptions/remove/", "/preferences/", "/phone/",
+                                 "/inbox/1/"])
+def test_it_refuses_posts_from_anonymous_visitors(client, student, url):
+    PushSubscription.objects.create(user=student, endpoint="https://push.example.net/a", p256dh="k", auth="a")
 
-    assert response.status_code == 302
-    assert PushSubscription.objects.count() == 0
+    response = client.post(url, data=json.dumps({"endpoint": "https://push.example.net/a"}),
+                           content_type="application/json")
+
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
+    assert PushSubscription.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_it_shows_dates_in_the_students_time_zone(signed_in, student):
+    from datetime import datetime, timezone
+
+    [notification] = make_messages(student, 1)
+    InboxMessage.objects.update(created_at=datetime(2026, 3, 2, 23, 30, tzinfo=timezone.utc))
+    student.timezone = "Asia/Tokyo"
+    student.save()
+
+    inbox = signed_in.get("/inbox/").content.decode()
+    detail = signed_in.get(f"/inbox/{notification.pk}/").content.decode()
+
+    assert "March 3, 2026, 8:30 a.m." in inbox and "March 3, 2026, 8:30 a.m." in detail
+    assert 'datetime="2026-03-03T08:30:00+09:00"' in inbox
 
 
 @pytest.mark.django_db
