@@ -327,7 +327,7 @@ def test_it_has_no_serious_accessibility_problem_on_the_other_pages(page, ada, s
                  body="You may leave the rooms.", channels=["inbox"], data={"severity": "info"})
     pages = ["/login/", "/password-reset/", "/password-reset/sent/", "/password-reset/done/",
              "/password-reset/MQ/bad-token/", f"/ack/{link_token('acknowledge', user_id=ada.pk, notification_id=alert.pk)}/",
-             "/ack/tampered/", f"/unsubscribe/{link_token('unsubscribe', user_id=ada.pk, notification_id=alert.pk)}/"]
+             "/ack/tampered/", "/no-such-page/", f"/unsubscribe/{link_token('unsubscribe', user_id=ada.pk, notification_id=alert.pk)}/"]
     for path in pages:
         page.goto(path)
         assert_accessible(page)

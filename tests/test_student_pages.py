@@ -77,7 +77,8 @@ def test_it_answers_404_for_another_students_notification(signed_in):
     other = make_user("s1000002")
     [notification] = make_messages(other, 1)
 
-    assert signed_in.get(f"/inbox/{notification.pk}/").status_code == 404
+    response = signed_in.get(f"/inbox/{notification.pk}/")
+    assert response.status_code == 404 and "Page not found" in response.content.decode()
     assert signed_in.post(f"/inbox/{notification.pk}/", {"acknowledge": "1"}).status_code == 404
     assert InboxMessage.objects.get(notification=notification).acknowledged_at is None
     assert InboxMessage.objects.get(notification=notification).read_at is None
