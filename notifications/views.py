@@ -27,7 +27,7 @@ from . import inbox
 from .forms import AccountSettingsForm, InboxFilterForm, PreferenceGridForm
 from .links import link_check
 from .models import Notification
-from .preferences import preference_set
+from .preferences import preference_set, preferences_save
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +101,12 @@ def preferences(request):
     account = AccountSettingsForm(request.POST or None, instance=user)
     if request.method == "POST" and grid.is_valid() and account.is_valid():
         changes = grid.changes()
+        channels, digests = {}, {}
         for category, channel, enabled, digest in changes:
-            preference_set(user_id=user.pk, category=category, channel=channel, enabled=enabled, digest=digest)
+            channels.setdefault(category, {})[channel] = enabled
+            if digest is not None:
+                digests[category] = digest
+        preferences_save(user, channels=channels, digests=digests)
         account_changes = account.has_changed()
         if account_changes:
             account.save()

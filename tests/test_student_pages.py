@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from channels_app.models import InboxMessage, PushSubscription
 from notifications.models import Notification, Preference
+from notifications.planning import all_category_defaults
 
 from .conftest import make_user
 
@@ -151,9 +152,14 @@ def test_it_does_not_acknowledge_a_notification_that_does_not_ask_for_it(signed_
 def grid_post(**overrides):
     """The preferences form as the page submits it with nothing changed from the built-in defaults."""
     data = {"language": "en", "timezone": "UTC", "digest_hour": "18", "quiet_hours_start": "", "quiet_hours_end": ""}
-    for category in ("announcement", "deadline", "grade", "timetable", "administrative"):
-        for channel in ("email", "push", "inbox"):
-            data[f"{category}__{channel}"] = "on"
+    for category, channels in all_category_defaults().items():
+        if category == "security":
+            continue
+        for channel, (enabled, digest) in channels.items():
+            if enabled:
+                data[f"{category}__{channel}"] = "on"
+            if channel == "email" and digest:
+                data[f"{category}__digest"] = "on"
     data.update(overrides)
     return {key: value for key, value in data.items() if value is not None}
 
