@@ -9,5 +9,10 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("webhooks/", include("channels_app.urls")),
+    path("api/v1/", include("flashnotify.api_urls")),
     path("", include("notifications.urls")),
 ]
+
+handler400 = "flashnotify.api_errors.bad_request"
+handler404 = "flashnotify.api_errors.not_found"
+handler500 = "flashnotify.api_errors.server_error"
