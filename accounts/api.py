@@ -6,11 +6,11 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.exceptions import ValidationError as DRFValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt import views as jwt_views
 
+from flashnotify.api_pagination import cursor_pagination
 from notifications.selectors import is_admin
 
 from . import services
@@ -90,7 +90,7 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
     required_perms = {action: ["notifications.add_notification"]
                       for action in ("list", "retrieve", "create", "destroy")}
     lookup_value_regex = "[0-9]{1,18}"
-    pagination_class = type("ApiKeyPagination", (CursorPagination,), {"ordering": "-created_at"})
+    pagination_class = cursor_pagination("-created_at")
 
     def get_queryset(self):
         keys = ApiKey.objects.select_related("user").prefetch_related("cohorts")
@@ -149,13 +149,12 @@ class CohortViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
                       "members": ["accounts.view_cohort"], "create": ["accounts.add_cohort"]}
     required_scopes = {"list": ("send", "manage_users"), "retrieve": ("send", "manage_users"),
                        "members": "manage_users", "create": "manage_users"}
-    pagination_class = type("CohortPagination", (CursorPagination,), {"ordering": "code"})
+    pagination_class = cursor_pagination("code")
 
     def get_queryset(self):
         return cohorts_visible_to(self.request).annotate(member_count=Count("members"))
 
-    @action(detail=True, methods=["get"], pagination_class=type(
-        "MemberPagination", (CursorPagination,), {"ordering": "username"}))
+    @action(detail=True, methods=["get"], pagination_class=cursor_pagination("username", 100))
     def members(self, request, code=None):
         cohort = self.get_object()
         members = User.objects.filter(cohorts=cohort).only("id", "username", "first_name", "last_name", "email")

@@ -25,6 +25,7 @@ from channels_app.breaker import CircuitBreaker
 from channels_app.constants import MANDATORY_CATEGORIES, Category, Channel
 from channels_app.models import InboxMessage, PushSubscription
 from flashnotify.api_errors import Conflict
+from flashnotify.api_pagination import cursor_pagination
 from flashnotify.api_schema import IDEMPOTENCY_KEY
 
 from . import inbox, selectors, services
@@ -46,11 +47,6 @@ from .serializers import (
 
 IDEMPOTENCY_KEY_MAX = 150
 ID_REGEX = "[0-9]{1,18}"
-
-
-def _cursor(ordering, page_size=50):
-    return type("Pagination", (CursorPagination,), {
-        "ordering": ordering, "page_size": page_size, "page_size_query_param": "page_size", "max_page_size": 200})
 
 
 # --- notifications ------------------------------------------------------------------------
@@ -123,7 +119,7 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
                        "preview": "read_deliveries", "create": "send", "cancel": "send"}
     lookup_value_regex = ID_REGEX
     filterset_class = NotificationFilter
-    pagination_class = _cursor("-created_at")
+    pagination_class = cursor_pagination("-created_at")
 
     def get_queryset(self):
         return notifications_for(self.request).select_related("sender")
@@ -164,7 +160,7 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
             raise Conflict(exc.messages[0], code="not_cancellable")
         return Response(NotificationDetailSerializer(notification).data)
 
-    @action(detail=True, methods=["get"], pagination_class=_cursor("id", 100))
+    @action(detail=True, methods=["get"], pagination_class=cursor_pagination("id", 100))
     def deliveries(self, request, pk=None):
         notification = self.get_object()
         deliveries = Delivery.objects.filter(notification=notification).select_related("recipient")
