@@ -154,6 +154,9 @@ class CohortViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
     def get_queryset(self):
         return cohorts_visible_to(self.request).annotate(member_count=Count("members"))
 
+    def perform_create(self, serializer):
+        serializer.save().member_count = 0
+
     @action(detail=True, methods=["get"], pagination_class=cursor_pagination("username", 100))
     def members(self, request, code=None):
         cohort = self.get_object()
