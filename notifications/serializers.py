@@ -83,6 +83,8 @@ class NotificationDetailSerializer(NotificationSerializer):
     def get_delivery_counts(self, notification) -> dict[str, dict[str, int]]:
         from .selectors import delivery_counts
 
+        if self.context.get("just_created"):
+            return {}  # fan-out has not started: no deliveries yet, no query needed
         return delivery_counts(notification)
 
 
