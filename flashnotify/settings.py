@@ -252,6 +252,8 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_THROTTLE_CLASSES": ["accounts.throttling.AnonThrottle", "accounts.throttling.UserThrottle"],
     "EXCEPTION_HANDLER": "flashnotify.api_errors.api_exception_handler",
+    # Proxies in front of the app whose X-Forwarded-For is trusted for throttling; 0: the socket's address.
+    "NUM_PROXIES": envint("API_NUM_PROXIES", 0),
 }
 # Requests per period per client (see accounts/throttling.py); "login" counts token requests per IP.
 API_THROTTLE_RATES = {

@@ -197,3 +197,32 @@ def test_it_lets_staff_create_keys_with_their_scopes_only(staff_user, cohort, sc
         assert body["key"].startswith(body["prefix"] + ".")
         listed = client.get(f"{API}api-keys/").json()["results"]
         assert [k["prefix"] for k in listed] == [body["prefix"]] and "key" not in listed[0]
+
+
+def test_it_ignores_a_forged_forwarded_address_when_throttling(student, settings):
+    settings.API_THROTTLE_RATES = {**settings.API_THROTTLE_RATES, "login": "1/min"}
+    client = APIClient()
+    assert obtain(client, student.username, "pw-" + student.username).status_code == 200
+    forged = client.post(f"{API}auth/token/", {"username": student.username, "password": "x"}, format="json",
+                         HTTP_X_FORWARDED_FOR="203.0.113.9")
+    assert forged.status_code == 429
+
+
+def test_it_serves_the_signed_twilio_webhook_under_the_api_too(settings, admin_user, cohort):
+    from twilio.request_validator import RequestValidator
+
+    from notifications.models import Delivery
+    from notifications.services import notification_send
+
+    settings.TWILIO_AUTH_TOKEN = "twilio-test-token"
+    notification, _ = notification_send(sender=admin_user, notifier="academic", category="grade", title="t",
+                                        body="b", audience={"users": [admin_user.username]}, channels=["sms"])
+    delivery = Delivery.objects.create(notification=notification, recipient=admin_user, channel="sms",
+                                       status="sent", provider_message_id="SM123")
+    params = {"MessageSid": "SM123", "MessageStatus": "delivered"}
+    path = f"{API}webhooks/twilio/status/"
+    signature = RequestValidator("twilio-test-token").compute_signature(settings.SITE_URL + path, params)
+    client = APIClient()
+    assert client.post(path, params, HTTP_X_TWILIO_SIGNATURE="forged").status_code == 403
+    assert client.post(path, params, HTTP_X_TWILIO_SIGNATURE=signature).status_code == 204
+    assert Delivery.objects.get(pk=delivery.pk).status == "delivered"
