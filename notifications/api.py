@@ -5,8 +5,10 @@ object answers 404), and calls a service or a selector.
 """
 
 from datetime import timedelta
+from datetime import timezone as dt_timezone
 
 import django_filters
+from django import forms
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
@@ -15,7 +17,6 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -25,7 +26,7 @@ from channels_app.breaker import CircuitBreaker
 from channels_app.constants import MANDATORY_CATEGORIES, Category, Channel
 from channels_app.models import InboxMessage, PushSubscription
 from flashnotify.api_errors import Conflict
-from flashnotify.api_pagination import cursor_pagination
+from flashnotify.api_pagination import CheckedCursorPagination, cursor_pagination
 from flashnotify.api_schema import IDEMPOTENCY_KEY
 
 from . import inbox, selectors, services
@@ -51,13 +52,30 @@ ID_REGEX = "[0-9]{1,18}"
 
 # --- notifications ------------------------------------------------------------------------
 
+class UTCDateTimeField(django_filters.fields.IsoDateTimeField):
+    """ISO 8601, turned into UTC: PostgreSQL refuses offsets Python accepts (up to ±24 h)."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is not None and timezone.is_aware(value):
+            try:
+                value = value.astimezone(dt_timezone.utc)
+            except OverflowError:
+                raise forms.ValidationError("This date is out of range.", code="invalid")
+        return value
+
+
+class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UTCDateTimeField
+
+
 class NotificationFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=Notification.Status.choices)
     category = django_filters.ChoiceFilter(choices=Category.choices)
     sender = django_filters.CharFilter(field_name="sender__username", max_length=150,
                                        help_text="Username of the sender.")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Notification
@@ -194,11 +212,9 @@ class InboxFilter(django_filters.FilterSet):
         fields = ["unread", "category"]
 
 
-class InboxPagination(CursorPagination):
+class InboxPagination(CheckedCursorPagination):
     ordering = "-created_at"
     page_size = 20
-    page_size_query_param = "page_size"
-    max_page_size = 200
 
     def get_paginated_response(self, data):
         response = super().get_paginated_response(data)

@@ -73,3 +73,23 @@ def test_it_answers_429_with_retry_after_when_throttled(student, settings):
     assert response.status_code == 429
     assert response.json()["code"] == "throttled"
     assert int(response["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize("value", ["0525-06-27T03:32:04+22:50", "0001-01-01T00:00:00+23:00", "9999-12-31T23:59:59-23:59"])
+def test_it_accepts_or_refuses_odd_dates_in_filters_without_a_500(admin_user, value):
+    response = jwt_client(admin_user).get(f"{API}notifications/", {"created_after": value})
+    assert response.status_code in (200, 400)
+    if response.status_code == 400:
+        assert list(response.json()["errors"]) == ["created_after"]
+
+
+@pytest.mark.parametrize("path,position", [("notifications/", "not-a-date"), ("notifications/", "2020-01-01T00:00:00+22:50"),
+                                           ("me/inbox/", "0001-01-01T00:00:00+23:00")])
+def test_it_answers_404_for_a_forged_cursor(admin_user, path, position):
+    import base64
+    from urllib.parse import urlencode
+
+    cursor = base64.b64encode(urlencode({"p": position}).encode()).decode()
+    response = jwt_client(admin_user).get(f"{API}{path}", {"cursor": cursor})
+    assert response.status_code in (200, 404)
+    assert set(response.json()) >= ({"results"} if response.status_code == 200 else {"status", "code"})

@@ -115,3 +115,24 @@ def test_it_reports_metrics_with_breaker_states(admin_user):
     bad = jwt_client(admin_user).get(f"{API}metrics/", {"since": "2030-01-01T00:00:00Z",
                                                          "until": "2029-01-01T00:00:00Z"})
     assert bad.status_code == 400 and "since" in bad.json()["errors"]
+
+
+def test_it_reports_delivery_counts_and_send_latency_per_channel(admin_user, members):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from notifications.models import Delivery
+
+    notification, _ = notification_send(sender=admin_user, notifier="academic", category="grade", title="t",
+                                        body="b", audience={"cohorts": ["cs101-2026"]}, channels=["email", "sms"])
+    Delivery.objects.bulk_create([Delivery(notification=notification, recipient=m, channel="email", status="sent")
+                                  for m in members] + [Delivery(notification=notification, recipient=members[0],
+                                                                channel="sms", status="failed")])
+    now = timezone.now()
+    for seconds, delivery in zip((1, 2, 4), Delivery.objects.filter(channel="email").order_by("id")):
+        Delivery.objects.filter(pk=delivery.pk).update(created_at=now - timedelta(seconds=10),
+                                                       sent_at=now - timedelta(seconds=10 - seconds))
+    body = jwt_client(admin_user).get(f"{API}metrics/").json()
+    assert body["deliveries"] == {"email": {"sent": 3}, "sms": {"failed": 1}}
+    assert body["latency"]["email"] == {"count": 3, "p50_ms": 2000.0, "p95_ms": 4000.0, "p99_ms": 4000.0}
