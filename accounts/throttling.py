@@ -71,23 +71,32 @@ class KeyFailureThrottle(_SettingsRateMixin, throttling.SimpleRateThrottle):
 
 
 class Lockout:
-    """Consecutive failures for one account (`kind` + `ident`); locked for LOCKOUT_SECONDS after too many."""
+    """Failures for one account (`kind` + `ident`); refused for LOCKOUT_SECONDS after LOCKOUT_FAILURES of them.
+
+    The count is an atomic cache increment, so concurrent guesses from several processes all count.
+    """
 
     def __init__(self, kind, ident, *, clock=time.time):
-        self.key = f"lockout:{kind}:{hashlib.sha256(str(ident).encode()).hexdigest()}"
+        digest = hashlib.sha256(str(ident).encode()).hexdigest()
+        self.count_key = f"lockout:{kind}:{digest}:failures"
+        self.lock_key = f"lockout:{kind}:{digest}:until"
         self.clock = clock
 
     def check(self):
-        record = cache.get(self.key)
-        if record and record.get("locked_until", 0) > self.clock():
-            raise LockedOut(wait=record["locked_until"] - self.clock())
+        until = cache.get(self.lock_key)
+        if until and until > self.clock():
+            raise LockedOut(wait=until - self.clock())
 
     def record_failure(self):
-        record = cache.get(self.key) or {"failures": 0}
-        record["failures"] += 1
-        if record["failures"] >= settings.LOCKOUT_FAILURES:
-            record = {"failures": 0, "locked_until": self.clock() + settings.LOCKOUT_SECONDS}
-        cache.set(self.key, record, settings.LOCKOUT_SECONDS)
+        cache.add(self.count_key, 0, settings.LOCKOUT_SECONDS)
+        try:
+            failures = cache.incr(self.count_key)
+        except ValueError:  # expired between add and incr
+            cache.set(self.count_key, 1, settings.LOCKOUT_SECONDS)
+            failures = 1
+        if failures >= settings.LOCKOUT_FAILURES:
+            cache.set(self.lock_key, self.clock() + settings.LOCKOUT_SECONDS, settings.LOCKOUT_SECONDS)
+            cache.delete(self.count_key)
 
     def reset(self):
-        cache.delete(self.key)
+        cache.delete(self.count_key)
