@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
-from .models import Cohort, Role, User
+from .models import ApiKey, Cohort, Role, User
 from .validators import normalize_phone
 
 logger = logging.getLogger(__name__)
@@ -136,8 +137,6 @@ def api_key_create(*, user, name, scopes, cohorts=(), expires_at=None):
 
     Raises ValidationError for an unknown scope.
     """
-    from .models import ApiKey
-
     scopes = sorted(set(scopes))
     unknown = set(scopes) - set(ApiKey.Scope.values)
     if unknown:
@@ -156,10 +155,6 @@ def api_key_create(*, user, name, scopes, cohorts=(), expires_at=None):
 
 def api_key_revoke(key):
     """Revoke a key at once (idempotent)."""
-    from django.utils import timezone
-
-    from .models import ApiKey
-
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=key.revoked_at)
