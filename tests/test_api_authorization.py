@@ -174,3 +174,10 @@ def test_it_refuses_staff_sending_outside_their_cohorts(staff_user, cohort, othe
     assert response.status_code == 403
     assert response.json()["code"] == "permission_denied"
     assert ApiKey.objects.count() == 0 and Cohort.objects.count() == 2
+
+
+def test_it_limits_an_administrators_key_to_its_cohorts_too(admin_user, cohort, other_cohort):
+    client = key_client(admin_user, ["send"], cohorts=[cohort])
+    assert client.post(f"{API}notifications/", send_body(), format="json").status_code == 201
+    for audience in ({"cohorts": [other_cohort.code]}, {"everyone": True}):
+        assert client.post(f"{API}notifications/", send_body(audience=audience), format="json").status_code == 403
