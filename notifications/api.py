@@ -150,8 +150,8 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
         return NotificationDetailSerializer
 
     def filter_queryset(self, queryset):
-        if self.action == "deliveries":
-            return queryset  # the deliveries action filters deliveries, not notifications
+        if self.action != "list":
+            return queryset  # the filters are the list's; deliveries/ has its own
         return super().filter_queryset(queryset)
 
     def create(self, request):
@@ -252,6 +252,9 @@ class InboxViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
 
     def get_queryset(self):
         return InboxMessage.objects.filter(recipient=self.request.user).select_related("notification")
+
+    def filter_queryset(self, queryset):
+        return super().filter_queryset(queryset) if self.action == "list" else queryset
 
     def list(self, request):
         # The busiest read of the API: rows as dicts (the same fields as InboxMessageSerializer),
