@@ -30,8 +30,8 @@ from flashnotify.api_pagination import CheckedCursorPagination, cursor_paginatio
 from flashnotify.api_schema import IDEMPOTENCY_KEY
 
 from . import inbox, selectors, services
-from .models import CategoryDefault, Delivery, Notification, Preference
-from .preferences import preference_set
+from .models import Delivery, Notification
+from .preferences import preference_grid, preferences_save
 from .serializers import (
     DeliverySerializer,
     InboxMessageSerializer,
@@ -282,15 +282,12 @@ class PreferencesApi(APIView):
     permission_classes = [IsAuthenticated, NotApiKey]
 
     def _grid(self, user):
-        defaults = {(d.category, d.channel): d for d in CategoryDefault.objects.all()}
-        chosen = {(p.category, p.channel): p for p in Preference.objects.filter(user=user)}
         grid = []
-        for category in Category.values:
-            for channel in Channel.values:
-                row = chosen.get((category, channel)) or defaults.get((category, channel))
-                grid.append({"category": category, "channel": channel,
-                             "enabled": row.enabled if row else True, "digest": row.digest if row else False,
-                             "mandatory": category in MANDATORY_CATEGORIES})
+        for row in preference_grid(user)["categories"]:
+            for channel, cell in row["channels"].items():
+                grid.append({"category": row["category"], "channel": channel, "enabled": cell["enabled"],
+                             "digest": row["digest"] if channel == Channel.EMAIL else False,
+                             "mandatory": row["mandatory"]})
         return {"preferences": grid}
 
     @extend_schema(summary="Your notification preferences", responses=PreferencesSerializer)
@@ -308,9 +305,17 @@ class PreferencesApi(APIView):
                 raise ValidationError({"preferences": [
                     f"PUT sets every category and channel; missing {len(missing)}, e.g. "
                     f"{'/'.join(sorted(missing)[0])}. Use PATCH to change a few."]})
+        channels, digests = {}, {}
         for row in rows:
-            preference_set(user_id=request.user.pk, category=row["category"], channel=row["channel"],
-                           enabled=row["enabled"], digest=row.get("digest"))
+            if row["category"] in MANDATORY_CATEGORIES and row["enabled"]:
+                continue  # always on: saying so again is not a change
+            channels.setdefault(row["category"], {})[row["channel"]] = row["enabled"]
+            if row.get("digest") is not None and row["channel"] == Channel.EMAIL:
+                digests[row["category"]] = row["digest"]
+        try:
+            preferences_save(request.user, channels=channels, digests=digests)
+        except DjangoValidationError as exc:
+            raise ValidationError(exc.message_dict)
         return Response(self._grid(request.user))
 
     @extend_schema(summary="Set every preference", request=PreferencesSerializer, responses=PreferencesSerializer)

@@ -43,14 +43,17 @@ def test_it_lists_the_callers_inbox_with_unread_count(student, admin_user):
 
 def test_it_reads_and_changes_preferences(student):
     client = jwt_client(student)
-    grid = client.get(f"{API}me/preferences/").json()["preferences"]
-    assert len(grid) == 24 and all(p["enabled"] for p in grid)
+    grid = {(p["category"], p["channel"]): p for p in client.get(f"{API}me/preferences/").json()["preferences"]}
+    assert len(grid) == 24
+    # The defaults the engine applies: email on, SMS only for security, security always on.
+    assert grid[("grade", "email")]["enabled"] is True and grid[("grade", "sms")]["enabled"] is False
+    assert all(p["enabled"] and p["mandatory"] for (category, _), p in grid.items() if category == "security")
     response = client.patch(f"{API}me/preferences/", {"preferences": [
-        {"category": "grade", "channel": "sms", "enabled": False, "digest": False}]}, format="json")
+        {"category": "grade", "channel": "sms", "enabled": True, "digest": False}]}, format="json")
     assert response.status_code == 200
-    assert Preference.objects.get(user=student, category="grade", channel="sms").enabled is False
+    assert Preference.objects.get(user=student, category="grade", channel="sms").enabled is True
     changed = [p for p in response.json()["preferences"] if (p["category"], p["channel"]) == ("grade", "sms")]
-    assert changed[0]["enabled"] is False
+    assert changed[0]["enabled"] is True
 
 
 def test_it_refuses_turning_off_a_mandatory_category(student):
