@@ -12,7 +12,7 @@ from datetime import timedelta
 from django.core.exceptions import ValidationError
 from django.template import TemplateDoesNotExist
 from django.template.loader import select_template
-from django.utils import translation
+from django.utils import timezone, translation
 
 from .fields import Email, Phone, Priority
 from .registry import NotificationMeta
@@ -74,6 +74,7 @@ class Outcome:
     permanent: bool = False
     retry_after: float | None = None
     provider_failure: bool = False  # the provider itself failed (counts for the circuit breaker)
+    attempted: bool = True  # False when nothing was tried (breaker open): the attempt is not counted
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -85,9 +86,9 @@ class Outcome:
         return cls(message.delivery_id, False, error=error, permanent=True)
 
     @classmethod
-    def transient(cls, message, error, *, retry_after=None, provider_failure=False):
+    def transient(cls, message, error, *, retry_after=None, provider_failure=False, attempted=True):
         return cls(message.delivery_id, False, error=error, retry_after=retry_after,
-                   provider_failure=provider_failure)
+                   provider_failure=provider_failure, attempted=attempted)
 
 
 # What each channel renders: part name -> template file extension.
@@ -122,8 +123,13 @@ class Notifier(metaclass=NotificationMeta):
     channels = ()
 
     # --- the fixed sequence -------------------------------------------------------------
-    def deliver(self, messages):
-        """Render and send `messages` (any channels), returning one Outcome per message."""
+    def deliver(self, messages, *, now=None):
+        """Render and send `messages` (any channels), returning one Outcome per message.
+
+        `now` is the engine's clock for this batch (the circuit breaker reads it), so a
+        test or a sweep can run the sequence at a chosen moment.
+        """
+        self.now = now or timezone.now()
         outcomes = []
         by_channel = {}
         for message in messages:

@@ -71,10 +71,16 @@ def circuit_breaker(provider):
         def wrapper(self, messages, *args, **kwargs):
             if not messages:
                 return []
-            breaker = CircuitBreaker(provider)
+            now = getattr(self, "now", None)
+            breaker = CircuitBreaker(
+                provider, clock=now.timestamp if now else time.time,
+                log_extra={"notification_id": messages[0].notification.pk, "delivery_id": messages[0].delivery_id,
+                           "channel": messages[0].channel},
+            )
             allowed, wait = breaker.allow()
             if not allowed:
-                return [Outcome.transient(m, f"circuit breaker open for {provider}", retry_after=wait) for m in messages]
+                return [Outcome.transient(m, f"circuit breaker open for {provider}", retry_after=wait, attempted=False)
+                        for m in messages]
             outcomes = method(self, messages, *args, **kwargs)
             if any(outcome.ok for outcome in outcomes):
                 breaker.record_success()

@@ -8,6 +8,8 @@ import json
 import logging
 import smtplib
 import socket
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 
 from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
@@ -28,6 +30,21 @@ def _log_provider_error(message, error):
     logger.warning("provider error on %s: %s", message.channel, error,
                    extra={"delivery_id": message.delivery_id, "notification_id": message.notification.pk,
                           "channel": message.channel})
+
+
+def retry_after_seconds(headers):
+    """Seconds asked for by a Retry-After header (delta-seconds or HTTP-date), or None."""
+    value = (headers or {}).get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max((parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds(), 0.0)
+    except (TypeError, ValueError):
+        return None
 
 
 def _smtp_outcome(message, exc):
@@ -84,7 +101,10 @@ class EmailMixin(metaclass=ChannelMeta):
                     if status and 400 <= status < 500 and status != 429:
                         outcomes.append(Outcome.permanent(message, f"provider answered {status}: {exc}"))
                     else:
-                        outcomes.append(Outcome.transient(message, f"provider error: {exc}", provider_failure=True))
+                        response = getattr(exc, "response", None)
+                        outcomes.append(Outcome.transient(
+                            message, f"provider error: {exc}", provider_failure=status != 429,
+                            retry_after=retry_after_seconds(response.headers) if response is not None else None))
                 except (smtplib.SMTPException, OSError, socket.timeout) as exc:
                     _log_provider_error(message, exc)
                     outcomes.append(_smtp_outcome(message, exc))
@@ -132,11 +152,20 @@ class SMSMixin(metaclass=ChannelMeta):
     PERMANENT_CODES = {21211, 21214, 21217, 21408, 21610, 21612, 21614, 30003, 30005, 30006}
 
     def twilio_client(self):
+        """One client (one HTTP session) per batch, talking to TWILIO_API_BASE."""
+        from twilio.http.http_client import TwilioHttpClient
         from twilio.rest import Client
 
-        client = Client(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN)
+        client = Client(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN,
+                        http_client=TwilioHttpClient(pool_connections=True, timeout=10))
         client.api.base_url = settings.TWILIO_API_BASE.rstrip("/")
         return client
+
+    @staticmethod
+    def _last_headers(client):
+        # TwilioRestException carries no headers; the client keeps the last response.
+        response = getattr(client.http_client, "_test_only_last_response", None)
+        return getattr(response, "headers", None) or {}
 
     def send_sms(self, messages):
         from requests.exceptions import RequestException
@@ -161,9 +190,7 @@ class SMSMixin(metaclass=ChannelMeta):
                 if exc.code in self.PERMANENT_CODES or (400 <= exc.status < 500 and exc.status != 429):
                     outcomes.append(Outcome.permanent(message, f"Twilio {exc.status}/{exc.code}: {exc.msg}"))
                 else:
-                    retry_after = None
-                    if exc.status == 429:
-                        retry_after = 60
+                    retry_after = retry_after_seconds(self._last_headers(client)) if exc.status == 429 else None
                     outcomes.append(Outcome.transient(message, f"Twilio {exc.status}: {exc.msg}",
                                                       retry_after=retry_after, provider_failure=exc.status >= 500))
             except (RequestException, TwilioException, OSError) as exc:
@@ -193,17 +220,23 @@ class PushNotificationMixin(metaclass=ChannelMeta):
         from pywebpush import WebPushException, webpush
         from requests.exceptions import RequestException
 
+        from py_vapid import Vapid02
+        from requests import Session
+
         outcomes, expired = [], []
+        vapid = Vapid02.from_string(settings.VAPID_PRIVATE_KEY)  # parsed once per batch, not per push
+        session = Session()  # one connection pool per batch
         for message in messages:
             subscriptions = message.recipient.push_subscriptions
             if not subscriptions:
                 outcomes.append(Outcome.permanent(message, "recipient has no push subscription"))
                 continue
-            payload, delivered, errors, transient = self.push_payload(message), 0, [], False
+            payload, delivered, errors, transient, retry_after = self.push_payload(message), 0, [], False, None
             for subscription in subscriptions:
                 try:
-                    webpush(subscription, data=payload, vapid_private_key=settings.VAPID_PRIVATE_KEY,
-                            vapid_claims={"sub": settings.VAPID_SUBJECT}, ttl=self.ttl, timeout=10)
+                    webpush(subscription, data=payload, vapid_private_key=vapid,
+                            vapid_claims={"sub": settings.VAPID_SUBJECT}, ttl=self.ttl, timeout=10,
+                            requests_session=session)
                     delivered += 1
                 except WebPushException as exc:
                     status = exc.response.status_code if exc.response is not None else None
@@ -213,6 +246,8 @@ class PushNotificationMixin(metaclass=ChannelMeta):
                     else:
                         _log_provider_error(message, exc)
                         transient = transient or status is None or status >= 500 or status == 429
+                        if status == 429:
+                            retry_after = retry_after_seconds(exc.response.headers)
                         errors.append(f"push service answered {status}")
                 except (RequestException, OSError) as exc:
                     _log_provider_error(message, exc)
@@ -221,12 +256,15 @@ class PushNotificationMixin(metaclass=ChannelMeta):
             if delivered:
                 outcomes.append(Outcome.sent(message, f"{delivered} browser(s)"))
             elif transient:
-                outcomes.append(Outcome.transient(message, "; ".join(errors), provider_failure=True))
+                outcomes.append(Outcome.transient(message, "; ".join(errors), retry_after=retry_after,
+                                                  provider_failure=retry_after is None))
             else:
                 outcomes.append(Outcome.permanent(message, "; ".join(errors)))
+        session.close()
         if expired:
             removed, _ = PushSubscription.objects.filter(endpoint__in=expired).delete()
-            logger.info("removed %d expired push subscription(s)", removed)
+            logger.info("removed %d expired push subscription(s)", removed,
+                        extra={"notification_id": messages[0].notification.pk, "channel": Channel.PUSH})
         return outcomes
 
 

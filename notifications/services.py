@@ -293,6 +293,11 @@ def deliveries_send(delivery_ids, *, now=None):
     if not claimed:
         return {}
     deliveries = list(Delivery.objects.filter(claim_token=token).select_related("recipient", "notification"))
+    if logger.isEnabledFor(logging.DEBUG):
+        for delivery in deliveries:
+            logger.debug("delivery %s sending (attempt %d)", delivery.pk, delivery.attempts,
+                         extra={"delivery_id": delivery.pk, "notification_id": delivery.notification_id,
+                                "channel": delivery.channel, "status": Status.SENDING})
     push_users = {d.recipient_id for d in deliveries if d.channel == Channel.PUSH}
     subscriptions = {}
     for sub in PushSubscription.objects.filter(user_id__in=push_users):
@@ -317,7 +322,7 @@ def deliveries_send(delivery_ids, *, now=None):
                 messages.append(_message(delivery, subscriptions))
             except ValidationError as exc:  # an address in the database no longer validates
                 _record_failure(delivery, f"invalid address: {'; '.join(exc.messages)}", now)
-        outcomes = notifier.deliver(messages)
+        outcomes = notifier.deliver(messages, now=now)
         _record_outcomes({d.pk: d for d in batch}, outcomes, now, summary)
         notification_refresh_status(notification)
     flush_metrics()
@@ -340,12 +345,14 @@ def _record_outcomes(deliveries, outcomes, now, summary):
             delivery.send_count += 1
             delivery.last_error = ""
             sent.append(delivery)
-        elif outcome.permanent or delivery.attempts >= settings.DELIVERY_MAX_ATTEMPTS:
+        elif outcome.permanent or (outcome.attempted and delivery.attempts >= settings.DELIVERY_MAX_ATTEMPTS):
             delivery.status, delivery.failed_at = Status.FAILED, now
             delivery.last_error = outcome.error[:2000] + (
                 "" if outcome.permanent else f" (gave up after {delivery.attempts} attempts)")
             failed.append(delivery)
         else:
+            if not outcome.attempted:  # refused before trying (breaker open): not an attempt
+                delivery.attempts -= 1
             delivery.status = Status.RETRYING
             delivery.next_attempt_at = now + _backoff(delivery.attempts, outcome.retry_after)
             delivery.enqueued_at = None
@@ -359,7 +366,7 @@ def _record_outcomes(deliveries, outcomes, now, summary):
     if failed:
         Delivery.objects.bulk_update(failed, ["status", "failed_at", "last_error", "claim_token"], batch_size=500)
     if retrying:
-        Delivery.objects.bulk_update(retrying, ["status", "next_attempt_at", "enqueued_at", "last_error",
+        Delivery.objects.bulk_update(retrying, ["status", "attempts", "next_attempt_at", "enqueued_at", "last_error",
                                                 "claim_token"], batch_size=500)
     for status, rows in ((Status.SENT, sent), (Status.FAILED, failed), (Status.RETRYING, retrying)):
         if rows:
@@ -395,13 +402,20 @@ def deliveries_sweep(*, now=None):
     done = {}
     lease_expired = Delivery.objects.filter(status=Status.SENDING,
                                             claimed_at__lt=now - timedelta(seconds=settings.DELIVERY_LEASE_SECONDS))
-    expired_ids = list(lease_expired.values_list("id", flat=True)[:10_000])
+    expired = list(lease_expired.values_list("id", "notification_id")[:10_000])
+    expired_ids = [pk for pk, _ in expired]
     if expired_ids:
         done["reclaimed"] = Delivery.objects.filter(pk__in=expired_ids, status=Status.SENDING).update(
-            status=Status.RETRYING, next_attempt_at=now, enqueued_at=None, claim_token="", reclaims=F("reclaims") + 1,
+            # Due since it was claimed: a sweep run at a chosen `now` leaves it due for the workers too.
+            status=Status.RETRYING, next_attempt_at=F("claimed_at"), enqueued_at=None, claim_token="",
+            reclaims=F("reclaims") + 1,
             last_error="taken back from a worker that stopped while sending (a duplicate is possible)",
         )
-        logger.warning("reclaimed %d deliveries from dead workers", done["reclaimed"])
+        for pk, notification_id in expired:
+            logger.debug("delivery %s reclaimed", pk, extra={"delivery_id": pk, "notification_id": notification_id,
+                                                             "status": Status.RETRYING})
+        logger.warning("reclaimed %d deliveries from dead workers", done["reclaimed"],
+                       extra={"notification_ids": sorted({n for _, n in expired})})
 
     for notification in Notification.objects.filter(status=Notification.Status.SCHEDULED, scheduled_for__lte=now):
         if Notification.objects.filter(pk=notification.pk, status=Notification.Status.SCHEDULED).update(
