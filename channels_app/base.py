@@ -82,11 +82,11 @@ class Outcome:
         return cls(message.delivery_id, True, provider_message_id=provider_message_id)
 
     @classmethod
-    def permanent(cls, message, error):
+    def permanent_failure(cls, message, error):
         return cls(message.delivery_id, False, error=error, permanent=True)
 
     @classmethod
-    def transient(cls, message, error, *, retry_after=None, provider_failure=False, attempted=True):
+    def transient_failure(cls, message, error, *, retry_after=None, provider_failure=False, attempted=True):
         return cls(message.delivery_id, False, error=error, retry_after=retry_after,
                    provider_failure=provider_failure, attempted=attempted)
 
@@ -136,14 +136,14 @@ class Notifier(metaclass=NotificationMeta):
             by_channel.setdefault(message.channel, []).append(message)
         for channel, batch in by_channel.items():
             if channel not in self.channels:
-                outcomes += [Outcome.permanent(m, f"{self.key} does not send on {channel}") for m in batch]
+                outcomes += [Outcome.permanent_failure(m, f"{self.key} does not send on {channel}") for m in batch]
                 continue
             ready = []
             for message in batch:
                 try:
                     message.content = self.render(message)
                 except (TemplateDoesNotExist, ValidationError) as exc:
-                    outcomes.append(Outcome.permanent(message, f"cannot render: {exc}"))
+                    outcomes.append(Outcome.permanent_failure(message, f"cannot render: {exc}"))
                 else:
                     ready.append(message)
             if ready:

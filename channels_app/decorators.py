@@ -79,7 +79,7 @@ def circuit_breaker(provider):
             )
             allowed, wait = breaker.allow()
             if not allowed:
-                return [Outcome.transient(m, f"circuit breaker open for {provider}", retry_after=wait, attempted=False)
+                return [Outcome.transient_failure(m, f"circuit breaker open for {provider}", retry_after=wait, attempted=False)
                         for m in messages]
             outcomes = method(self, messages, *args, **kwargs)
             if any(outcome.ok for outcome in outcomes):
@@ -107,7 +107,7 @@ def validate_config(config):
             problems = config.problems()
             if problems:
                 reason = f"{cls.__dict__['channel']} is not configured: {'; '.join(problems)}"
-                return [Outcome.permanent(m, reason) for m in messages]
+                return [Outcome.permanent_failure(m, reason) for m in messages]
             return method(self, messages, *args, **kwargs)
 
         setattr(cls, name, wrapper)

@@ -52,8 +52,8 @@ def _smtp_outcome(message, exc):
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         code = next(iter(exc.recipients.values()), (None,))[0]
     if isinstance(code, int) and 500 <= code < 600:
-        return Outcome.permanent(message, f"SMTP {code}: refused")
-    return Outcome.transient(message, f"{type(exc).__name__}: {exc}", provider_failure=True)
+        return Outcome.permanent_failure(message, f"SMTP {code}: refused")
+    return Outcome.transient_failure(message, f"{type(exc).__name__}: {exc}", provider_failure=True)
 
 
 @validate_config(EmailConfig)
@@ -84,25 +84,25 @@ class EmailMixin(metaclass=ChannelMeta):
         except (OSError, smtplib.SMTPException) as exc:
             for message in messages:
                 _log_provider_error(message, exc)
-            return [Outcome.transient(m, f"cannot connect: {exc}", provider_failure=True) for m in messages]
+            return [Outcome.transient_failure(m, f"cannot connect: {exc}", provider_failure=True) for m in messages]
         try:
             for message in messages:
                 if not message.recipient.email:
-                    outcomes.append(Outcome.permanent(message, "recipient has no email address"))
+                    outcomes.append(Outcome.permanent_failure(message, "recipient has no email address"))
                     continue
                 email = self.build_email(message)
                 try:
                     connection.send_messages([email])
                 except AnymailRecipientsRefused as exc:
-                    outcomes.append(Outcome.permanent(message, f"refused: {exc}"))
+                    outcomes.append(Outcome.permanent_failure(message, f"refused: {exc}"))
                 except AnymailAPIError as exc:
                     status = getattr(exc, "status_code", None)
                     _log_provider_error(message, exc)
                     if status and 400 <= status < 500 and status != 429:
-                        outcomes.append(Outcome.permanent(message, f"provider answered {status}: {exc}"))
+                        outcomes.append(Outcome.permanent_failure(message, f"provider answered {status}: {exc}"))
                     else:
                         response = getattr(exc, "response", None)
-                        outcomes.append(Outcome.transient(
+                        outcomes.append(Outcome.transient_failure(
                             message, f"provider error: {exc}", provider_failure=status != 429,
                             retry_after=retry_after_seconds(response.headers) if response is not None else None))
                 except (smtplib.SMTPException, OSError, socket.timeout) as exc:
@@ -114,7 +114,7 @@ class EmailMixin(metaclass=ChannelMeta):
                             connection.open()
                         except (OSError, smtplib.SMTPException):
                             rest = messages[len(outcomes):]
-                            outcomes += [Outcome.transient(m, "connection lost", provider_failure=True) for m in rest]
+                            outcomes += [Outcome.transient_failure(m, "connection lost", provider_failure=True) for m in rest]
                             break
                 else:
                     status = getattr(email, "anymail_status", None)
@@ -178,7 +178,7 @@ class SMSMixin(metaclass=ChannelMeta):
         outcomes = []
         for message in messages:
             if not message.recipient.phone:
-                outcomes.append(Outcome.permanent(message, "recipient has no verified phone number"))
+                outcomes.append(Outcome.permanent_failure(message, "recipient has no verified phone number"))
                 continue
             try:
                 sent = client.messages.create(
@@ -188,14 +188,14 @@ class SMSMixin(metaclass=ChannelMeta):
             except TwilioRestException as exc:
                 _log_provider_error(message, exc)
                 if exc.code in self.PERMANENT_CODES or (400 <= exc.status < 500 and exc.status != 429):
-                    outcomes.append(Outcome.permanent(message, f"Twilio {exc.status}/{exc.code}: {exc.msg}"))
+                    outcomes.append(Outcome.permanent_failure(message, f"Twilio {exc.status}/{exc.code}: {exc.msg}"))
                 else:
                     retry_after = retry_after_seconds(self._last_headers(client)) if exc.status == 429 else None
-                    outcomes.append(Outcome.transient(message, f"Twilio {exc.status}: {exc.msg}",
+                    outcomes.append(Outcome.transient_failure(message, f"Twilio {exc.status}: {exc.msg}",
                                                       retry_after=retry_after, provider_failure=exc.status >= 500))
             except (RequestException, TwilioException, OSError) as exc:
                 _log_provider_error(message, exc)
-                outcomes.append(Outcome.transient(message, f"{type(exc).__name__}: {exc}", provider_failure=True))
+                outcomes.append(Outcome.transient_failure(message, f"{type(exc).__name__}: {exc}", provider_failure=True))
             else:
                 outcomes.append(Outcome.sent(message, sent.sid))
         return outcomes
@@ -229,7 +229,7 @@ class PushNotificationMixin(metaclass=ChannelMeta):
         for message in messages:
             subscriptions = message.recipient.push_subscriptions
             if not subscriptions:
-                outcomes.append(Outcome.permanent(message, "recipient has no push subscription"))
+                outcomes.append(Outcome.permanent_failure(message, "recipient has no push subscription"))
                 continue
             payload, delivered, errors, transient, retry_after = self.push_payload(message), 0, [], False, None
             for subscription in subscriptions:
@@ -256,10 +256,10 @@ class PushNotificationMixin(metaclass=ChannelMeta):
             if delivered:
                 outcomes.append(Outcome.sent(message, f"{delivered} browser(s)"))
             elif transient:
-                outcomes.append(Outcome.transient(message, "; ".join(errors), retry_after=retry_after,
+                outcomes.append(Outcome.transient_failure(message, "; ".join(errors), retry_after=retry_after,
                                                   provider_failure=retry_after is None))
             else:
-                outcomes.append(Outcome.permanent(message, "; ".join(errors)))
+                outcomes.append(Outcome.permanent_failure(message, "; ".join(errors)))
         session.close()
         if expired:
             removed, _ = PushSubscription.objects.filter(endpoint__in=expired).delete()
