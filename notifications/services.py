@@ -311,6 +311,10 @@ def deliveries_send(delivery_ids, *, now=None):
             by_notification.setdefault(delivery.notification_id, []).append(delivery)
     if cancelled:
         Delivery.objects.filter(pk__in=cancelled).update(status=Status.CANCELLED, claim_token="")
+        for delivery in deliveries:
+            if delivery.pk in cancelled:
+                logger.debug("delivery %s cancelled", delivery.pk, extra={
+                    "delivery_id": delivery.pk, "notification_id": delivery.notification_id, "status": Status.CANCELLED})
 
     summary = {}
     for notification_id, batch in by_notification.items():
@@ -332,6 +336,8 @@ def deliveries_send(delivery_ids, *, now=None):
 def _record_failure(delivery, error, now):
     Delivery.objects.filter(pk=delivery.pk).update(status=Status.FAILED, last_error=error[:2000], failed_at=now,
                                                    claim_token="")
+    logger.debug("delivery %s failed: %s", delivery.pk, error, extra={
+        "delivery_id": delivery.pk, "notification_id": delivery.notification_id, "status": Status.FAILED})
 
 
 def _record_outcomes(deliveries, outcomes, now, summary):
