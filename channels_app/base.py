@@ -38,10 +38,12 @@ class Recipient:
         self.push_subscriptions = list(push_subscriptions)
 
     @classmethod
-    def from_user(cls, user, push_subscriptions=()):
-        return cls(user_id=user.pk, username=user.username, name=user.get_full_name(), email=user.email,
-                   phone=user.phone if user.phone_verified_at else "", language=user.language,
-                   timezone=user.timezone, push_subscriptions=push_subscriptions)
+    def from_user(cls, user, push_subscriptions=(), *, channel=None):
+        """The recipient of a user; given a `channel`, only that channel's address is validated and kept."""
+        email = user.email if channel in (None, "email") else ""
+        phone = user.phone if user.phone_verified_at and channel in (None, "sms") else ""
+        return cls(user_id=user.pk, username=user.username, name=user.get_full_name(), email=email, phone=phone,
+                   language=user.language, timezone=user.timezone, push_subscriptions=push_subscriptions)
 
 
 class Message:
