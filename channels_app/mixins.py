@@ -156,16 +156,23 @@ class SMSMixin(metaclass=ChannelMeta):
         from twilio.http.http_client import TwilioHttpClient
         from twilio.rest import Client
 
+        class HttpClient(TwilioHttpClient):
+            # TwilioRestException carries no headers: keep the last ones for Retry-After.
+            last_headers = {}
+
+            def request(self, *args, **kwargs):
+                response = super().request(*args, **kwargs)
+                self.last_headers = response.headers or {}
+                return response
+
         client = Client(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN,
-                        http_client=TwilioHttpClient(pool_connections=True, timeout=10))
+                        http_client=HttpClient(pool_connections=True, timeout=10))
         client.api.base_url = settings.TWILIO_API_BASE.rstrip("/")
         return client
 
     @staticmethod
     def _last_headers(client):
-        # TwilioRestException carries no headers; the client keeps the last response.
-        response = getattr(client.http_client, "_test_only_last_response", None)
-        return getattr(response, "headers", None) or {}
+        return client.http_client.last_headers
 
     def send_sms(self, messages):
         from requests.exceptions import RequestException
