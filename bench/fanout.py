@@ -116,13 +116,24 @@ def serve_peers(control):
 
 # --- raw rates (the limits) ----------------------------------------------------------------
 
-def raw_smtp_rate(port, count=2000):
-    body = ("From: bench@flashnotify.localhost\r\nTo: raw@example.edu\r\nSubject: raw\r\n"
-            "Message-ID: <raw-{n}@bench>\r\n\r\n" + "x" * 800 + "\r\n")
+def raw_smtp_rate(port, notification_args, count=2000):
+    """Messages/s of one smtplib client sending pre-built copies of a real email over one connection."""
+    from accounts.models import User
+    from channels_app.base import Message, Recipient
+    from channels_app.registry import get_notifier
+    from notifications.models import Notification
+
+    notifier = get_notifier("academic")
+    user = User.objects.exclude(username="bench-admin").first()
+    notification = Notification(pk=1, **{k: v for k, v in notification_args.items() if k in ("title", "body")})
+    message = Message(delivery_id=1, channel="email", recipient=Recipient.from_user(user), notification=notification,
+                      message_id="<raw@bench>", unsubscribe_url="https://notify.example.edu/unsubscribe/x/")
+    message.content = notifier.render(message)
+    raw = notifier.build_email(message).message().as_bytes(linesep="\r\n")
     with smtplib.SMTP("127.0.0.1", port) as smtp:
         started = time.perf_counter()
         for n in range(count):
-            smtp.sendmail("bench@flashnotify.localhost", ["raw@example.edu"], body.format(n=n))
+            smtp.sendmail("bench@flashnotify.localhost", [user.email], raw.replace(b"<raw@bench>", b"<raw-%d@bench>" % n))
         return count / (time.perf_counter() - started)
 
 
@@ -250,7 +261,7 @@ def main():
         cluster = subprocess.Popen([sys.executable, str(BASE_DIR / "manage.py"), "qcluster"], cwd=BASE_DIR,
                                    env=os.environ.copy(), start_new_session=True)
         notification_args, users = prepare(args.recipients, channels, ports)
-        limits = measure_limits(channels, ports, control, users)
+        limits = measure_limits(channels, ports, control, users, notification_args)
         wait_for_workers()
         result = run(notification_args, channels, args, control, cluster)
         rate = result["deliveries"] / result["seconds"]
@@ -336,12 +347,12 @@ def prepare(recipients, channels, ports):
                 audience={"cohorts": ["bench"]}, channels=channels), users
 
 
-def measure_limits(channels, ports, control, users):
+def measure_limits(channels, ports, control, users, notification_args):
     from notifications.models import Notification
 
     limits = {}
     if "email" in channels:
-        limits["email"] = raw_smtp_rate(ports["smtp"])
+        limits["email"] = raw_smtp_rate(ports["smtp"], notification_args)
     if "sms" in channels:
         limits["sms"] = raw_http_rate(f"http://127.0.0.1:{ports['twilio']}/2010-04-01/Accounts/AC/Messages.json",
                                       form=lambda n: {"To": f"+raw{n}", "Body": "x" * 140})
@@ -415,6 +426,11 @@ def run(notification_args, channels, args, control, cluster):
         duplicates += got - distinct
     if set(statuses) != {"sent"}:
         print(f"delivery statuses: {statuses}", file=sys.stderr)
+    from channels_app.models import PerformanceMetric
+
+    steps = PerformanceMetric.objects.filter(operation="send").aggregate(ms=Sum("duration_ms"), batches=Count("id"))
+    print(f"time in the channel steps: {(steps['ms'] or 0) / 1000:.2f} s over {steps['batches']} batches "
+          f"(all workers together)", file=sys.stderr)
     recorded = deliveries.aggregate(reclaims=Sum("reclaims"))["reclaims"] or 0
     if recorded:
         print(f"reclaimed deliveries (possible duplicates, recorded): {recorded}", file=sys.stderr)
