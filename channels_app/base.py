@@ -177,12 +177,19 @@ class Notifier(metaclass=NotificationMeta):
             "notifier": self,
         }
 
+    def template(self, channel, part, language, extension):
+        """The template for one part, looked up once per notifier instance (one batch), not per message."""
+        cache = self.__dict__.setdefault("_templates", {})
+        key = (channel, part, language)
+        if key not in cache:
+            cache[key] = select_template(self.template_names(channel, part, language, extension))
+        return cache[key]
+
     def render(self, message):
         context = self.context(message)
-        with translation.override(message.recipient.language):
+        language = message.recipient.language
+        with translation.override(language):
             return {
-                part: select_template(
-                    self.template_names(message.channel, part, message.recipient.language, extension)
-                ).render(context).strip()
+                part: self.template(message.channel, part, language, extension).render(context).strip()
                 for part, extension in CHANNEL_PARTS[message.channel].items()
             }

@@ -60,7 +60,8 @@ def flush_metrics():
 def circuit_breaker(provider):
     """Refuse a channel's sends while its provider's breaker is open; count provider failures.
 
-    A batch in which every message failed transiently counts as one failure; any success closes it.
+    A batch in which nothing was sent and the provider itself failed counts as one failure;
+    any other batch shows the provider is up and closes it.
     """
 
     def decorate(cls):
@@ -82,9 +83,9 @@ def circuit_breaker(provider):
                 return [Outcome.transient_failure(m, f"circuit breaker open for {provider}", retry_after=wait, attempted=False)
                         for m in messages]
             outcomes = method(self, messages, *args, **kwargs)
-            if any(outcome.ok for outcome in outcomes):
-                breaker.record_success()
-            elif any(outcome.provider_failure for outcome in outcomes):
+            if any(outcome.ok for outcome in outcomes) or not any(o.provider_failure for o in outcomes):
+                breaker.record_success()  # the provider answered (even a refusal shows it is up)
+            else:
                 breaker.record_failure()
             return outcomes
 

@@ -296,7 +296,11 @@ def deliveries_send(delivery_ids, *, now=None):
     ).update(status=Status.SENDING, claim_token=token, claimed_at=now, attempts=F("attempts") + 1)
     if not claimed:
         return {}
-    deliveries = list(Delivery.objects.filter(claim_token=token).select_related("recipient", "notification"))
+    deliveries = list(Delivery.objects.filter(claim_token=token).select_related("recipient"))
+    # One row per notification (usually one), not one joined copy per delivery.
+    notifications = Notification.objects.in_bulk({d.notification_id for d in deliveries})
+    for delivery in deliveries:
+        delivery.notification = notifications[delivery.notification_id]
     if logger.isEnabledFor(logging.DEBUG):
         for delivery in deliveries:
             logger.debug("delivery %s sending (attempt %d)", delivery.pk, delivery.attempts,
@@ -332,7 +336,8 @@ def deliveries_send(delivery_ids, *, now=None):
                 _record_failure(delivery, f"invalid address: {'; '.join(exc.messages)}", now)
         outcomes = notifier.deliver(messages, now=now)
         _record_outcomes({d.pk: d for d in batch}, outcomes, now, summary)
-        notification_refresh_status(notification)
+        # Read again: the fan-out may have finished while this batch was being sent.
+        notification_refresh_status(Notification.objects.only("pk", "status", "fanned_out_at").get(pk=notification_id))
     flush_metrics()
     return summary
 
