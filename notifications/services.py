@@ -26,7 +26,7 @@ from channels_app.decorators import flush_metrics
 from channels_app.models import PushSubscription
 from channels_app.registry import get_notifier
 
-from .models import Delivery, Notification
+from .models import Delivery, FanoutPage, Notification
 from .planning import DeliveryPlanner
 from .selectors import audience_users, is_admin
 
@@ -210,12 +210,19 @@ def enqueue_deliveries(delivery_ids):
 
 # --- fan-out ------------------------------------------------------------------------------
 
-def notification_fan_out(notification_id, *, now=None):
-    """Expand the audience into deliveries, chunk by chunk, and enqueue each chunk.
+RECIPIENT_FIELDS = ("pk", "email", "phone", "phone_verified_at", "timezone", "quiet_hours_start", "quiet_hours_end",
+                    "digest_hour", "language")
 
-    Resumable: the cursor (last recipient id planned) is saved with each chunk, and
-    deliveries are unique per recipient and channel, so a rerun after a crash neither
-    loses nor doubles anything.
+
+def notification_fan_out(notification_id, *, now=None, spread=False):
+    """Expand the audience into deliveries, page by page, and hand the deliveries to the workers.
+
+    The audience is streamed as ids and cut into pages (`FanoutPage`, FANOUT_CHUNK_SIZE
+    recipients each). With `spread` (the worker task), each page is planned — and its first
+    chunk sent — by a task of its own, so every worker plans; otherwise pages are planned
+    here, in order. Resumable: pages are saved with the cursor, are unique per start, and are
+    planned once; deliveries are unique per recipient and channel. A rerun after a crash
+    neither loses nor doubles anything.
     """
     now = now or timezone.now()
     started = Notification.objects.filter(
@@ -226,38 +233,90 @@ def notification_fan_out(notification_id, *, now=None):
         return notification
     if started:
         _log_notification(notification, Notification.Status.SENDING)
-    notifier = get_notifier(notification.notifier)
-    planner = DeliveryPlanner(notification, notifier, now=now)
-    recipients = audience_users(notification.audience).order_by("pk").only(
-        "pk", "email", "phone", "phone_verified_at", "timezone", "quiet_hours_start", "quiet_hours_end",
-        "digest_hour", "language",
-    )
-    cursor = notification.fanout_cursor
+    recipient_ids = audience_users(notification.audience).order_by("pk").values_list("pk", flat=True)
+    size, cursor = settings.FANOUT_CHUNK_SIZE, notification.fanout_cursor
+    batch = 20 if spread else 1  # pages saved (and handed out) per transaction
     while True:
-        users = list(recipients.filter(pk__gt=cursor)[: settings.FANOUT_CHUNK_SIZE])
-        if not users:
+        pages = []
+        for _ in range(batch):
+            ids = list(recipient_ids.filter(pk__gt=cursor)[:size])
+            if not ids:
+                break
+            pages.append(FanoutPage(notification=notification, after_pk=cursor, last_pk=ids[-1], size=len(ids),
+                                    enqueued_at=now))
+            cursor = ids[-1]
+        if not pages:
             break
-        cursor = users[-1].pk
         with transaction.atomic():
             if Notification.objects.filter(pk=notification_id, status=Notification.Status.CANCELLED).exists():
                 return notification
-            planned = planner.plan(users)
-            for delivery in planned:  # those due now are handed to the workers below, in this chunk
-                if delivery.status == Status.QUEUED and not delivery.digest and delivery.next_attempt_at <= now:
-                    delivery.enqueued_at = now
-            Delivery.objects.bulk_create(planned, ignore_conflicts=True)
-            # Rows made by an earlier, interrupted run keep their own enqueued_at (the sweep owns them).
-            ids = list(Delivery.objects.filter(notification=notification, recipient__in=users,
-                                               status=Status.QUEUED, enqueued_at=now).values_list("id", flat=True))
+            FanoutPage.objects.bulk_create(pages, ignore_conflicts=True)
             Notification.objects.filter(pk=notification_id).update(
-                fanout_cursor=cursor, recipient_count=F("recipient_count") + len(users))
-            transaction.on_commit(lambda ids=ids: enqueue_deliveries(ids))
-    Notification.objects.filter(pk=notification_id).update(fanned_out_at=timezone.now())
-    notification.refresh_from_db()
-    logger.info("notification %s fanned out to %d recipients", notification.pk, notification.recipient_count,
-                extra={"notification_id": notification.pk})
-    notification_refresh_status(notification)
+                fanout_cursor=cursor, recipient_count=F("recipient_count") + sum(p.size for p in pages))
+            saved = list(FanoutPage.objects.filter(notification=notification, after_pk__in=[p.after_pk for p in pages],
+                                                   planned_at__isnull=True).values_list("pk", flat=True))
+            if spread:
+                transaction.on_commit(lambda saved=saved: enqueue_fanout_pages(saved))
+        if not spread:
+            for page_id in saved:
+                fanout_page_plan(page_id, now=now, send_first_chunk=False)
+    last = FanoutPage.objects.filter(notification=notification).order_by("-after_pk").first()
+    if last is None:  # an empty audience
+        _fan_out_finish(notification, now)
+    else:
+        FanoutPage.objects.filter(pk=last.pk).update(is_last=True)
+        _fan_out_finish_if_planned(notification, now)
     return notification
+
+
+def enqueue_fanout_pages(page_ids):
+    for page_id in page_ids:
+        async_task("notifications.tasks.plan_page", page_id)
+
+
+def fanout_page_plan(page_id, *, now=None, send_first_chunk=True):
+    """Plan one page of a fan-out (once), then send its first chunk here and enqueue the rest."""
+    now = now or timezone.now()
+    page = FanoutPage.objects.select_related("notification__sender").get(pk=page_id)
+    notification = page.notification
+    if page.planned_at or notification.status != Notification.Status.SENDING:
+        return 0
+    planner = DeliveryPlanner(notification, get_notifier(notification.notifier), now=now)
+    users = list(audience_users(notification.audience).filter(pk__gt=page.after_pk, pk__lte=page.last_pk)
+                 .order_by("pk").only(*RECIPIENT_FIELDS))
+    with transaction.atomic():
+        if not FanoutPage.objects.filter(pk=page_id, planned_at__isnull=True).update(planned_at=now):
+            return 0  # another worker planned it
+        planned = planner.plan(users)
+        for delivery in planned:  # those due now are handed to the workers below
+            if delivery.status == Status.QUEUED and not delivery.digest and delivery.next_attempt_at <= now:
+                delivery.enqueued_at = now
+        Delivery.objects.bulk_create(planned, ignore_conflicts=True)
+        # Rows made by an earlier, interrupted run keep their own enqueued_at (the sweep owns them).
+        ids = list(Delivery.objects.filter(notification=notification, recipient__in=users, status=Status.QUEUED,
+                                           enqueued_at=now).values_list("id", flat=True))
+        first = ids[: settings.FANOUT_CHUNK_SIZE] if send_first_chunk else []
+        transaction.on_commit(lambda: enqueue_deliveries(ids[len(first):]))
+    if page.is_last or FanoutPage.objects.filter(notification=notification, is_last=True).exists():
+        _fan_out_finish_if_planned(notification, now)
+    if first:
+        deliveries_send(first, now=now)
+    return len(ids)
+
+
+def _fan_out_finish_if_planned(notification, now):
+    pages = FanoutPage.objects.filter(notification=notification)
+    if pages.filter(is_last=True).exists() and not pages.filter(planned_at__isnull=True).exists():
+        _fan_out_finish(notification, now)
+
+
+def _fan_out_finish(notification, now):
+    if Notification.objects.filter(pk=notification.pk, fanned_out_at__isnull=True).update(
+            fanned_out_at=timezone.now()):
+        notification.refresh_from_db()
+        logger.info("notification %s fanned out to %d recipients", notification.pk, notification.recipient_count,
+                    extra={"notification_id": notification.pk})
+        notification_refresh_status(notification)
 
 
 # --- delivering ---------------------------------------------------------------------------
@@ -452,6 +511,14 @@ def deliveries_sweep(*, now=None):
     ).values_list("pk", flat=True):
         enqueue_fan_out(notification_id)
         done["fan_outs_resumed"] = done.get("fan_outs_resumed", 0) + 1
+    # Pages whose planning task was lost are handed out again (planning one twice is a no-op).
+    pages = list(FanoutPage.objects.filter(planned_at__isnull=True, enqueued_at__lt=stale,
+                                           notification__status=Notification.Status.SENDING)
+                 .values_list("pk", flat=True)[:10_000])
+    if pages:
+        FanoutPage.objects.filter(pk__in=pages).update(enqueued_at=now)
+        enqueue_fanout_pages(pages)
+        done["pages_enqueued"] = len(pages)
 
     due = Delivery.objects.filter(
         Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale),
