@@ -122,6 +122,8 @@ class Delivery(models.Model):
         ]
         indexes = [
             models.Index(fields=["notification", "channel", "status"], name="delivery_progress"),
+            # "Is anything of this notification still pending?" after every batch: a range lookup, not a scan.
+            models.Index(fields=["notification", "status"], name="delivery_notification_status"),
             models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
             models.Index(fields=["claim_token"], name="delivery_claim"),
             models.Index(fields=["recipient", "-created_at"], name="delivery_recipient_recent"),

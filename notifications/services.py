@@ -4,6 +4,7 @@ Every door (admin, pages, API, commands) and every task calls these functions.
 """
 
 import hashlib
+import itertools
 import json
 import logging
 import random
@@ -233,15 +234,13 @@ def notification_fan_out(notification_id, *, now=None, spread=False):
         return notification
     if started:
         _log_notification(notification, Notification.Status.SENDING)
-    recipient_ids = audience_users(notification.audience).order_by("pk").values_list("pk", flat=True)
     size, cursor = settings.FANOUT_CHUNK_SIZE, notification.fanout_cursor
-    batch = 20 if spread else 1  # pages saved (and handed out) per transaction
+    audience = audience_users(notification.audience).order_by("pk").values_list("pk", flat=True)
+    batch = 20 if spread else 1  # pages read (ids only, one query), saved and handed out together
     while True:
+        block = iter(audience.filter(pk__gt=cursor)[: size * batch])
         pages = []
-        for _ in range(batch):
-            ids = list(recipient_ids.filter(pk__gt=cursor)[:size])
-            if not ids:
-                break
+        while ids := list(itertools.islice(block, size)):
             pages.append(FanoutPage(notification=notification, after_pk=cursor, last_pk=ids[-1], size=len(ids),
                                     enqueued_at=now))
             cursor = ids[-1]
