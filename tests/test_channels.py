@@ -203,3 +203,19 @@ def test_it_writes_the_inbox_in_bulk_with_a_fixed_number_of_queries(admin_user):
     assert InboxMessage.objects.filter(notification=notification).count() == 40
     assert set(Delivery.objects.filter(notification=notification).values_list("status", flat=True)) == {"sent"}
     assert len(for_many) == len(for_few)
+
+
+def test_it_generates_a_vapid_key_pair_for_pywebpush_and_browsers(vapid):
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    from py_vapid import Vapid02
+
+    private = b64urldecode(vapid["VAPID_PRIVATE_KEY"].encode())
+    public = b64urldecode(vapid["VAPID_PUBLIC_KEY"].encode())
+
+    assert len(private) == 32 and len(public) == 65 and public[0] == 4  # raw scalar; uncompressed P-256 point
+    derived = ec.derive_private_key(int.from_bytes(private, "big"), ec.SECP256R1()).public_key()
+    assert derived.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint) == public
+    assert Vapid02.from_string(vapid["VAPID_PRIVATE_KEY"]).public_key.public_bytes(
+        Encoding.X962, PublicFormat.UncompressedPoint) == public
+    assert "=" not in vapid["VAPID_PUBLIC_KEY"] + vapid["VAPID_PRIVATE_KEY"]
