@@ -17,7 +17,6 @@ rate of a bulk insert of inbox rows. Run it by hand on a quiet machine; never in
 """
 
 import argparse
-import asyncio
 import base64
 import http.server
 import json

@@ -242,7 +242,7 @@ def notification_fan_out(notification_id, *, now=None, spread=False):
         pages = []
         while ids := list(itertools.islice(block, size)):
             pages.append(FanoutPage(notification=notification, after_pk=cursor, last_pk=ids[-1], size=len(ids),
-                                    enqueued_at=now))
+                                    enqueued_at=timezone.now()))
             cursor = ids[-1]
         if not pages:
             break
@@ -261,10 +261,10 @@ def notification_fan_out(notification_id, *, now=None, spread=False):
                 fanout_page_plan(page_id, now=now, send_first_chunk=False)
     last = FanoutPage.objects.filter(notification=notification).order_by("-after_pk").first()
     if last is None:  # an empty audience
-        _fan_out_finish(notification, now)
+        _fan_out_finish(notification)
     else:
         FanoutPage.objects.filter(pk=last.pk).update(is_last=True)
-        _fan_out_finish_if_planned(notification, now)
+        _fan_out_finish_if_planned(notification)
     return notification
 
 
@@ -296,20 +296,20 @@ def fanout_page_plan(page_id, *, now=None, send_first_chunk=True):
                                            enqueued_at=now).values_list("id", flat=True))
         first = ids[: settings.FANOUT_CHUNK_SIZE] if send_first_chunk else []
         transaction.on_commit(lambda: enqueue_deliveries(ids[len(first):]))
-    if page.is_last or FanoutPage.objects.filter(notification=notification, is_last=True).exists():
-        _fan_out_finish_if_planned(notification, now)
+    _fan_out_finish_if_planned(notification)
     if first:
         deliveries_send(first, now=now)
     return len(ids)
 
 
-def _fan_out_finish_if_planned(notification, now):
+def _fan_out_finish_if_planned(notification):
+    """Once the last page is known and every page is planned, the fan-out is done."""
     pages = FanoutPage.objects.filter(notification=notification)
     if pages.filter(is_last=True).exists() and not pages.filter(planned_at__isnull=True).exists():
-        _fan_out_finish(notification, now)
+        _fan_out_finish(notification)
 
 
-def _fan_out_finish(notification, now):
+def _fan_out_finish(notification):
     if Notification.objects.filter(pk=notification.pk, fanned_out_at__isnull=True).update(
             fanned_out_at=timezone.now()):
         notification.refresh_from_db()
