@@ -73,6 +73,8 @@ class EmailMixin(metaclass=ChannelMeta):
             from_email=settings.DEFAULT_FROM_EMAIL, to=[message.recipient.email], headers=headers,
         )
         email.attach_alternative(message.content["html"], "text/html")
+        # django-anymail sends metadata to the ESP, which returns it with tracking events.
+        email.metadata = {"delivery_id": str(message.delivery_id)}
         return email
 
     def send_email(self, messages):
@@ -190,7 +192,8 @@ class SMSMixin(metaclass=ChannelMeta):
             try:
                 sent = client.messages.create(
                     to=message.recipient.phone, body=fit_sms(message.content["text"], settings.SMS_MAX_SEGMENTS),
-                    status_callback=callback, **sender,
+                    # The delivery id rides in the (signed) URL: a receipt may beat the record of the send.
+                    status_callback=f"{callback}?delivery={message.delivery_id}", **sender,
                 )
             except TwilioRestException as exc:
                 _log_provider_error(message, exc)

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.signing import TimestampSigner
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.urls import reverse
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -437,7 +437,9 @@ def _record_outcomes(deliveries, outcomes, now, summary):
         # What all sent rows share goes in one UPDATE; only the provider's ids differ row by row
         # (bulk_update's CASE per field costs more than the sending itself on a big chunk).
         Delivery.objects.filter(pk__in=[d.pk for d in sent]).update(
-            status=Status.SENT, sent_at=now, send_count=F("send_count") + 1, last_error="", claim_token="")
+            # A receipt that came back while the batch was being sent is newer than "sent": keep it.
+            status=Case(When(status__in=[Status.DELIVERED, Status.FAILED], then=F("status")), default=Value(Status.SENT)),
+            sent_at=now, send_count=F("send_count") + 1, last_error="", claim_token="")
         with_ids = [d for d in sent if d.provider_message_id]
         if with_ids:
             Delivery.objects.bulk_update(with_ids, ["provider_message_id"], batch_size=1000)
@@ -576,9 +578,17 @@ def deliveries_retry(deliveries):
 
 # --- receipts -----------------------------------------------------------------------------
 
-def delivery_record_receipt(*, channel, provider_message_id, event, reason=""):
-    """Apply a provider's receipt (delivered, bounced, failed, complained) to the delivery it names."""
-    deliveries = Delivery.objects.filter(channel=channel, provider_message_id=provider_message_id)
+def delivery_record_receipt(*, channel, provider_message_id, event, reason="", delivery_id=None):
+    """Apply a provider's receipt (delivered, bounced, failed, complained) to the delivery it names.
+
+    A receipt that names its delivery (`delivery_id`, carried in the callback URL or the
+    message's metadata) may arrive before the worker has recorded the send: it still applies,
+    and the worker's record keeps it.
+    """
+    if delivery_id:
+        deliveries = Delivery.objects.filter(pk=delivery_id, channel=channel)
+    else:
+        deliveries = Delivery.objects.filter(channel=channel, provider_message_id=provider_message_id)
     now = timezone.now()
     if event == "delivered":
         count = deliveries.filter(status__in=[Status.SENT, Status.SENDING]).update(

@@ -74,6 +74,7 @@ def test_it_sends_email_through_an_anymail_esp_backend(http_peer, admin_user, se
         assert headers["List-Unsubscribe"].startswith(f"<{settings.SITE_URL}/unsubscribe/")
         assert headers["Message-ID"].startswith("<delivery-")
     deliveries = Delivery.objects.filter(notification=notification)
+    assert sorted(p["Metadata"]["delivery_id"] for p in sent) == sorted(str(d.pk) for d in deliveries)
     assert sorted(deliveries.values_list("provider_message_id", flat=True)) == ["pm-0", "pm-1", "pm-2"]
     assert set(deliveries.values_list("status", flat=True)) == {"sent"}
 
@@ -111,11 +112,12 @@ def test_it_sends_sms_through_the_twilio_client_with_a_status_callback(twilio, a
     assert form["To"] == "+447911123456"
     assert form["MessagingServiceSid"] == settings.TWILIO_MESSAGING_SERVICE_SID
     assert "From" not in form
-    assert form["StatusCallback"] == f"{settings.SITE_URL}/webhooks/twilio/status/"
+    delivery = Delivery.objects.get(notification=notification)
+    assert form["StatusCallback"] == f"{settings.SITE_URL}/webhooks/twilio/status/?delivery={delivery.pk}"
     # Cut to two GSM-7 segments of 153 characters, marked as cut.
     assert len(form["Body"]) == 306 and form["Body"].endswith("...")
     assert form["Body"].startswith("Room change for CS101: Lecture moved.")
-    delivery = Delivery.objects.get(notification=notification)
+    delivery.refresh_from_db()
     assert (delivery.status, delivery.provider_message_id) == ("sent", "SM" + "0" * 31 + "1")
 
 

@@ -145,3 +145,49 @@ def test_it_refuses_an_anymail_tracking_webhook_without_the_shared_secret(client
         assert response.status_code in (400, 401, 403)
 
     assert Delivery.objects.get(pk=delivery.pk).status == "sent"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_keeps_a_twilio_receipt_that_arrives_before_the_send_is_recorded(http_peer, admin_user, settings):
+    from django.test import Client
+    from django.utils import timezone
+
+    from notifications.models import CategoryDefault
+    from notifications.services import deliveries_send, notification_fan_out
+
+    settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN = "AC" + "1" * 32, "twilio-auth-token"
+    settings.TWILIO_MESSAGING_SERVICE_SID, settings.SITE_URL = "MG" + "2" * 32, "https://notify.example.edu"
+
+    def twilio_answers_after_its_callback(request):
+        # The handset reports delivery before Twilio's API call has even returned to the worker.
+        callback = request["form"]["StatusCallback"]
+        params = {"MessageSid": "SM" + "e" * 32, "MessageStatus": "delivered"}
+        signature = RequestValidator("twilio-auth-token").compute_signature(callback, params)
+        answered = Client().post(callback.removeprefix("https://notify.example.edu"), params,
+                                 HTTP_X_TWILIO_SIGNATURE=signature)
+        assert answered.status_code == 204
+        return 201, {}, {"sid": "SM" + "e" * 32, "status": "queued"}
+
+    settings.TWILIO_API_BASE = http_peer(twilio_answers_after_its_callback).url
+    CategoryDefault.objects.create(category="announcement", channel="sms", enabled=True)
+    (student,) = students("s4ra", 1, phone="+447911123456", phone_verified_at=timezone.now())
+    notification, _ = notification_send(sender=admin_user, notifier="academic", category="announcement",
+                                        title="Grades", body="Released.", channels=["sms"],
+                                        audience={"users": [student.username]})
+    notification_fan_out(notification.pk)
+
+    deliveries_send(list(Delivery.objects.values_list("id", flat=True)))
+
+    delivery = Delivery.objects.get(notification=notification)
+    assert (delivery.status, delivery.send_count, delivery.provider_message_id) == ("delivered", 1, "SM" + "e" * 32)
+    assert delivery.delivered_at is not None and delivery.sent_at is not None
+
+
+def test_it_finds_the_delivery_of_an_anymail_event_by_its_metadata(client, sent_delivery, anymail_webhook):
+    delivery = sent_delivery("email", "")  # the ESP's id is not recorded yet
+    event = {**postmark_bounce("22222222-6105-42a2-a16a-77a8eac79483"), "Metadata": {"delivery_id": str(delivery.pk)}}
+
+    assert anymail_webhook(client, event).status_code == 200
+
+    delivery.refresh_from_db()
+    assert delivery.status == "failed" and delivery.last_error.startswith("bounced:")
