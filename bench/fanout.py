@@ -133,7 +133,8 @@ def raw_smtp_rate(port, notification_args, count=2000):
     with smtplib.SMTP("127.0.0.1", port) as smtp:
         started = time.perf_counter()
         for n in range(count):
-            smtp.sendmail("bench@flashnotify.localhost", [user.email], raw.replace(b"<raw@bench>", b"<raw-%d@bench>" % n))
+            copy = raw.replace(b"<raw@bench>", b"<raw-%d@bench>" % n)
+            smtp.sendmail("bench@flashnotify.localhost", [user.email], copy)
         return count / (time.perf_counter() - started)
 
 

@@ -80,8 +80,8 @@ def circuit_breaker(provider):
             )
             allowed, wait = breaker.allow()
             if not allowed:
-                return [Outcome.transient_failure(m, f"circuit breaker open for {provider}", retry_after=wait, attempted=False)
-                        for m in messages]
+                return [Outcome.transient_failure(m, f"circuit breaker open for {provider}", retry_after=wait,
+                                                  attempted=False) for m in messages]
             outcomes = method(self, messages, *args, **kwargs)
             if any(outcome.ok for outcome in outcomes) or not any(o.provider_failure for o in outcomes):
                 breaker.record_success()  # the provider answered (even a refusal shows it is up)

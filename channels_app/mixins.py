@@ -116,7 +116,8 @@ class EmailMixin(metaclass=ChannelMeta):
                             connection.open()
                         except (OSError, smtplib.SMTPException):
                             rest = messages[len(outcomes):]
-                            outcomes += [Outcome.transient_failure(m, "connection lost", provider_failure=True) for m in rest]
+                            outcomes += [Outcome.transient_failure(m, "connection lost", provider_failure=True)
+                                         for m in rest]
                             break
                 else:
                     status = getattr(email, "anymail_status", None)
@@ -205,7 +206,8 @@ class SMSMixin(metaclass=ChannelMeta):
                                                       retry_after=retry_after, provider_failure=exc.status >= 500))
             except (RequestException, TwilioException, OSError) as exc:
                 _log_provider_error(message, exc)
-                outcomes.append(Outcome.transient_failure(message, f"{type(exc).__name__}: {exc}", provider_failure=True))
+                outcomes.append(Outcome.transient_failure(message, f"{type(exc).__name__}: {exc}",
+                                                          provider_failure=True))
             else:
                 outcomes.append(Outcome.sent(message, sent.sid))
         return outcomes

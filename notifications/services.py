@@ -379,8 +379,8 @@ def deliveries_send(delivery_ids, *, now=None):
         Delivery.objects.filter(pk__in=cancelled).update(status=Status.CANCELLED, claim_token="")
         for delivery in deliveries:
             if delivery.pk in cancelled:
-                logger.debug("delivery %s cancelled", delivery.pk, extra={
-                    "delivery_id": delivery.pk, "notification_id": delivery.notification_id, "status": Status.CANCELLED})
+                logger.debug("delivery %s cancelled", delivery.pk, extra={"delivery_id": delivery.pk,
+                             "notification_id": delivery.notification_id, "status": Status.CANCELLED})
 
     summary = {}
     for notification_id, batch in by_notification.items():
@@ -438,7 +438,8 @@ def _record_outcomes(deliveries, outcomes, now, summary):
         # (bulk_update's CASE per field costs more than the sending itself on a big chunk).
         Delivery.objects.filter(pk__in=[d.pk for d in sent]).update(
             # A receipt that came back while the batch was being sent is newer than "sent": keep it.
-            status=Case(When(status__in=[Status.DELIVERED, Status.FAILED], then=F("status")), default=Value(Status.SENT)),
+            status=Case(When(status__in=[Status.DELIVERED, Status.FAILED], then=F("status")),
+                        default=Value(Status.SENT)),
             sent_at=now, send_count=F("send_count") + 1, last_error="", claim_token="")
         with_ids = [d for d in sent if d.provider_message_id]
         if with_ids:
