@@ -46,5 +46,8 @@ run: setup
 test: setup
 	AXE_JS=$(CURDIR)/$(AXE_JS) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+bench: setup  # by hand only: make bench BENCH_ARGS="--recipients 10000 --channels email"
+	$(BIN)/python bench/fanout.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) var

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.template import TemplateDoesNotExist
 from django.template.loader import select_template
-from django.utils import translation
+from django.utils import timezone, translation
 
 from .fields import Email, Phone, Priority
 from .registry import NotificationMeta, TemplateMeta
@@ -39,10 +39,12 @@ class Recipient:
         self.push_subscriptions = list(push_subscriptions)
 
     @classmethod
-    def from_user(cls, user, push_subscriptions=()):
-        return cls(user_id=user.pk, username=user.username, name=user.get_full_name(), email=user.email,
-                   phone=user.phone if user.phone_verified_at else "", language=user.language,
-                   timezone=user.timezone, push_subscriptions=push_subscriptions)
+    def from_user(cls, user, push_subscriptions=(), *, channel=None):
+        """The recipient of a user; given a `channel`, only that channel's address is validated and kept."""
+        email = user.email if channel in (None, "email") else ""
+        phone = user.phone if user.phone_verified_at and channel in (None, "sms") else ""
+        return cls(user_id=user.pk, username=user.username, name=user.get_full_name(), email=email, phone=phone,
+                   language=user.language, timezone=user.timezone, push_subscriptions=push_subscriptions)
 
 
 class Message:
@@ -75,21 +77,21 @@ class Outcome:
     permanent: bool = False
     retry_after: float | None = None
     provider_failure: bool = False  # the provider itself failed (counts for the circuit breaker)
+    attempted: bool = True  # False when nothing was tried (breaker open): the attempt is not counted
     extra: dict = field(default_factory=dict)
 
     @classmethod
     def sent(cls, message, provider_message_id=""):
-        return cls(message.delivery_id, True, provider_message_id=provider_message_id, permanent=False)
+        return cls(message.delivery_id, True, provider_message_id=provider_message_id)
 
     @classmethod
-    def permanent(cls, message, error):
+    def permanent_failure(cls, message, error):
         return cls(message.delivery_id, False, error=error, permanent=True)
 
     @classmethod
-    def transient(cls, message, error, *, retry_after=None, provider_failure=False):
-        # `permanent` must be passed: the classmethod of that name hides the field's default.
-        return cls(message.delivery_id, False, error=error, permanent=False, retry_after=retry_after,
-                   provider_failure=provider_failure)
+    def transient_failure(cls, message, error, *, retry_after=None, provider_failure=False, attempted=True):
+        return cls(message.delivery_id, False, error=error, retry_after=retry_after,
+                   provider_failure=provider_failure, attempted=attempted)
 
 
 # What each channel renders: part name -> template file extension.
@@ -124,22 +126,27 @@ class Notifier(metaclass=NotificationMeta):
     channels = ()
 
     # --- the fixed sequence -------------------------------------------------------------
-    def deliver(self, messages):
-        """Render and send `messages` (any channels), returning one Outcome per message."""
+    def deliver(self, messages, *, now=None):
+        """Render and send `messages` (any channels), returning one Outcome per message.
+
+        `now` is the engine's clock for this batch (the circuit breaker reads it), so a
+        test or a sweep can run the sequence at a chosen moment.
+        """
+        self.now = now or timezone.now()
         outcomes = []
         by_channel = {}
         for message in messages:
             by_channel.setdefault(message.channel, []).append(message)
         for channel, batch in by_channel.items():
             if channel not in self.channels:
-                outcomes += [Outcome.permanent(m, f"{self.key} does not send on {channel}") for m in batch]
+                outcomes += [Outcome.permanent_failure(m, f"{self.key} does not send on {channel}") for m in batch]
                 continue
             ready = []
             for message in batch:
                 try:
                     message.content = self.render(message)
                 except (TemplateDoesNotExist, ValidationError) as exc:
-                    outcomes.append(Outcome.permanent(message, f"cannot render: {exc}"))
+                    outcomes.append(Outcome.permanent_failure(message, f"cannot render: {exc}"))
                 else:
                     ready.append(message)
             if ready:
@@ -176,15 +183,22 @@ class Notifier(metaclass=NotificationMeta):
             "notifier": self,
         }
 
+    def template(self, channel, part, language, extension, category=None):
+        """The template for one part, looked up once per notifier instance (one batch), not per message."""
+        cache = self.__dict__.setdefault("_templates", {})
+        key = (channel, part, language, category)
+        if key not in cache:
+            cache[key] = select_template(self.template_names(channel, part, language, extension, category))
+        return cache[key]
+
     def render(self, message):
         """{part: text} of the message on its channel, in the recipient's language."""
         notification = message.notification
         context = self.context(message)
-        with translation.override(message.recipient.language):
+        language = message.recipient.language
+        with translation.override(language):
             return {
-                part: select_template(
-                    self.template_names(message.channel, part, message.recipient.language, extension,
-                                        getattr(notification, "category", None))
-                ).render(context).strip()
+                part: self.template(message.channel, part, language, extension,
+                                    getattr(notification, "category", None)).render(context).strip()
                 for part, extension in CHANNEL_PARTS[message.channel].items()
             }

@@ -60,7 +60,8 @@ def flush_metrics():
 def circuit_breaker(provider):
     """Refuse a channel's sends while its provider's breaker is open; count provider failures.
 
-    A batch in which every message failed transiently counts as one failure; any success closes it.
+    A batch in which nothing was sent and the provider itself failed counts as one failure;
+    any other batch shows the provider is up and closes it.
     """
 
     def decorate(cls):
@@ -71,14 +72,20 @@ def circuit_breaker(provider):
         def wrapper(self, messages, *args, **kwargs):
             if not messages:
                 return []
-            breaker = CircuitBreaker(provider)
+            now = getattr(self, "now", None)
+            breaker = CircuitBreaker(
+                provider, clock=now.timestamp if now else time.time,
+                log_extra={"notification_id": messages[0].notification.pk, "delivery_id": messages[0].delivery_id,
+                           "channel": messages[0].channel},
+            )
             allowed, wait = breaker.allow()
             if not allowed:
-                return [Outcome.transient(m, f"circuit breaker open for {provider}", retry_after=wait) for m in messages]
+                return [Outcome.transient_failure(m, f"circuit breaker open for {provider}", retry_after=wait,
+                                                  attempted=False) for m in messages]
             outcomes = method(self, messages, *args, **kwargs)
-            if any(outcome.ok for outcome in outcomes):
-                breaker.record_success()
-            elif any(outcome.provider_failure for outcome in outcomes):
+            if any(outcome.ok for outcome in outcomes) or not any(o.provider_failure for o in outcomes):
+                breaker.record_success()  # the provider answered (even a refusal shows it is up)
+            else:
                 breaker.record_failure()
             return outcomes
 
@@ -101,7 +108,7 @@ def validate_config(config):
             problems = config.problems()
             if problems:
                 reason = f"{cls.__dict__['channel']} is not configured: {'; '.join(problems)}"
-                return [Outcome.permanent(m, reason) for m in messages]
+                return [Outcome.permanent_failure(m, reason) for m in messages]
             return method(self, messages, *args, **kwargs)
 
         setattr(cls, name, wrapper)

@@ -8,6 +8,8 @@ import json
 import logging
 import smtplib
 import socket
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 
 from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
@@ -30,13 +32,28 @@ def _log_provider_error(message, error):
                           "channel": message.channel})
 
 
+def retry_after_seconds(headers):
+    """Seconds asked for by a Retry-After header (delta-seconds or HTTP-date), or None."""
+    value = (headers or {}).get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max((parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds(), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
 def _smtp_outcome(message, exc):
     code = getattr(exc, "smtp_code", None)
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         code = next(iter(exc.recipients.values()), (None,))[0]
     if isinstance(code, int) and 500 <= code < 600:
-        return Outcome.permanent(message, f"SMTP {code}: refused")
-    return Outcome.transient(message, f"{type(exc).__name__}: {exc}", provider_failure=True)
+        return Outcome.permanent_failure(message, f"SMTP {code}: refused")
+    return Outcome.transient_failure(message, f"{type(exc).__name__}: {exc}", provider_failure=True)
 
 
 @validate_config(EmailConfig)
@@ -56,6 +73,8 @@ class EmailMixin(metaclass=ChannelMeta):
             from_email=settings.DEFAULT_FROM_EMAIL, to=[message.recipient.email], headers=headers,
         )
         email.attach_alternative(message.content["html"], "text/html")
+        # django-anymail sends metadata to the ESP, which returns it with tracking events.
+        email.metadata = {"delivery_id": str(message.delivery_id)}
         return email
 
     def send_email(self, messages):
@@ -67,24 +86,27 @@ class EmailMixin(metaclass=ChannelMeta):
         except (OSError, smtplib.SMTPException) as exc:
             for message in messages:
                 _log_provider_error(message, exc)
-            return [Outcome.transient(m, f"cannot connect: {exc}", provider_failure=True) for m in messages]
+            return [Outcome.transient_failure(m, f"cannot connect: {exc}", provider_failure=True) for m in messages]
         try:
             for message in messages:
                 if not message.recipient.email:
-                    outcomes.append(Outcome.permanent(message, "recipient has no email address"))
+                    outcomes.append(Outcome.permanent_failure(message, "recipient has no email address"))
                     continue
                 email = self.build_email(message)
                 try:
                     connection.send_messages([email])
                 except AnymailRecipientsRefused as exc:
-                    outcomes.append(Outcome.permanent(message, f"refused: {exc}"))
+                    outcomes.append(Outcome.permanent_failure(message, f"refused: {exc}"))
                 except AnymailAPIError as exc:
                     status = getattr(exc, "status_code", None)
                     _log_provider_error(message, exc)
                     if status and 400 <= status < 500 and status != 429:
-                        outcomes.append(Outcome.permanent(message, f"provider answered {status}: {exc}"))
+                        outcomes.append(Outcome.permanent_failure(message, f"provider answered {status}: {exc}"))
                     else:
-                        outcomes.append(Outcome.transient(message, f"provider error: {exc}", provider_failure=True))
+                        response = getattr(exc, "response", None)
+                        outcomes.append(Outcome.transient_failure(
+                            message, f"provider error: {exc}", provider_failure=status != 429,
+                            retry_after=retry_after_seconds(response.headers) if response is not None else None))
                 except (smtplib.SMTPException, OSError, socket.timeout) as exc:
                     _log_provider_error(message, exc)
                     outcomes.append(_smtp_outcome(message, exc))
@@ -94,7 +116,8 @@ class EmailMixin(metaclass=ChannelMeta):
                             connection.open()
                         except (OSError, smtplib.SMTPException):
                             rest = messages[len(outcomes):]
-                            outcomes += [Outcome.transient(m, "connection lost", provider_failure=True) for m in rest]
+                            outcomes += [Outcome.transient_failure(m, "connection lost", provider_failure=True)
+                                         for m in rest]
                             break
                 else:
                     status = getattr(email, "anymail_status", None)
@@ -132,11 +155,27 @@ class SMSMixin(metaclass=ChannelMeta):
     PERMANENT_CODES = {21211, 21214, 21217, 21408, 21610, 21612, 21614, 30003, 30005, 30006}
 
     def twilio_client(self):
+        """One client (one HTTP session) per batch, talking to TWILIO_API_BASE."""
+        from twilio.http.http_client import TwilioHttpClient
         from twilio.rest import Client
 
-        client = Client(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN)
+        class HttpClient(TwilioHttpClient):
+            # TwilioRestException carries no headers: keep the last ones for Retry-After.
+            last_headers = {}
+
+            def request(self, *args, **kwargs):
+                response = super().request(*args, **kwargs)
+                self.last_headers = response.headers or {}
+                return response
+
+        client = Client(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN,
+                        http_client=HttpClient(pool_connections=True, timeout=10))
         client.api.base_url = settings.TWILIO_API_BASE.rstrip("/")
         return client
+
+    @staticmethod
+    def _last_headers(client):
+        return client.http_client.last_headers
 
     def send_sms(self, messages):
         from requests.exceptions import RequestException
@@ -149,26 +188,26 @@ class SMSMixin(metaclass=ChannelMeta):
         outcomes = []
         for message in messages:
             if not message.recipient.phone:
-                outcomes.append(Outcome.permanent(message, "recipient has no verified phone number"))
+                outcomes.append(Outcome.permanent_failure(message, "recipient has no verified phone number"))
                 continue
             try:
                 sent = client.messages.create(
                     to=message.recipient.phone, body=fit_sms(message.content["text"], settings.SMS_MAX_SEGMENTS),
-                    status_callback=callback, **sender,
+                    # The delivery id rides in the (signed) URL: a receipt may beat the record of the send.
+                    status_callback=f"{callback}?delivery={message.delivery_id}", **sender,
                 )
             except TwilioRestException as exc:
                 _log_provider_error(message, exc)
                 if exc.code in self.PERMANENT_CODES or (400 <= exc.status < 500 and exc.status != 429):
-                    outcomes.append(Outcome.permanent(message, f"Twilio {exc.status}/{exc.code}: {exc.msg}"))
+                    outcomes.append(Outcome.permanent_failure(message, f"Twilio {exc.status}/{exc.code}: {exc.msg}"))
                 else:
-                    retry_after = None
-                    if exc.status == 429:
-                        retry_after = 60
-                    outcomes.append(Outcome.transient(message, f"Twilio {exc.status}: {exc.msg}",
+                    retry_after = retry_after_seconds(self._last_headers(client)) if exc.status == 429 else None
+                    outcomes.append(Outcome.transient_failure(message, f"Twilio {exc.status}: {exc.msg}",
                                                       retry_after=retry_after, provider_failure=exc.status >= 500))
             except (RequestException, TwilioException, OSError) as exc:
                 _log_provider_error(message, exc)
-                outcomes.append(Outcome.transient(message, f"{type(exc).__name__}: {exc}", provider_failure=True))
+                outcomes.append(Outcome.transient_failure(message, f"{type(exc).__name__}: {exc}",
+                                                          provider_failure=True))
             else:
                 outcomes.append(Outcome.sent(message, sent.sid))
         return outcomes
@@ -194,17 +233,23 @@ class PushNotificationMixin(metaclass=ChannelMeta):
         from pywebpush import WebPushException, webpush
         from requests.exceptions import RequestException
 
+        from py_vapid import Vapid02
+        from requests import Session
+
         outcomes, expired = [], []
+        vapid = Vapid02.from_string(settings.VAPID_PRIVATE_KEY)  # parsed once per batch, not per push
+        session = Session()  # one connection pool per batch
         for message in messages:
             subscriptions = message.recipient.push_subscriptions
             if not subscriptions:
-                outcomes.append(Outcome.permanent(message, "recipient has no push subscription"))
+                outcomes.append(Outcome.permanent_failure(message, "recipient has no push subscription"))
                 continue
-            payload, delivered, errors, transient = self.push_payload(message), 0, [], False
+            payload, delivered, errors, transient, retry_after = self.push_payload(message), 0, [], False, None
             for subscription in subscriptions:
                 try:
-                    webpush(subscription, data=payload, vapid_private_key=settings.VAPID_PRIVATE_KEY,
-                            vapid_claims={"sub": settings.VAPID_SUBJECT}, ttl=self.ttl, timeout=10)
+                    webpush(subscription, data=payload, vapid_private_key=vapid,
+                            vapid_claims={"sub": settings.VAPID_SUBJECT}, ttl=self.ttl, timeout=10,
+                            requests_session=session)
                     delivered += 1
                 except WebPushException as exc:
                     status = exc.response.status_code if exc.response is not None else None
@@ -214,6 +259,8 @@ class PushNotificationMixin(metaclass=ChannelMeta):
                     else:
                         _log_provider_error(message, exc)
                         transient = transient or status is None or status >= 500 or status == 429
+                        if status == 429:
+                            retry_after = retry_after_seconds(exc.response.headers)
                         errors.append(f"push service answered {status}")
                 except (RequestException, OSError) as exc:
                     _log_provider_error(message, exc)
@@ -222,12 +269,15 @@ class PushNotificationMixin(metaclass=ChannelMeta):
             if delivered:
                 outcomes.append(Outcome.sent(message, f"{delivered} browser(s)"))
             elif transient:
-                outcomes.append(Outcome.transient(message, "; ".join(errors), provider_failure=True))
+                outcomes.append(Outcome.transient_failure(message, "; ".join(errors), retry_after=retry_after,
+                                                  provider_failure=retry_after is None))
             else:
-                outcomes.append(Outcome.permanent(message, "; ".join(errors)))
+                outcomes.append(Outcome.permanent_failure(message, "; ".join(errors)))
+        session.close()
         if expired:
             removed, _ = PushSubscription.objects.filter(endpoint__in=expired).delete()
-            logger.info("removed %d expired push subscription(s)", removed)
+            logger.info("removed %d expired push subscription(s)", removed,
+                        extra={"notification_id": messages[0].notification.pk, "channel": Channel.PUSH})
         return outcomes
 
 

@@ -40,8 +40,10 @@ def twilio_status(request):
     event = TWILIO_EVENTS.get(request.POST.get("MessageStatus", ""))
     if event:
         reason = request.POST.get("ErrorCode", "")
+        delivery_id = request.GET.get("delivery", "")
         _record(channel=Channel.SMS, provider_message_id=request.POST.get("MessageSid", ""), event=event,
-                reason=f"Twilio error {reason}" if reason else "")
+                reason=f"Twilio error {reason}" if reason else "",
+                delivery_id=int(delivery_id) if delivery_id.isdigit() else None)
     return HttpResponse(status=204)
 
 
@@ -49,6 +51,8 @@ def twilio_status(request):
 def anymail_tracking(sender, event, esp_name, **kwargs):
     """django-anymail's normalised tracking events (its webhook views check the shared secret)."""
     kind = ANYMAIL_EVENTS.get(event.event_type)
-    if kind and event.message_id:
-        _record(channel=Channel.EMAIL, provider_message_id=str(event.message_id), event=kind,
-                reason=event.description or event.reject_reason or esp_name)
+    delivery_id = str((event.metadata or {}).get("delivery_id", ""))
+    if kind and (event.message_id or delivery_id.isdigit()):
+        _record(channel=Channel.EMAIL, provider_message_id=str(event.message_id or ""), event=kind,
+                reason=event.description or event.reject_reason or esp_name,
+                delivery_id=int(delivery_id) if delivery_id.isdigit() else None)

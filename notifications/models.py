@@ -124,6 +124,8 @@ class Delivery(models.Model):
         ]
         indexes = [
             models.Index(fields=["notification", "channel", "status"], name="delivery_progress"),
+            # "Is anything of this notification still pending?" after every batch: a range lookup, not a scan.
+            models.Index(fields=["notification", "status"], name="delivery_notification_status"),
             models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
             models.Index(fields=["claim_token"], name="delivery_claim"),
             models.Index(fields=["recipient", "-created_at"], name="delivery_recipient_recent"),
@@ -140,6 +142,29 @@ class Delivery(models.Model):
         """The RFC 5322 Message-ID of this delivery's email: stable, so providers can deduplicate."""
         domain = settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip(">") or "flashnotify.localhost"
         return f"<delivery-{self.pk}.notification-{self.notification_id}@{domain}>"
+
+
+class FanoutPage(models.Model):
+    """One page of a notification's audience — recipients with after_pk < id <= last_pk — planned by one task.
+
+    Pages let several workers plan one fan-out at once; a page whose task was lost is
+    handed out again by the sweep, and planning it twice is a no-op (`planned_at`).
+    """
+
+    notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="fanout_pages")
+    after_pk = models.BigIntegerField()
+    last_pk = models.BigIntegerField()
+    size = models.PositiveIntegerField()
+    is_last = models.BooleanField(default=False, help_text=_("The audience ends with this page."))
+    enqueued_at = models.DateTimeField()
+    planned_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["notification", "after_pk"], name="fanout_page_once")]
+        indexes = [models.Index(fields=["planned_at", "enqueued_at"], name="fanout_page_pending")]
+
+    def __str__(self):
+        return f"notification {self.notification_id} recipients ({self.after_pk}, {self.last_pk}]"
 
 
 class CategoryDefault(models.Model):

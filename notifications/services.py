@@ -4,6 +4,7 @@ Every door (admin, pages, API, commands) and every task calls these functions.
 """
 
 import hashlib
+import itertools
 import json
 import logging
 import random
@@ -14,7 +15,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.signing import TimestampSigner
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.urls import reverse
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -26,7 +27,7 @@ from channels_app.decorators import flush_metrics
 from channels_app.models import PushSubscription
 from channels_app.registry import get_notifier
 
-from .models import Delivery, Notification
+from .models import Delivery, FanoutPage, Notification
 from .planning import DeliveryPlanner
 from .selectors import audience_users, is_admin
 
@@ -225,12 +226,19 @@ def enqueue_deliveries(delivery_ids):
 
 # --- fan-out ------------------------------------------------------------------------------
 
-def notification_fan_out(notification_id, *, now=None):
-    """Expand the audience into deliveries, chunk by chunk, and enqueue each chunk.
+RECIPIENT_FIELDS = ("pk", "email", "phone", "phone_verified_at", "timezone", "quiet_hours_start", "quiet_hours_end",
+                    "digest_hour", "language")
 
-    Resumable: the cursor (last recipient id planned) is saved with each chunk, and
-    deliveries are unique per recipient and channel, so a rerun after a crash neither
-    loses nor doubles anything.
+
+def notification_fan_out(notification_id, *, now=None, spread=False):
+    """Expand the audience into deliveries, page by page, and hand the deliveries to the workers.
+
+    The audience is streamed as ids and cut into pages (`FanoutPage`, FANOUT_CHUNK_SIZE
+    recipients each). With `spread` (the worker task), each page is planned — and its first
+    chunk sent — by a task of its own, so every worker plans; otherwise pages are planned
+    here, in order. Resumable: pages are saved with the cursor, are unique per start, and are
+    planned once; deliveries are unique per recipient and channel. A rerun after a crash
+    neither loses nor doubles anything.
     """
     now = now or timezone.now()
     started = Notification.objects.filter(
@@ -241,35 +249,88 @@ def notification_fan_out(notification_id, *, now=None):
         return notification
     if started:
         _log_notification(notification, Notification.Status.SENDING)
-    notifier = get_notifier(notification.notifier)
-    planner = DeliveryPlanner(notification, notifier, now=now)
-    recipients = audience_users(notification.audience).order_by("pk").only(
-        "pk", "email", "phone", "phone_verified_at", "timezone", "quiet_hours_start", "quiet_hours_end",
-        "digest_hour", "language",
-    )
-    cursor = notification.fanout_cursor
+    size, cursor = settings.FANOUT_CHUNK_SIZE, notification.fanout_cursor
+    audience = audience_users(notification.audience).order_by("pk").values_list("pk", flat=True)
+    batch = 20 if spread else 1  # pages read (ids only, one query), saved and handed out together
     while True:
-        users = list(recipients.filter(pk__gt=cursor)[: settings.FANOUT_CHUNK_SIZE])
-        if not users:
+        block = iter(audience.filter(pk__gt=cursor)[: size * batch])
+        pages = []
+        while ids := list(itertools.islice(block, size)):
+            pages.append(FanoutPage(notification=notification, after_pk=cursor, last_pk=ids[-1], size=len(ids),
+                                    enqueued_at=timezone.now()))
+            cursor = ids[-1]
+        if not pages:
             break
-        cursor = users[-1].pk
         with transaction.atomic():
             if Notification.objects.filter(pk=notification_id, status=Notification.Status.CANCELLED).exists():
                 return notification
-            Delivery.objects.bulk_create(planner.plan(users), ignore_conflicts=True)
-            due = Delivery.objects.filter(notification=notification, recipient__in=users, status=Status.QUEUED,
-                                          next_attempt_at__lte=now, enqueued_at__isnull=True)
-            ids = list(due.values_list("id", flat=True))
-            due.filter(pk__in=ids).update(enqueued_at=now)
+            FanoutPage.objects.bulk_create(pages, ignore_conflicts=True)
             Notification.objects.filter(pk=notification_id).update(
-                fanout_cursor=cursor, recipient_count=F("recipient_count") + len(users))
-            transaction.on_commit(lambda ids=ids: enqueue_deliveries(ids))
-    Notification.objects.filter(pk=notification_id).update(fanned_out_at=timezone.now())
-    notification.refresh_from_db()
-    logger.info("notification %s fanned out to %d recipients", notification.pk, notification.recipient_count,
-                extra={"notification_id": notification.pk})
-    notification_refresh_status(notification)
+                fanout_cursor=cursor, recipient_count=F("recipient_count") + sum(p.size for p in pages))
+            saved = list(FanoutPage.objects.filter(notification=notification, after_pk__in=[p.after_pk for p in pages],
+                                                   planned_at__isnull=True).values_list("pk", flat=True))
+            if spread:
+                transaction.on_commit(lambda saved=saved: enqueue_fanout_pages(saved))
+        if not spread:
+            for page_id in saved:
+                fanout_page_plan(page_id, now=now, send_first_chunk=False)
+    last = FanoutPage.objects.filter(notification=notification).order_by("-after_pk").first()
+    if last is None:  # an empty audience
+        _fan_out_finish(notification)
+    else:
+        FanoutPage.objects.filter(pk=last.pk).update(is_last=True)
+        _fan_out_finish_if_planned(notification)
     return notification
+
+
+def enqueue_fanout_pages(page_ids):
+    for page_id in page_ids:
+        async_task("notifications.tasks.plan_page", page_id)
+
+
+def fanout_page_plan(page_id, *, now=None, send_first_chunk=True):
+    """Plan one page of a fan-out (once), then send its first chunk here and enqueue the rest."""
+    now = now or timezone.now()
+    page = FanoutPage.objects.select_related("notification__sender").get(pk=page_id)
+    notification = page.notification
+    if page.planned_at or notification.status != Notification.Status.SENDING:
+        return 0
+    planner = DeliveryPlanner(notification, get_notifier(notification.notifier), now=now)
+    users = list(audience_users(notification.audience).filter(pk__gt=page.after_pk, pk__lte=page.last_pk)
+                 .order_by("pk").only(*RECIPIENT_FIELDS))
+    with transaction.atomic():
+        if not FanoutPage.objects.filter(pk=page_id, planned_at__isnull=True).update(planned_at=now):
+            return 0  # another worker planned it
+        planned = planner.plan(users)
+        for delivery in planned:  # those due now are handed to the workers below
+            if delivery.status == Status.QUEUED and not delivery.digest and delivery.next_attempt_at <= now:
+                delivery.enqueued_at = now
+        Delivery.objects.bulk_create(planned, ignore_conflicts=True)
+        # Rows made by an earlier, interrupted run keep their own enqueued_at (the sweep owns them).
+        ids = list(Delivery.objects.filter(notification=notification, recipient__in=users, status=Status.QUEUED,
+                                           enqueued_at=now).values_list("id", flat=True))
+        first = ids[: settings.FANOUT_CHUNK_SIZE] if send_first_chunk else []
+        transaction.on_commit(lambda: enqueue_deliveries(ids[len(first):]))
+    _fan_out_finish_if_planned(notification)
+    if first:
+        deliveries_send(first, now=now)
+    return len(ids)
+
+
+def _fan_out_finish_if_planned(notification):
+    """Once the last page is known and every page is planned, the fan-out is done."""
+    pages = FanoutPage.objects.filter(notification=notification)
+    if pages.filter(is_last=True).exists() and not pages.filter(planned_at__isnull=True).exists():
+        _fan_out_finish(notification)
+
+
+def _fan_out_finish(notification):
+    if Notification.objects.filter(pk=notification.pk, fanned_out_at__isnull=True).update(
+            fanned_out_at=timezone.now()):
+        notification.refresh_from_db()
+        logger.info("notification %s fanned out to %d recipients", notification.pk, notification.recipient_count,
+                    extra={"notification_id": notification.pk})
+        notification_refresh_status(notification)
 
 
 # --- delivering ---------------------------------------------------------------------------
@@ -288,7 +349,8 @@ def action_url(name, delivery):
 
 
 def _message(delivery, push_subscriptions):
-    recipient = Recipient.from_user(delivery.recipient, push_subscriptions.get(delivery.recipient_id, ()))
+    recipient = Recipient.from_user(delivery.recipient, push_subscriptions.get(delivery.recipient_id, ()),
+                                    channel=delivery.channel)
     notification = delivery.notification
     return Message(
         delivery_id=delivery.pk, channel=delivery.channel, recipient=recipient, notification=notification,
@@ -307,7 +369,16 @@ def deliveries_send(delivery_ids, *, now=None):
     ).update(status=Status.SENDING, claim_token=token, claimed_at=now, attempts=F("attempts") + 1)
     if not claimed:
         return {}
-    deliveries = list(Delivery.objects.filter(claim_token=token).select_related("recipient", "notification"))
+    deliveries = list(Delivery.objects.filter(claim_token=token).select_related("recipient"))
+    # One row per notification (usually one), not one joined copy per delivery.
+    notifications = Notification.objects.in_bulk({d.notification_id for d in deliveries})
+    for delivery in deliveries:
+        delivery.notification = notifications[delivery.notification_id]
+    if logger.isEnabledFor(logging.DEBUG):
+        for delivery in deliveries:
+            logger.debug("delivery %s sending (attempt %d)", delivery.pk, delivery.attempts,
+                         extra={"delivery_id": delivery.pk, "notification_id": delivery.notification_id,
+                                "channel": delivery.channel, "status": Status.SENDING})
     push_users = {d.recipient_id for d in deliveries if d.channel == Channel.PUSH}
     subscriptions = {}
     for sub in PushSubscription.objects.filter(user_id__in=push_users):
@@ -321,6 +392,10 @@ def deliveries_send(delivery_ids, *, now=None):
             by_notification.setdefault(delivery.notification_id, []).append(delivery)
     if cancelled:
         Delivery.objects.filter(pk__in=cancelled).update(status=Status.CANCELLED, claim_token="")
+        for delivery in deliveries:
+            if delivery.pk in cancelled:
+                logger.debug("delivery %s cancelled", delivery.pk, extra={"delivery_id": delivery.pk,
+                             "notification_id": delivery.notification_id, "status": Status.CANCELLED})
 
     summary = {}
     for notification_id, batch in by_notification.items():
@@ -332,9 +407,10 @@ def deliveries_send(delivery_ids, *, now=None):
                 messages.append(_message(delivery, subscriptions))
             except ValidationError as exc:  # an address in the database no longer validates
                 _record_failure(delivery, f"invalid address: {'; '.join(exc.messages)}", now)
-        outcomes = notifier.deliver(messages)
+        outcomes = notifier.deliver(messages, now=now)
         _record_outcomes({d.pk: d for d in batch}, outcomes, now, summary)
-        notification_refresh_status(notification)
+        # Read again: the fan-out may have finished while this batch was being sent.
+        notification_refresh_status(Notification.objects.only("pk", "status", "fanned_out_at").get(pk=notification_id))
     flush_metrics()
     return summary
 
@@ -342,6 +418,8 @@ def deliveries_send(delivery_ids, *, now=None):
 def _record_failure(delivery, error, now):
     Delivery.objects.filter(pk=delivery.pk).update(status=Status.FAILED, last_error=error[:2000], failed_at=now,
                                                    claim_token="")
+    logger.debug("delivery %s failed: %s", delivery.pk, error, extra={
+        "delivery_id": delivery.pk, "notification_id": delivery.notification_id, "status": Status.FAILED})
 
 
 def _record_outcomes(deliveries, outcomes, now, summary):
@@ -355,12 +433,14 @@ def _record_outcomes(deliveries, outcomes, now, summary):
             delivery.send_count += 1
             delivery.last_error = ""
             sent.append(delivery)
-        elif outcome.permanent or delivery.attempts >= settings.DELIVERY_MAX_ATTEMPTS:
+        elif outcome.permanent or (outcome.attempted and delivery.attempts >= settings.DELIVERY_MAX_ATTEMPTS):
             delivery.status, delivery.failed_at = Status.FAILED, now
             delivery.last_error = outcome.error[:2000] + (
                 "" if outcome.permanent else f" (gave up after {delivery.attempts} attempts)")
             failed.append(delivery)
         else:
+            if not outcome.attempted:  # refused before trying (breaker open): not an attempt
+                delivery.attempts -= 1
             delivery.status = Status.RETRYING
             delivery.next_attempt_at = now + _backoff(delivery.attempts, outcome.retry_after)
             delivery.enqueued_at = None
@@ -369,12 +449,20 @@ def _record_outcomes(deliveries, outcomes, now, summary):
         delivery.claim_token = ""
         logger.debug("delivery %s %s", delivery.pk, delivery.status, extra={**extra, "status": delivery.status})
     if sent:
-        Delivery.objects.bulk_update(sent, ["status", "sent_at", "provider_message_id", "send_count", "last_error",
-                                            "claim_token"], batch_size=500)
+        # What all sent rows share goes in one UPDATE; only the provider's ids differ row by row
+        # (bulk_update's CASE per field costs more than the sending itself on a big chunk).
+        Delivery.objects.filter(pk__in=[d.pk for d in sent]).update(
+            # A receipt that came back while the batch was being sent is newer than "sent": keep it.
+            status=Case(When(status__in=[Status.DELIVERED, Status.FAILED], then=F("status")),
+                        default=Value(Status.SENT)),
+            sent_at=now, send_count=F("send_count") + 1, last_error="", claim_token="")
+        with_ids = [d for d in sent if d.provider_message_id]
+        if with_ids:
+            Delivery.objects.bulk_update(with_ids, ["provider_message_id"], batch_size=1000)
     if failed:
         Delivery.objects.bulk_update(failed, ["status", "failed_at", "last_error", "claim_token"], batch_size=500)
     if retrying:
-        Delivery.objects.bulk_update(retrying, ["status", "next_attempt_at", "enqueued_at", "last_error",
+        Delivery.objects.bulk_update(retrying, ["status", "attempts", "next_attempt_at", "enqueued_at", "last_error",
                                                 "claim_token"], batch_size=500)
     for status, rows in ((Status.SENT, sent), (Status.FAILED, failed), (Status.RETRYING, retrying)):
         if rows:
@@ -410,13 +498,20 @@ def deliveries_sweep(*, now=None):
     done = {}
     lease_expired = Delivery.objects.filter(status=Status.SENDING,
                                             claimed_at__lt=now - timedelta(seconds=settings.DELIVERY_LEASE_SECONDS))
-    expired_ids = list(lease_expired.values_list("id", flat=True)[:10_000])
+    expired = list(lease_expired.values_list("id", "notification_id")[:10_000])
+    expired_ids = [pk for pk, _ in expired]
     if expired_ids:
         done["reclaimed"] = Delivery.objects.filter(pk__in=expired_ids, status=Status.SENDING).update(
-            status=Status.RETRYING, next_attempt_at=now, enqueued_at=None, claim_token="", reclaims=F("reclaims") + 1,
+            # Due since it was claimed: a sweep run at a chosen `now` leaves it due for the workers too.
+            status=Status.RETRYING, next_attempt_at=F("claimed_at"), enqueued_at=None, claim_token="",
+            reclaims=F("reclaims") + 1,
             last_error="taken back from a worker that stopped while sending (a duplicate is possible)",
         )
-        logger.warning("reclaimed %d deliveries from dead workers", done["reclaimed"])
+        for pk, notification_id in expired:
+            logger.debug("delivery %s reclaimed", pk, extra={"delivery_id": pk, "notification_id": notification_id,
+                                                             "status": Status.RETRYING})
+        logger.warning("reclaimed %d deliveries from dead workers", done["reclaimed"],
+                       extra={"notification_ids": sorted({n for _, n in expired})})
 
     started = []
     for notification in Notification.objects.filter(status=Notification.Status.SCHEDULED, scheduled_for__lte=now):
@@ -437,6 +532,14 @@ def deliveries_sweep(*, now=None):
     ).exclude(pk__in=started).values_list("pk", flat=True):
         enqueue_fan_out(notification_id)
         done["fan_outs_resumed"] = done.get("fan_outs_resumed", 0) + 1
+    # Pages whose planning task was lost are handed out again (planning one twice is a no-op).
+    pages = list(FanoutPage.objects.filter(planned_at__isnull=True, enqueued_at__lt=stale,
+                                           notification__status=Notification.Status.SENDING)
+                 .values_list("pk", flat=True)[:10_000])
+    if pages:
+        FanoutPage.objects.filter(pk__in=pages).update(enqueued_at=now)
+        enqueue_fanout_pages(pages)
+        done["pages_enqueued"] = len(pages)
 
     from .digest import digests_enqueue
     from .escalation import escalations_run
@@ -501,9 +604,17 @@ def deliveries_retry(deliveries):
 
 # --- receipts -----------------------------------------------------------------------------
 
-def delivery_record_receipt(*, channel, provider_message_id, event, reason=""):
-    """Apply a provider's receipt (delivered, bounced, failed, complained) to the delivery it names."""
-    deliveries = Delivery.objects.filter(channel=channel, provider_message_id=provider_message_id)
+def delivery_record_receipt(*, channel, provider_message_id, event, reason="", delivery_id=None):
+    """Apply a provider's receipt (delivered, bounced, failed, complained) to the delivery it names.
+
+    A receipt that names its delivery (`delivery_id`, carried in the callback URL or the
+    message's metadata) may arrive before the worker has recorded the send: it still applies,
+    and the worker's record keeps it.
+    """
+    if delivery_id:
+        deliveries = Delivery.objects.filter(pk=delivery_id, channel=channel)
+    else:
+        deliveries = Delivery.objects.filter(channel=channel, provider_message_id=provider_message_id)
     now = timezone.now()
     if event == "delivered":
         count = deliveries.filter(status__in=[Status.SENT, Status.SENDING]).update(

@@ -4,7 +4,11 @@ from . import digest, services
 
 
 def fan_out(notification_id):
-    services.notification_fan_out(notification_id)
+    services.notification_fan_out(notification_id, spread=True)
+
+
+def plan_page(page_id):
+    return services.fanout_page_plan(page_id)
 
 
 def send_deliveries(delivery_ids):

@@ -3,6 +3,7 @@
 Everything listens on 127.0.0.1 only.
 """
 
+import asyncio
 import contextlib
 import http.server
 import json
@@ -44,6 +45,12 @@ class _SMTPHandler:
     def __init__(self, peer):
         self.peer = peer
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        with self.peer.lock:
+            self.peer.connections += 1
+        return responses
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.peer.refuse:
             return "550 5.1.1 mailbox unavailable"
@@ -51,6 +58,8 @@ class _SMTPHandler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.peer.delay:
+            await asyncio.sleep(self.peer.delay)
         if self.peer.fail_next > 0:
             self.peer.fail_next -= 1
             return "451 4.3.0 try again later"
@@ -68,6 +77,8 @@ class SMTPPeer:
         self.sessions = set()
         self.refuse = set()
         self.fail_next = 0
+        self.delay = 0.0  # seconds before answering DATA: a slow server keeps work in flight
+        self.connections = 0  # SMTP sessions opened (EHLO received)
         self.lock = threading.Lock()
         self.port = free_port()
         self.controller = Controller(_SMTPHandler(self), hostname="127.0.0.1", port=self.port)

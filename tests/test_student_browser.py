@@ -201,6 +201,8 @@ def test_it_subscribes_to_push_with_the_pages_script_and_receives_an_encrypted_n
     expect(page.locator("#push-status")).to_have_attribute("data-state", "off")
     assert page.locator("#push-status").inner_text() == "Push is off for this browser."
 
+    # The page's script has looked up this browser's subscription once the status says "off".
+    expect(page.locator("#push-status")).to_have_attribute("data-state", "off")
     page.get_by_role("button", name="Turn on push notifications").click()
 
     expect(page.locator("#push-status")).to_have_attribute("data-state", "on")
@@ -237,6 +239,8 @@ def test_it_says_so_when_push_permission_is_refused(page, ada, settings):
     sign_in(page, "s7000001", "pw-s7000001")
     page.goto("/preferences/")
 
+    # The page's script has looked up this browser's subscription once the status says "off".
+    expect(page.locator("#push-status")).to_have_attribute("data-state", "off")
     page.get_by_role("button", name="Turn on push notifications").click()
 
     expect(page.locator("#push-status")).to_have_attribute("data-state", "denied")

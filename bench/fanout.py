@@ -1,0 +1,448 @@
+"""Fan-out benchmark: one notification to N recipients through the whole pipeline.
+
+    .venv/bin/python bench/fanout.py [--recipients 10000] [--channels email] [--workers 2] [--chunk 500]
+
+It starts real local peers in a process of their own (an aiosmtpd server, and HTTP
+servers on 127.0.0.1 standing in for Twilio's API and a push service), measures each
+peer's raw rate (the limit) in the same run, creates its own database (PostgreSQL
+`fn_bench` when DATABASE_URL is a PostgreSQL URL, else a scratch SQLite file), starts real
+`qcluster` workers, sends one notification and waits until every delivery is final. It
+drops its database and its Redis keys at the end, and ends with one line:
+
+    fanout: <deliveries> deliveries in <s> s = <rate>/s; limit <rate>/s; ratio <x>; lost 0; duplicates <n>; worker peak RSS <MB> MB
+
+The limit of a run on several channels is the rate at which one client would pass all its
+deliveries through each peer in turn at that peer's raw rate; the inbox's limit is the raw
+rate of a bulk insert of inbox rows. Run it by hand on a quiet machine; never in tests.
+"""
+
+import argparse
+import base64
+import http.server
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+CHANNELS = ("email", "sms", "push", "inbox")
+
+
+# --- the peers, in a process of their own ------------------------------------------------
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve_peers(control):
+    """Run the SMTP server and the two HTTP servers; answer `stats`/`reset`/`stop` on `control`."""
+    from aiosmtpd.controller import Controller
+
+    lock = threading.Lock()
+    received = {"email": Counter(), "sms": Counter(), "push": Counter()}
+    message_id = re.compile(rb"^Message-ID:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
+
+    class SMTPHandler:
+        async def handle_DATA(self, server, session, envelope):
+            found = message_id.search(envelope.content)
+            with lock:
+                received["email"][found.group(1) if found else b"?"] += 1
+            return "250 Message accepted"
+
+    smtp_port = free_port()
+    smtp = Controller(SMTPHandler(), hostname="127.0.0.1", port=smtp_port)
+    smtp.start()
+
+    def http_server(channel, answer):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a real API allows
+            disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms delayed-ACK stall
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                key = parse_qs(body.decode()).get("To", ["?"])[0] if channel == "sms" else self.path
+                with lock:
+                    received[channel][key] += 1
+                    n = sum(received[channel].values())
+                status, payload = answer(n)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+    twilio = http_server("sms", lambda n: (201, json.dumps({"sid": f"SM{n:032d}", "status": "queued"}).encode()))
+    push = http_server("push", lambda n: (201, b""))
+    control.send({"smtp": smtp_port, "twilio": twilio.server_address[1], "push": push.server_address[1]})
+    while True:
+        command = control.recv()
+        if command == "stats":
+            with lock:
+                control.send({channel: (sum(c.values()), len(c)) for channel, c in received.items()})
+        elif command == "reset":
+            with lock:
+                for counter in received.values():
+                    counter.clear()
+            control.send("ok")
+        else:
+            break
+    smtp.stop()
+    twilio.shutdown()
+    push.shutdown()
+    control.send("stopped")
+
+
+# --- raw rates (the limits) ----------------------------------------------------------------
+
+def raw_smtp_rate(port, notification_args, count=2000):
+    """Messages/s of one smtplib client sending pre-built copies of a real email over one connection."""
+    from accounts.models import User
+    from channels_app.base import Message, Recipient
+    from channels_app.registry import get_notifier
+    from notifications.models import Notification
+
+    notifier = get_notifier("academic")
+    user = User.objects.exclude(username="bench-admin").first()
+    notification = Notification(pk=1, **{k: v for k, v in notification_args.items() if k in ("title", "body")})
+    message = Message(delivery_id=1, channel="email", recipient=Recipient.from_user(user), notification=notification,
+                      message_id="<raw@bench>", unsubscribe_url="https://notify.example.edu/unsubscribe/x/")
+    message.content = notifier.render(message)
+    raw = notifier.build_email(message).message().as_bytes(linesep="\r\n")
+    with smtplib.SMTP("127.0.0.1", port) as smtp:
+        started = time.perf_counter()
+        for n in range(count):
+            copy = raw.replace(b"<raw@bench>", b"<raw-%d@bench>" % n)
+            smtp.sendmail("bench@flashnotify.localhost", [user.email], copy)
+        return count / (time.perf_counter() - started)
+
+
+def raw_http_rate(url, count=1000, form=None, body=b""):
+    import requests
+
+    with requests.Session() as session:
+        started = time.perf_counter()
+        for n in range(count):
+            session.post(url.format(n=n), data=form(n) if form else body, timeout=10).raise_for_status()
+        return count / (time.perf_counter() - started)
+
+
+def raw_inbox_rate(notification, users):
+    from django.db import transaction
+
+    from channels_app.models import InboxMessage
+
+    rows = [InboxMessage(notification=notification, recipient_id=u, title="raw", body="x" * 200,
+                         category=notification.category) for u in users]
+    with transaction.atomic():
+        started = time.perf_counter()
+        InboxMessage.objects.bulk_create(rows, batch_size=1000)
+        elapsed = time.perf_counter() - started
+        transaction.set_rollback(True)
+    return len(rows) / elapsed
+
+
+# --- the database of the run ---------------------------------------------------------------
+
+def make_database(args):
+    """Return (DATABASE_URL for the run, cleanup function)."""
+    url = os.environ.get("DATABASE_URL", "")
+    if url.startswith(("postgres://", "postgresql://")):
+        import psycopg
+
+        parts = urlsplit(url)
+        admin_url = urlunsplit(parts._replace(path="/postgres"))
+        with psycopg.connect(admin_url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+            connection.execute(f'CREATE DATABASE "{args.database}"')
+
+        def drop():
+            with psycopg.connect(admin_url, autocommit=True) as connection:
+                connection.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+
+        return urlunsplit(parts._replace(path=f"/{args.database}")), drop
+    directory = tempfile.mkdtemp(prefix="fn-bench-", dir=BASE_DIR / "var")
+    return f"sqlite:///{directory}/bench.sqlite3", lambda: shutil.rmtree(directory, ignore_errors=True)
+
+
+def clean_redis(prefix):
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        return
+    import redis
+
+    client = redis.from_url(url)
+    for pattern in (f"{prefix}*", f"*{prefix}*"):
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+
+
+# --- workers --------------------------------------------------------------------------------
+
+def peak_rss_mb(group):
+    """Largest peak RSS (VmHWM) of any process in the process group, in MB."""
+    peak = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) != group:
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except (OSError, ProcessLookupError, ValueError):
+            continue
+    return peak / 1024
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipients", type=int, default=10_000)
+    parser.add_argument("--channels", default="email", help=f"comma-separated, of {', '.join(CHANNELS)}")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("Q_WORKERS", 2)))
+    parser.add_argument("--chunk", type=int, default=int(os.environ.get("FANOUT_CHUNK_SIZE", 500)))
+    parser.add_argument("--database", default="fn_bench", help="PostgreSQL database to create and drop")
+    parser.add_argument("--timeout", type=float, default=1800)
+    args = parser.parse_args()
+    channels = [c.strip() for c in args.channels.split(",") if c.strip()]
+    if not channels or set(channels) - set(CHANNELS):
+        parser.error(f"--channels takes a comma-separated list of {', '.join(CHANNELS)}")
+
+    control, peer_end = multiprocessing.get_context("fork").Pipe()
+    peers = multiprocessing.get_context("fork").Process(target=serve_peers, args=(peer_end,), daemon=True)
+    peers.start()
+    ports = control.recv()
+    database_url, drop_database = make_database(args)
+    prefix = f"fn-bench-{os.getpid()}"
+    vapid = vapid_keys()
+    os.environ.update({
+        "DJANGO_SETTINGS_MODULE": "flashnotify.settings", "DATABASE_URL": database_url, "DEBUG": "false",
+        "SECRET_KEY": "bench-secret-key-" + "x" * 40, "SITE_URL": "https://notify.example.edu",
+        "ALLOWED_HOSTS": "notify.example.edu",
+        "Q_CLUSTER_NAME": prefix, "CACHE_KEY_PREFIX": prefix, "Q_WORKERS": str(args.workers),
+        "FANOUT_CHUNK_SIZE": str(args.chunk), "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
+        "EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(ports["smtp"]),
+        "TWILIO_ACCOUNT_SID": "AC" + "1" * 32, "TWILIO_AUTH_TOKEN": "bench-token",
+        "TWILIO_MESSAGING_SERVICE_SID": "MG" + "2" * 32, "TWILIO_API_BASE": f"http://127.0.0.1:{ports['twilio']}",
+        "VAPID_PUBLIC_KEY": vapid[0], "VAPID_PRIVATE_KEY": vapid[1],
+    })
+    cluster = None
+    try:
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        if not os.environ.get("REDIS_URL"):
+            call_command("createcachetable", verbosity=0)
+        cluster = subprocess.Popen([sys.executable, str(BASE_DIR / "manage.py"), "qcluster"], cwd=BASE_DIR,
+                                   env=os.environ.copy(), start_new_session=True)
+        notification_args, users = prepare(args.recipients, channels, ports)
+        limits = measure_limits(channels, ports, control, users, notification_args)
+        wait_for_workers()
+        result = run(notification_args, channels, args, control, cluster)
+        rate = result["deliveries"] / result["seconds"]
+        expected = args.recipients * len(channels)
+        limit = expected / sum(args.recipients / limits[c] for c in channels)
+        print("raw rates: " + ", ".join(f"{c} {limits[c]:.0f}/s" for c in channels), file=sys.stderr)
+        print(f"fanout: {result['deliveries']} deliveries in {result['seconds']:.2f} s = {rate:.0f}/s; "
+              f"limit {limit:.0f}/s; ratio {rate / limit:.2f}; lost {result['lost']}; "
+              f"duplicates {result['duplicates']}; worker peak RSS {result['rss']:.0f} MB")
+    finally:
+        if cluster and cluster.poll() is None:
+            cluster.send_signal(signal.SIGTERM)
+            try:
+                cluster.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(cluster.pid, signal.SIGKILL)
+        if cluster:
+            try:
+                os.killpg(cluster.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        control.send("stop")
+        peers.join(10)
+        from django.db import connections
+
+        connections.close_all()
+        drop_database()
+        clean_redis(prefix)
+
+
+def vapid_keys():
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    from py_vapid import Vapid02, b64urlencode
+
+    vapid = Vapid02()
+    vapid.generate_keys()
+    return (b64urlencode(vapid.public_key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)),
+            b64urlencode(vapid.private_key.private_numbers().private_value.to_bytes(32, "big")))
+
+
+def prepare(recipients, channels, ports):
+    """Create the recipients (and their push subscriptions) in bulk; return the notification's arguments."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    from django.contrib.auth.models import Group
+    from django.db import connection
+    from django.utils import timezone
+
+    from accounts.models import Cohort, Role, User
+    from channels_app.models import PushSubscription
+    from notifications.models import CategoryDefault
+
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    sender = User.objects.create(username="bench-admin", email="admin@example.edu", is_superuser=True,
+                                 is_staff=True)
+    sender.groups.add(Group.objects.get(name=Role.ADMIN))
+    cohort = Cohort.objects.create(code="bench", name="Benchmark cohort")
+    verified = timezone.now()
+    # One browser key pair shared by every subscription: the push service stand-in never decrypts.
+    p256dh = b64(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        Encoding.X962, PublicFormat.UncompressedPoint))
+    auth = b64(os.urandom(16))
+    batch = 5000
+    for start in range(0, recipients, batch):
+        created = User.objects.bulk_create([
+            User(username=f"b{n:07d}", email=f"b{n:07d}@students.example.edu", first_name="Student",
+                 last_name=str(n), phone=f"+4479111{n:05d}"[:13] if n < 100_000 else f"+447911{n:06d}",
+                 phone_verified_at=verified)
+            for n in range(start, min(start + batch, recipients))
+        ])
+        Cohort.members.through.objects.bulk_create(
+            [Cohort.members.through(cohort=cohort, user=user) for user in created])
+        if "push" in channels:
+            PushSubscription.objects.bulk_create([
+                PushSubscription(user=user, endpoint=f"http://127.0.0.1:{ports['push']}/push/{user.pk}",
+                                 p256dh=p256dh, auth=auth) for user in created])
+    if "sms" in channels:
+        CategoryDefault.objects.create(category="announcement", channel="sms", enabled=True)
+    if connection.vendor == "postgresql":  # planner statistics, as autovacuum keeps them in production
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+    users = list(User.objects.filter(username__startswith="b").values_list("pk", flat=True)[:5000])
+    return dict(sender=sender, notifier="academic", category="announcement", title="Campus closed",
+                body="The campus is closed today because of snow. Lectures move online.",
+                audience={"cohorts": ["bench"]}, channels=channels), users
+
+
+def measure_limits(channels, ports, control, users, notification_args):
+    from notifications.models import Notification
+
+    limits = {}
+    if "email" in channels:
+        limits["email"] = raw_smtp_rate(ports["smtp"], notification_args)
+    if "sms" in channels:
+        limits["sms"] = raw_http_rate(f"http://127.0.0.1:{ports['twilio']}/2010-04-01/Accounts/AC/Messages.json",
+                                      form=lambda n: {"To": f"+raw{n}", "Body": "x" * 140})
+    if "push" in channels:
+        limits["push"] = raw_http_rate(f"http://127.0.0.1:{ports['push']}/raw/{{n}}", body=b"x" * 300)
+    if "inbox" in channels:
+        scratch = Notification.objects.create(notifier="academic", category="announcement", title="raw",
+                                              body="raw", status="cancelled")
+        limits["inbox"] = raw_inbox_rate(scratch, users)
+        scratch.delete()
+    control.send("reset")
+    control.recv()
+    return limits
+
+
+def wait_for_workers(timeout=60):
+    """Return once the cluster runs tasks (a task that writes a cache key has run)."""
+    from django.core.cache import cache
+    from django_q.tasks import async_task
+
+    key = f"bench-ready-{os.getpid()}"
+    async_task("django.core.cache.cache.set", key, 1, 600)
+    deadline = time.monotonic() + timeout
+    while not cache.get(key):
+        if time.monotonic() > deadline:
+            raise SystemExit("the qcluster workers did not start")
+        time.sleep(0.1)
+
+
+def run(notification_args, channels, args, control, cluster):
+    from django.db.models import Count, Sum
+
+    from channels_app.models import InboxMessage
+    from notifications.models import Delivery, Notification
+    from notifications.services import notification_send
+
+    rss, stop = [0.0], threading.Event()
+
+    def watch_rss():
+        while not stop.is_set():
+            rss[0] = max(rss[0], peak_rss_mb(cluster.pid))
+            stop.wait(0.5)
+
+    watcher = threading.Thread(target=watch_rss, daemon=True)
+    watcher.start()
+    started = time.time()
+    notification, _ = notification_send(**notification_args)
+    deadline = time.monotonic() + args.timeout
+    while not Notification.objects.filter(pk=notification.pk, status__in=Notification.FINAL_STATUSES).exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out: {dict(Delivery.objects.values_list('status').annotate(Count('id')))}")
+        time.sleep(0.05)
+    notification.refresh_from_db()
+    seconds = notification.completed_at.timestamp() - started
+    print(f"fan-out planned in {notification.fanned_out_at.timestamp() - started:.2f} s", file=sys.stderr)
+    stop.set()
+    watcher.join()
+    rss[0] = max(rss[0], peak_rss_mb(cluster.pid))
+
+    deliveries = Delivery.objects.filter(notification=notification)
+    statuses = dict(deliveries.values_list("status").annotate(Count("id")))
+    received = dict(control.send("stats") or control.recv())
+    lost = duplicates = 0
+    for channel in channels:
+        expected = args.recipients
+        if channel == "inbox":
+            got = distinct = InboxMessage.objects.filter(notification=notification).count()
+        else:
+            got, distinct = received[channel]
+        lost += expected - distinct
+        duplicates += got - distinct
+    if set(statuses) != {"sent"}:
+        print(f"delivery statuses: {statuses}", file=sys.stderr)
+    from channels_app.models import PerformanceMetric
+
+    steps = PerformanceMetric.objects.filter(operation="send").aggregate(ms=Sum("duration_ms"), batches=Count("id"))
+    print(f"time in the channel steps: {(steps['ms'] or 0) / 1000:.2f} s over {steps['batches']} batches "
+          f"(all workers together)", file=sys.stderr)
+    recorded = deliveries.aggregate(reclaims=Sum("reclaims"))["reclaims"] or 0
+    if recorded:
+        print(f"reclaimed deliveries (possible duplicates, recorded): {recorded}", file=sys.stderr)
+    return {"deliveries": deliveries.count(), "seconds": seconds, "lost": lost, "duplicates": duplicates,
+            "rss": rss[0]}
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(BASE_DIR))
+    main()
