@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
-from django.template import TemplateDoesNotExist
+from django.template import Context, Engine, TemplateDoesNotExist, TemplateSyntaxError
 from django.template.loader import select_template
 from django.utils import translation
 
@@ -50,7 +50,7 @@ class Message:
     priority = Priority()
 
     def __init__(self, *, delivery_id, channel, recipient, notification, message_id="", attempt=1,
-                 unsubscribe_url="", ack_url=""):
+                 unsubscribe_url="", ack_url="", context=None):
         self.delivery_id = delivery_id
         self.channel = channel
         self.recipient = recipient
@@ -60,6 +60,7 @@ class Message:
         self.attempt = attempt
         self.unsubscribe_url = unsubscribe_url
         self.ack_url = ack_url
+        self.context = context or {}  # per-recipient template context (a personalised batch)
         self.content = {}
 
 
@@ -88,6 +89,20 @@ class Outcome:
     def transient(cls, message, error, *, retry_after=None, provider_failure=False):
         return cls(message.delivery_id, False, error=error, retry_after=retry_after,
                    provider_failure=provider_failure)
+
+
+def personalise(notification, message):
+    """Render the title and body of a personalised notification as templates over the recipient's context.
+
+    Compiled once per notification (cached on it), so a batch of thousands compiles two templates.
+    """
+    compiled = getattr(notification, "_personal_templates", None)
+    if compiled is None:
+        engine = Engine.get_default()
+        compiled = (engine.from_string(notification.title), engine.from_string(notification.body))
+        notification._personal_templates = compiled
+    context = Context({**notification.data, **message.context, "recipient": message.recipient}, autoescape=False)
+    return compiled[0].render(context).strip(), compiled[1].render(context).strip()
 
 
 # What each channel renders: part name -> template file extension.
@@ -136,7 +151,7 @@ class Notifier(metaclass=NotificationMeta):
             for message in batch:
                 try:
                     message.content = self.render(message)
-                except (TemplateDoesNotExist, ValidationError) as exc:
+                except (TemplateDoesNotExist, TemplateSyntaxError, ValidationError) as exc:
                     outcomes.append(Outcome.permanent(message, f"cannot render: {exc}"))
                 else:
                     ready.append(message)
@@ -156,13 +171,17 @@ class Notifier(metaclass=NotificationMeta):
 
     def context(self, message):
         notification = message.notification
+        title, body = notification.title, notification.body
+        if message.context:
+            title, body = personalise(notification, message)
         return {
             **notification.data,
+            **message.context,
             "recipient": message.recipient,
             "notification": notification,
             "data": notification.data,
-            "title": notification.title,
-            "body": notification.body,
+            "title": title,
+            "body": body,
             "deadline": notification.deadline,
             "unsubscribe_url": message.unsubscribe_url,
             "ack_url": message.ack_url,
