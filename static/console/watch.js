@@ -15,7 +15,7 @@
         if (p.final) {
           window.location.reload();  // the tables below are final too now
         } else {
-          window.setTimeout(poll, 1000);
+          window.setTimeout(poll, p.status === "scheduled" ? 30000 : 1000);  // nothing moves before its time
         }
       })
       .catch(function () { window.setTimeout(poll, 3000); });
