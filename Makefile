@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 MANAGE := $(BIN)/python manage.py
 PYTEST_ARGS ?=
 
-.PHONY: setup browser run test clean
+.PHONY: setup browser axe run test clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-setup: $(STAMP) browser
+setup: $(STAMP) browser axe
 	mkdir -p var
 	@# Compiled translations and collected static files are build products, never committed.
 	@if ls locale/*/LC_MESSAGES/*.po >/dev/null 2>&1; then DEBUG=true $(MANAGE) compilemessages -v0 --ignore=.venv; fi
@@ -28,6 +28,15 @@ browser:
 	  (apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium could not be installed: browser tests will be skipped"; }
 
+# axe-core from the npm registry, pinned, for the browser tests' accessibility checks (git-ignored var/).
+AXE_VERSION := 4.14.1
+AXE_JS := var/axe-$(AXE_VERSION)/node_modules/axe-core/axe.min.js
+axe:
+	@test -f $(AXE_JS) || { command -v npm >/dev/null 2>&1 && mkdir -p var/axe-$(AXE_VERSION) && \
+	  npm install --silent --no-save --no-package-lock --no-audit --no-fund --prefix var/axe-$(AXE_VERSION) \
+	    axe-core@$(AXE_VERSION) >/dev/null 2>&1; } || \
+	  echo "npm could not install axe-core: the accessibility checks will be skipped"
+
 run: setup
 	DEBUG=$${DEBUG:-true} $(MANAGE) migrate --noinput
 	DEBUG=$${DEBUG:-true} $(MANAGE) createcachetable
@@ -35,7 +44,7 @@ run: setup
 	DEBUG=$${DEBUG:-true} $(MANAGE) serve --mail-sink
 
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	AXE_JS=$(CURDIR)/$(AXE_JS) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var

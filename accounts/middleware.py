@@ -1,4 +1,6 @@
-from django.utils import translation
+import zoneinfo
+
+from django.utils import timezone, translation
 
 
 class UserLanguageMiddleware:
@@ -16,3 +18,22 @@ class UserLanguageMiddleware:
         if user is not None and user.is_authenticated and user.language:
             response.headers.setdefault("Content-Language", user.language)
         return response
+
+
+class UserTimezoneMiddleware:
+    """Show dates and times in a signed-in user's time zone."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and user.timezone:
+            try:
+                timezone.activate(zoneinfo.ZoneInfo(user.timezone))
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                timezone.deactivate()
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()

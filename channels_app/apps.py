@@ -6,4 +6,5 @@ class ChannelsConfig(AppConfig):
     verbose_name = "Channels"
 
     def ready(self):
-        from . import checks, notifiers, webhooks  # noqa: F401  (registers notifiers, checks, receivers)
+        # Registers notifiers, template sets, checks and signal receivers.
+        from . import checks, content, notifiers, webhooks  # noqa: F401

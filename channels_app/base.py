@@ -9,13 +9,14 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.template import Context, Engine, TemplateDoesNotExist, TemplateSyntaxError
 from django.template.loader import select_template
 from django.utils import translation
 
 from .fields import Email, Phone, Priority
-from .registry import NotificationMeta
+from .registry import NotificationMeta, TemplateMeta
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class Outcome:
 
     @classmethod
     def sent(cls, message, provider_message_id=""):
-        return cls(message.delivery_id, True, provider_message_id=provider_message_id)
+        return cls(message.delivery_id, True, provider_message_id=provider_message_id, permanent=False)
 
     @classmethod
     def permanent(cls, message, error):
@@ -87,7 +88,8 @@ class Outcome:
 
     @classmethod
     def transient(cls, message, error, *, retry_after=None, provider_failure=False):
-        return cls(message.delivery_id, False, error=error, retry_after=retry_after,
+        # `permanent` must be passed: the classmethod of that name hides the field's default.
+        return cls(message.delivery_id, False, error=error, permanent=False, retry_after=retry_after,
                    provider_failure=provider_failure)
 
 
@@ -109,7 +111,7 @@ def personalise(notification, message):
 CHANNEL_PARTS = {
     "email": {"subject": "txt", "text": "txt", "html": "html"},
     "sms": {"text": "txt"},
-    "push": {"title": "txt", "body": "txt"},
+    "push": {"title": "txt", "body": "txt", "link": "txt"},
     "inbox": {"title": "txt", "body": "txt"},
 }
 
@@ -160,22 +162,27 @@ class Notifier(metaclass=NotificationMeta):
         return outcomes
 
     # --- hooks --------------------------------------------------------------------------
-    def template_names(self, channel, part, language, extension):
+    def template_names(self, channel, part, language, extension, category=None):
+        """Candidate templates, most specific set first (see TemplateMeta.sets_for), each in the
+        recipient's language and then in English: a missing translation falls back to English."""
         names = []
-        for lang in dict.fromkeys([language, "en"]):
-            names += [
-                f"notifications/{self.key}/{channel}_{part}.{lang}.{extension}",
-                f"notifications/default/{channel}_{part}.{lang}.{extension}",
-            ]
+        for template_set in TemplateMeta.sets_for(self.key, category):
+            for lang in dict.fromkeys([language, "en"]):
+                names.append(f"{template_set.directory}/{channel}_{part}.{lang}.{extension}")
         return names
 
     def context(self, message):
+        """The context of every message template (documented in channels_app/content.py)."""
         notification = message.notification
         title, body = notification.title, notification.body
         if message.context:
             title, body = personalise(notification, message)
+        inbox_url = f"{settings.SITE_URL}/inbox/" + (f"{notification.pk}/" if notification.pk else "")
         return {
             **notification.data,
+            "course": notification.data.get("course", ""),
+            "inbox_url": inbox_url,
+            "link": notification.data.get("url") or inbox_url,
             **message.context,
             "recipient": message.recipient,
             "notification": notification,
@@ -189,11 +196,14 @@ class Notifier(metaclass=NotificationMeta):
         }
 
     def render(self, message):
+        """{part: text} of the message on its channel, in the recipient's language."""
+        notification = message.notification
         context = self.context(message)
         with translation.override(message.recipient.language):
             return {
                 part: select_template(
-                    self.template_names(message.channel, part, message.recipient.language, extension)
+                    self.template_names(message.channel, part, message.recipient.language, extension,
+                                        getattr(notification, "category", None))
                 ).render(context).strip()
                 for part, extension in CHANNEL_PARTS[message.channel].items()
             }

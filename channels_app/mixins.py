@@ -185,7 +185,8 @@ class PushNotificationMixin(metaclass=ChannelMeta):
     def push_payload(self, message):
         return json.dumps({
             "title": message.content["title"], "body": message.content["body"],
-            "url": message.notification.data.get("url") or f"{settings.SITE_URL}/inbox/{message.notification.pk}/",
+            "url": message.content.get("link") or message.notification.data.get("url")
+            or f"{settings.SITE_URL}/inbox/{message.notification.pk}/",
             "notification_id": message.notification.pk, "delivery_id": message.delivery_id,
         })
 

@@ -78,6 +78,38 @@ class ConfigMeta(type):
         return cls
 
 
+class TemplateMeta(type):
+    """Registers template sets (channels_app.content.TemplateSet) under (notifier key, category).
+
+    A set names a directory of `<channel>_<part>.<lang>.<ext>` files. Either key may be None:
+    (None, None) is the default set every notifier falls back to. The start-up system check
+    (channels_app.content) validates the registered sets against the notifiers' channels.
+    """
+
+    registry = {}
+
+    def __new__(mcs, name, bases, attrs, **kwargs):
+        abstract = attrs.pop("abstract", False)
+        cls = super().__new__(mcs, name, bases, attrs, **kwargs)
+        if abstract or not any(isinstance(base, TemplateMeta) for base in bases):
+            return cls
+        key = (attrs.get("notifier"), attrs.get("category"))
+        if key in mcs.registry:
+            raise ImproperlyConfigured(f"Template sets {mcs.registry[key].__name__} and {name} both claim "
+                                       f"notifier={key[0]!r}, category={key[1]!r}.")
+        if not attrs.get("directory"):
+            parts = ["notifications", key[0] or "default"] if key[0] or not key[1] else ["notifications", "category"]
+            cls.directory = "/".join(parts + ([key[1]] if key[1] else []))
+        mcs.registry[key] = cls
+        return cls
+
+    @classmethod
+    def sets_for(mcs, notifier_key, category=None):
+        """The template sets that apply to a notifier and category, most specific first."""
+        keys = [(notifier_key, category), (None, category), (notifier_key, None), (None, None)]
+        return [mcs.registry[key] for key in dict.fromkeys(keys) if key in mcs.registry]
+
+
 def get_notifier(key):
     try:
         return NotificationMeta.registry[key]()
@@ -87,4 +119,5 @@ def get_notifier(key):
 
 
 def notifier_choices():
-    return [(key, cls.label) for key, cls in sorted(NotificationMeta.registry.items())]
+    return [(key, cls.label) for key, cls in sorted(NotificationMeta.registry.items())
+            if not getattr(cls, "internal", False)]

@@ -14,15 +14,14 @@ INT_VARIABLES = (
 
 @register(Tags.security, deploy=False)
 def check_secret_key(app_configs, **kwargs):
-    # settings.SECRET_KEY raises ImproperlyConfigured when empty: look at the source instead.
-    if not os.environ.get("SECRET_KEY") and not settings.DEBUG:
+    if settings.SECRET_KEY.startswith(settings.MISSING_SECRET_KEY_PREFIX):
         return [Error(
             "SECRET_KEY is not set and DEBUG is off.",
             hint="Set the SECRET_KEY environment variable to a long random string "
                  "(python -c 'import secrets; print(secrets.token_urlsafe(50))'), or DEBUG=true for development.",
             id="flashnotify.E001",
         )]
-    if not settings.DEBUG and os.environ.get("SECRET_KEY") == settings.DEV_SECRET_KEY:
+    if not settings.DEBUG and settings.SECRET_KEY == settings.DEV_SECRET_KEY:
         return [Error("SECRET_KEY is the development key while DEBUG is off.",
                       hint="Set SECRET_KEY in the environment.", id="flashnotify.E002")]
     return []
@@ -52,7 +51,7 @@ def check_environment_values(app_configs, **kwargs):
                               hint="Set ALLOWED_HOSTS to the comma-separated host names the site answers to.",
                               id="flashnotify.E004"))
     database_url = settings.DATABASE_URL
-    if not database_url.split(":", 1)[0] in ("sqlite", "postgres", "postgresql", "pgsql"):
+    if database_url.split(":", 1)[0] not in settings.SUPPORTED_DATABASE_SCHEMES:
         problems.append(Error(f"DATABASE_URL scheme is not supported: {database_url.split(':', 1)[0]!r}.",
                               hint="Use sqlite:///path or postgres://user@host:port/name.", id="flashnotify.E005"))
     redis_url = settings.REDIS_URL
@@ -64,3 +63,16 @@ def check_environment_values(app_configs, **kwargs):
         problems.append(Error(f"Q_BROKER={settings.Q_BROKER!r} cannot be used here.",
                               hint="Q_BROKER is orm, or redis together with REDIS_URL.", id="flashnotify.E007"))
     return problems
+
+
+def refuse_to_start_if_misconfigured():
+    """Run the checks a WSGI/ASGI server skips; exit with their hints on an error."""
+    import sys
+
+    from django.core.checks import run_checks
+
+    errors = [message for message in run_checks(include_deployment_checks=False) if message.is_serious()]
+    if errors:
+        for error in errors:
+            print(f"{error.id}: {error.msg}\n  HINT: {error.hint}", file=sys.stderr)
+        raise SystemExit("FlashNotify refuses to start: fix the configuration errors above.")

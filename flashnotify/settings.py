@@ -7,10 +7,12 @@ system checks in flashnotify/checks.py, not by a traceback here.
 """
 
 import os
+import secrets
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("FLASHNOTIFY_VAR_DIR", BASE_DIR / "var"))
@@ -42,7 +44,10 @@ DEBUG = envbool("DEBUG", "False")
 # A development key is allowed only while DEBUG is on; check flashnotify.E001 refuses to
 # start without a real one otherwise (see flashnotify/checks.py).
 DEV_SECRET_KEY = "django-insecure-flashnotify-development-key-do-not-use-in-production"
-SECRET_KEY = env("SECRET_KEY") or (DEV_SECRET_KEY if DEBUG else "")
+# Without one in production, a random per-process key lets Django start far enough for
+# check flashnotify.E001 to refuse with a hint (manage.py commands and wsgi.py run it).
+MISSING_SECRET_KEY_PREFIX = "missing-secret-key-"
+SECRET_KEY = env("SECRET_KEY") or (DEV_SECRET_KEY if DEBUG else MISSING_SECRET_KEY_PREFIX + secrets.token_urlsafe(40))
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
@@ -69,6 +74,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -76,6 +82,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "accounts.middleware.UserLanguageMiddleware",
+    "accounts.middleware.UserTimezoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -95,14 +102,23 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "notifications.context_processors.inbox",
             ],
         },
     },
 ]
 
 # --- Database -------------------------------------------------------------------------
-DATABASE_URL = env("DATABASE_URL", f"sqlite:///{VAR_DIR / 'flashnotify.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 0))}
+DEFAULT_DATABASE_URL = f"sqlite:///{VAR_DIR / 'flashnotify.sqlite3'}"
+SUPPORTED_DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql", "pgsql")
+DATABASE_URL = env("DATABASE_URL", DEFAULT_DATABASE_URL)
+DATABASES = {
+    "default": dj_database_url.parse(
+        # An unsupported scheme is reported by check flashnotify.E005 instead of failing at import.
+        DATABASE_URL if DATABASE_URL.split(":", 1)[0] in SUPPORTED_DATABASE_SCHEMES else DEFAULT_DATABASE_URL,
+        conn_max_age=envint("DB_CONN_MAX_AGE", 0),
+    )
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the workers share the file: WAL lets readers go on while a
     # worker writes, and IMMEDIATE transactions take the write lock up front instead of
@@ -133,6 +149,7 @@ Q_CLUSTER = {
     "recycle": 500,
     "max_rss": envint("Q_MAX_RSS_KB", 250_000),
     "label": "Task queue",
+    "log_level": env("Q_LOG_LEVEL", "WARNING"),
     "poll": 0.2,
 }
 # The broker follows REDIS_URL unless Q_BROKER says otherwise: "orm" keeps tasks in the
@@ -222,6 +239,13 @@ SMS_MAX_SEGMENTS = envint("SMS_MAX_SEGMENTS", 3)
 VAPID_PUBLIC_KEY = env("VAPID_PUBLIC_KEY")
 VAPID_PRIVATE_KEY = env("VAPID_PRIVATE_KEY")
 VAPID_SUBJECT = env("VAPID_SUBJECT", "mailto:notifications@flashnotify.localhost")
+# Browsers' push services are always https; plain http endpoints are accepted only when this is on (tests).
+PUSH_ALLOW_HTTP_ENDPOINTS = envbool("PUSH_ALLOW_HTTP_ENDPOINTS")
+
+# --- Phone verification -----------------------------------------------------------------
+PHONE_CODE_TTL_SECONDS = envint("PHONE_CODE_TTL_SECONDS", 600)
+PHONE_CODE_RESEND_SECONDS = envint("PHONE_CODE_RESEND_SECONDS", 60)
+PHONE_CODES_PER_DAY = envint("PHONE_CODES_PER_DAY", 5)
 
 # --- Delivery engine --------------------------------------------------------------------
 FANOUT_CHUNK_SIZE = envint("FANOUT_CHUNK_SIZE", 500)
@@ -266,9 +290,26 @@ CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", str(not DEBUG))
 SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", str(not DEBUG))
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
-SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD")
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", str(not DEBUG))
 if envbool("BEHIND_TLS_PROXY"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+CSRF_COOKIE_HTTPONLY = True  # the pages' script reads the token from the form, never the cookie
+# Content-Security-Policy (django-csp): scripts, styles and workers from this site only, no inline code.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "worker-src": [SELF],
+        "manifest-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440)
 
 # --- Logging ----------------------------------------------------------------------------
@@ -290,6 +331,6 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL if LOG_LEVEL in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "INFO"},
     "loggers": {
-        "django_q": {"level": env("Q_LOG_LEVEL", "WARNING"), "propagate": True},
+        "django-q": {"level": env("Q_LOG_LEVEL", "WARNING")},
     },
 }

@@ -16,13 +16,12 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from accounts.admin_site import console_role
-from channels_app.models import InboxMessage
 
 from . import services
-from .forms import ComposeForm
+from .console_forms import ComposeForm
 from .models import CategoryDefault, Delivery, Notification
 from .selectors import (
-    audience_users, delivery_counts, notification_plan_counts, notification_progress, notification_reach,
+    acknowledgement_counts, audience_users, delivery_counts, notification_plan_counts, notification_progress, notification_reach,
     notifications_visible_to,
 )
 
@@ -125,16 +124,13 @@ class NotificationAdmin(admin.ModelAdmin):
         notification = self.get_object_or_404(request, object_id)
         failed = (Delivery.objects.filter(notification=notification, status=Delivery.Status.FAILED)
                   .select_related("recipient").order_by("-failed_at")[:100])
-        inbox = InboxMessage.objects.filter(notification=notification)
-        acks = {"asked": notification.requires_ack, "acknowledged": inbox.filter(acknowledged_at__isnull=False).count(),
-                "inbox": inbox.count()}
+        acks = {"asked": notification.requires_ack, **acknowledgement_counts(notification)}
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts, "title": f"Watch: {notification.title}", "notification": notification,
             "counts": sorted(delivery_counts(notification).items()), "statuses": Delivery.Status.choices,
             "reach": notification_reach(notification), "progress": notification_progress(notification),
             "failed": failed, "acks": acks, "can_act": self.has_change_permission(request, notification),
-            "reminders": notification.reminders.all()[:20] if notification.pk else (),
             "has_view_permission": True,
         }
         return TemplateResponse(request, "admin/notifications/notification/watch.html", context)

@@ -18,4 +18,6 @@ class NotificationsConfig(AppConfig):
     verbose_name = "Notifications"
 
     def ready(self):
+        from . import digest  # noqa: F401  (registers the digest notifier)
+
         post_migrate.connect(ensure_sweep_schedule, sender=self, dispatch_uid="notifications.sweep_schedule")

@@ -1,80 +1,112 @@
-"""The console's compose form: what a sender may ask for, scoped to what they may reach."""
+"""Forms of the student pages."""
 
-import uuid
+import zoneinfo
 
 from django import forms
-from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
 
-from accounts.models import Cohort, Role
-from channels_app.constants import Category, Channel, Priority
-from channels_app.registry import NotificationMeta, notifier_choices
+from accounts.models import User
+from accounts.validators import known_timezones
+from channels_app.constants import MANDATORY_CATEGORIES, Category, Channel
+
+from .models import Preference
+from .planning import category_defaults
+
+GRID_CHANNELS = (Channel.EMAIL, Channel.SMS, Channel.PUSH, Channel.INBOX)
 
 
-class ComposeForm(forms.Form):
-    notifier = forms.ChoiceField(choices=())
-    category = forms.ChoiceField(choices=Category.choices)
-    priority = forms.ChoiceField(choices=Priority.choices, initial=Priority.NORMAL)
-    channels = forms.MultipleChoiceField(choices=Channel.choices, widget=forms.CheckboxSelectMultiple,
-                                         required=False, help_text="None ticked: every channel of the notifier.")
-    title = forms.CharField(max_length=200)
-    body = forms.CharField(widget=forms.Textarea(attrs={"rows": 5, "cols": 60}))
-    severity = forms.CharField(max_length=50, required=False, help_text="Security alerts only.")
-    cohorts = forms.ModelMultipleChoiceField(queryset=Cohort.objects.none(), required=False,
-                                             widget=forms.CheckboxSelectMultiple)
-    users = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
-                            help_text="Usernames, separated by spaces, commas or lines.")
-    roles = forms.MultipleChoiceField(choices=Role.choices, required=False, widget=forms.CheckboxSelectMultiple)
-    everyone = forms.BooleanField(required=False)
-    scheduled_for = forms.DateTimeField(required=False, help_text="Empty: now. YYYY-MM-DD HH:MM, server time.")
-    deadline = forms.DateTimeField(required=False, help_text="YYYY-MM-DD HH:MM")
-    requires_ack = forms.BooleanField(required=False, label="Requires acknowledgement")
-    token = forms.CharField(widget=forms.HiddenInput, required=False)
+def timezone_choices():
+    names = sorted(name for name in known_timezones() if "/" in name and not name.startswith(("Etc/", "SystemV/")))
+    return [("UTC", "UTC")] + [(name, name.replace("_", " ")) for name in names]
 
-    def __init__(self, *args, user, is_admin, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.user = user
-        self.fields["notifier"].choices = notifier_choices()
-        self.fields["cohorts"].queryset = Cohort.objects.all() if is_admin else user.managed_cohorts.all()
-        if not is_admin:  # only an administrator may send to a role or to everyone
-            del self.fields["roles"]
-            del self.fields["everyone"]
-        if not self.is_bound:
-            self.initial.setdefault("token", uuid.uuid4().hex)
 
-    def clean_users(self):
-        raw = self.cleaned_data.get("users") or ""
-        return sorted({name for name in raw.replace(",", " ").split() if name})
+class InboxFilterForm(forms.Form):
+    category = forms.ChoiceField(label=_("Category"), required=False,
+                                 choices=[("", _("All categories"))] + list(Category.choices))
+
+
+class AccountSettingsForm(forms.ModelForm):
+    """The user's own settings shown beside the grid: language, time zone, quiet hours, digest hour."""
+
+    language = forms.ChoiceField(label=_("Language"), choices=User.Language.choices)
+    timezone = forms.ChoiceField(label=_("Time zone"), choices=timezone_choices)
+    quiet_hours_start = forms.TimeField(label=_("Quiet hours start"), required=False,
+                                        widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"))
+    quiet_hours_end = forms.TimeField(label=_("Quiet hours end"), required=False,
+                                      widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"))
+    digest_hour = forms.TypedChoiceField(label=_("Daily digest at"), coerce=int,
+                                         choices=[(hour, f"{hour:02d}:00") for hour in range(24)])
+
+    class Meta:
+        model = User
+        fields = ["language", "timezone", "quiet_hours_start", "quiet_hours_end", "digest_hour"]
 
     def clean(self):
         data = super().clean()
-        if not (data.get("cohorts") or data.get("users") or data.get("roles") or data.get("everyone")):
-            raise ValidationError("Choose an audience: cohorts, users, roles or everyone.")
-        notifier = NotificationMeta.registry.get(data.get("notifier"))
-        if notifier and data.get("channels"):
-            bad = [c for c in data["channels"] if c not in notifier.channels]
-            if bad:
-                self.add_error("channels", f"{notifier.label} does not send on {', '.join(bad)}.")
-        if not data.get("token"):
-            data["token"] = uuid.uuid4().hex
+        start, end = data.get("quiet_hours_start"), data.get("quiet_hours_end")
+        if (start is None) != (end is None):
+            raise forms.ValidationError(_("Give both the start and the end of your quiet hours, or neither."))
+        if start is not None and start == end:
+            raise forms.ValidationError(_("Quiet hours must start and end at different times."))
         return data
 
-    def audience(self):
-        data = self.cleaned_data
-        audience = {
-            "cohorts": sorted(c.code for c in data.get("cohorts") or []),
-            "users": data.get("users") or [],
-            "roles": sorted(data.get("roles") or []),
-            "everyone": bool(data.get("everyone")),
-        }
-        return {key: value for key, value in audience.items() if value}
+    def clean_timezone(self):
+        value = self.cleaned_data["timezone"]
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise forms.ValidationError(_("Choose a time zone from the list."))
+        return value
 
-    def send_kwargs(self):
-        data = self.cleaned_data
-        return dict(
-            notifier=data["notifier"], category=data["category"], priority=data["priority"],
-            channels=data.get("channels") or None, title=data["title"], body=data["body"],
-            data={"severity": data["severity"]} if data.get("severity") else {},
-            audience=self.audience(), scheduled_for=data.get("scheduled_for"), deadline=data.get("deadline"),
-            requires_ack=data.get("requires_ack"),
-        )
 
+class PreferenceGridForm(forms.Form):
+    """One checkbox per category × channel (and an email digest per category); mandatory categories have none."""
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+        chosen = {(p.category, p.channel): (p.enabled, p.digest) for p in Preference.objects.filter(user=user)}
+        self.rows = []
+        for category, category_label in Category.choices:
+            mandatory = category in MANDATORY_CATEGORIES
+            defaults = category_defaults(category)
+            cells = []
+            for channel in GRID_CHANNELS:
+                enabled, digest = chosen.get((category, channel), defaults[channel])
+                name = f"{category}__{channel}"
+                if not mandatory:
+                    self.fields[name] = forms.BooleanField(
+                        required=False, initial=enabled,
+                        label=_("%(category)s by %(channel)s") % {"category": category_label,
+                                                                   "channel": Channel(channel).label})
+                cells.append({"channel": channel, "name": name, "enabled": enabled})
+            row = {"category": category, "label": category_label, "mandatory": mandatory, "cells": cells}
+            if not mandatory:
+                digest_name = f"{category}__digest"
+                self.fields[digest_name] = forms.BooleanField(
+                    required=False, initial=chosen.get((category, Channel.EMAIL), defaults[Channel.EMAIL])[1],
+                    label=_("%(category)s: low-priority emails in a daily digest") % {"category": category_label})
+                row["digest"] = digest_name
+            self.rows.append(row)
+
+    def bound_rows(self):
+        """Rows with their bound fields, for the template."""
+        for row in self.rows:
+            cells = [{**cell, "field": self[cell["name"]] if cell["name"] in self.fields else None}
+                     for cell in row["cells"]]
+            yield {**row, "cells": cells, "digest_field": self[row["digest"]] if "digest" in row else None}
+
+    def changes(self):
+        """[(category, channel, enabled, digest)] that differ from what the user has now."""
+        found = []
+        for row in self.rows:
+            if row["mandatory"]:
+                continue
+            digest_now = self.fields[row["digest"]].initial
+            digest_new = self.cleaned_data[row["digest"]]
+            for cell in row["cells"]:
+                new = self.cleaned_data[cell["name"]]
+                digest = digest_new if cell["channel"] == Channel.EMAIL else None
+                if new != cell["enabled"] or (digest is not None and digest != digest_now):
+                    found.append((row["category"], cell["channel"], new, digest))
+        return found

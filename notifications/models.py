@@ -118,7 +118,9 @@ class Delivery(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["notification", "recipient", "channel"], name="delivery_once_per_channel"),
+            # Once per channel, and again per escalation level (notifications.escalation).
+            models.UniqueConstraint(fields=["notification", "recipient", "channel", "escalation_level"],
+                                    name="delivery_once_per_channel_level"),
         ]
         indexes = [
             models.Index(fields=["notification", "channel", "status"], name="delivery_progress"),

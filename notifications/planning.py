@@ -9,20 +9,44 @@ import zoneinfo
 
 from django.utils import timezone
 
-from channels_app.constants import MANDATORY_CATEGORIES, URGENT_PRIORITIES, Channel, Priority
+from channels_app.constants import MANDATORY_CATEGORIES, URGENT_PRIORITIES, Category, Channel, Priority
 from channels_app.models import PushSubscription
 
 from .models import CategoryDefault, Delivery, Preference
 
-# Channels on by default for a category when no CategoryDefault row says otherwise.
-BUILTIN_DEFAULTS = {Channel.EMAIL: True, Channel.INBOX: True, Channel.PUSH: True, Channel.SMS: False}
+_ON = {Channel.EMAIL: True, Channel.INBOX: True, Channel.PUSH: True, Channel.SMS: False}
+
+# What a category does for users who have not chosen, until an administrator says otherwise
+# (a CategoryDefault row): {channel: enabled}. SMS costs money and wakes people: only for security.
+BUILTIN_DEFAULTS = {
+    Category.ANNOUNCEMENT: _ON,
+    Category.DEADLINE: _ON,
+    Category.GRADE: _ON,
+    Category.TIMETABLE: _ON,
+    Category.ADMINISTRATIVE: {**_ON, Channel.PUSH: False},
+    Category.SECURITY: {channel: True for channel in Channel.values},
+}
 
 
 def category_defaults(category):
     """{channel: (enabled, digest)} for a category, from CategoryDefault or the built-in defaults."""
-    defaults = {channel: (enabled, False) for channel, enabled in BUILTIN_DEFAULTS.items()}
+    builtin = BUILTIN_DEFAULTS.get(category, _ON)
+    defaults = {channel: (builtin.get(channel, False), False) for channel in Channel.values}
     for row in CategoryDefault.objects.filter(category=category):
         defaults[row.channel] = (row.enabled, row.digest)
+    return defaults
+
+
+def all_category_defaults():
+    """{category: {channel: (enabled, digest)}} for every category, in one query."""
+    defaults = {
+        category: {channel: (BUILTIN_DEFAULTS.get(category, _ON).get(channel, False), False)
+                   for channel in Channel.values}
+        for category in Category.values
+    }
+    for row in CategoryDefault.objects.all():
+        if row.category in defaults:
+            defaults[row.category][row.channel] = (row.enabled, row.digest)
     return defaults
 
 
@@ -85,7 +109,14 @@ class DeliveryPlanner:
             deliveries += self.plan_user(user, preferences, with_push)
         return deliveries
 
+    def wants(self, user, channel, preferences):
+        """Whether the user takes this notification's category on `channel` (always, when mandatory)."""
+        if self.mandatory:
+            return True
+        return preferences.get((user.pk, channel), self.defaults[channel])[0]
+
     def reachable(self, user, channel, with_push):
+        """Why the user cannot receive on `channel`, or "" when they can."""
         if channel == Channel.EMAIL and not user.email:
             return "no email address"
         if channel == Channel.SMS and not (user.phone and user.phone_verified_at):
@@ -105,7 +136,7 @@ class DeliveryPlanner:
             if reason:
                 fallback = self.notifier.fallback.get(channel)
                 if fallback and fallback not in chosen and fallback not in self.channels \
-                        and not self.reachable(user, fallback, with_push):
+                        and self.wants(user, fallback, preferences) and not self.reachable(user, fallback, with_push):
                     chosen.add(fallback)
                     planned.append(self.delivery(user, fallback, quiet_end))
                 planned.append(Delivery(notification=self.notification, recipient=user, channel=channel,

@@ -1,9 +1,10 @@
 """Reads: who a notification reaches, what a user may see, how far a notification got."""
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Q
+from django.db.models import Count, F, Max, OuterRef, Q, Subquery
 
 from accounts.models import Cohort, Role
+from channels_app.models import InboxMessage
 
 from .models import Delivery, Notification
 
@@ -124,3 +125,22 @@ def notification_progress(notification):
         percent = min(percent, 99)
     return {"total": total, "done": done, "pending": pending, "fanned_out": fanned_out, "percent": percent,
             "status": notification.status, "final": notification.is_final or (fanned_out and not pending)}
+
+
+def notification_acknowledgements(notification):
+    """Its recipients, each annotated with `acknowledged_at` (None: not yet) and `escalation_level`
+    (0: not escalated), acknowledged first then by name; one query."""
+    levels = (Delivery.objects.filter(notification=notification, recipient=OuterRef("pk")).values("recipient")
+              .annotate(level=Max("escalation_level")).values("level"))
+    acknowledged = InboxMessage.objects.filter(notification=notification, recipient=OuterRef("pk"))
+    return (User.objects.filter(pk__in=Delivery.objects.filter(notification=notification).values("recipient_id"))
+            .annotate(acknowledged_at=Subquery(acknowledged.values("acknowledged_at")[:1]),
+                      escalation_level=Subquery(levels[:1]))
+            .order_by(F("acknowledged_at").asc(nulls_last=True), "last_name", "username"))
+
+
+def acknowledgement_counts(notification):
+    """{"recipients", "acknowledged", "waiting"} for one notification."""
+    recipients = Delivery.objects.filter(notification=notification).values("recipient_id").distinct().count()
+    acknowledged = InboxMessage.objects.filter(notification=notification, acknowledged_at__isnull=False).count()
+    return {"recipients": recipients, "acknowledged": acknowledged, "waiting": recipients - acknowledged}

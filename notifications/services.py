@@ -42,10 +42,15 @@ def _log_notification(notification, status):
 # --- sending ------------------------------------------------------------------------------
 
 def audience_check(sender, audience, *, api_key=None):
-    """Raise PermissionDenied unless `sender` may reach every part of `audience`."""
-    if sender is None or is_admin(sender):
+    """Raise PermissionDenied unless `sender` may reach every part of `audience`.
+
+    Admin reaches anyone; Staff the cohorts they manage (and users in them); a request made
+    with an API key that names cohorts is held to those cohorts, whoever owns the key.
+    """
+    key_cohorts = api_key is not None and api_key.pk and api_key.cohorts.exists()
+    if sender is None or (is_admin(sender) and not key_cohorts):
         return
-    if api_key is not None and api_key.pk and api_key.cohorts.exists():
+    if key_cohorts:
         allowed = set(api_key.cohorts.values_list("code", flat=True))
     else:
         allowed = set(sender.managed_cohorts.values_list("code", flat=True))
@@ -55,9 +60,10 @@ def audience_check(sender, audience, *, api_key=None):
     if refused:
         raise PermissionDenied(f"You do not manage the cohort(s): {', '.join(sorted(refused))}.")
     if audience.get("users"):
+        # Membership, active or not: an inactive member is skipped at fan-out, not refused here.
         reachable = set(
-            audience_users({"cohorts": sorted(allowed)}).filter(username__in=audience["users"])
-            .values_list("username", flat=True)
+            Cohort.members.through.objects.filter(cohort__code__in=allowed, user__username__in=audience["users"])
+            .values_list("user__username", flat=True)
         )
         outside = set(audience["users"]) - reachable
         if outside:
@@ -104,6 +110,8 @@ def notification_send(*, sender, notifier, title, body, audience, category=None,
     IdempotencyConflict.
     """
     notifier_cls = type(get_notifier(notifier))
+    if getattr(notifier_cls, "internal", False):
+        raise ValidationError({"notifier": [f"{notifier_cls.label} messages are made by FlashNotify, not sent."]})
     data = dict(data or {})
     errors = {}
     category = category or (notifier_cls.categories[0] if notifier_cls.categories else None)
@@ -130,7 +138,13 @@ def notification_send(*, sender, notifier, title, body, audience, category=None,
         audience = clean_audience(audience)
     except ValidationError as exc:
         errors.update(exc.message_dict)
-    reminder_offsets = sorted({int(m) for m in reminder_offsets or []}, reverse=True)
+    try:
+        reminder_offsets = sorted({int(m) for m in reminder_offsets or []}, reverse=True)
+    except (TypeError, ValueError):
+        errors["reminder_offsets"] = ["Give reminder offsets as whole minutes before the deadline."]
+        reminder_offsets = []
+    if any(m <= 0 for m in reminder_offsets):
+        errors["reminder_offsets"] = ["Reminder offsets are minutes before the deadline: positive numbers."]
     if reminder_offsets and not deadline:
         errors["reminder_offsets"] = ["Reminders need a deadline."]
     if errors:
@@ -157,7 +171,7 @@ def notification_send(*, sender, notifier, title, body, audience, category=None,
             if audience.get("cohorts"):
                 notification.cohorts.set(Cohort.objects.filter(code__in=audience["cohorts"]))
             if reminder_offsets:
-                _schedule_reminders(notification)
+                _schedule_reminders(notification, now=now)
             if not scheduled:
                 transaction.on_commit(lambda: enqueue_fan_out(notification.pk))
     except IntegrityError:
@@ -180,9 +194,9 @@ def _replay(existing, fingerprint):
     return existing, False
 
 
-def _schedule_reminders(notification):
+def _schedule_reminders(notification, *, now=None):
     """Create one scheduled reminder per offset (minutes before the deadline) that is still ahead."""
-    now = timezone.now()
+    now = now or timezone.now()
     for minutes in notification.reminder_offsets:
         at = notification.deadline - timedelta(minutes=minutes)
         if at <= now:
@@ -410,21 +424,31 @@ def deliveries_sweep(*, now=None):
         )
         logger.warning("reclaimed %d deliveries from dead workers", done["reclaimed"])
 
+    started = []
     for notification in Notification.objects.filter(status=Notification.Status.SCHEDULED, scheduled_for__lte=now):
         if Notification.objects.filter(pk=notification.pk, status=Notification.Status.SCHEDULED).update(
                 status=Notification.Status.QUEUED):
             _log_notification(notification, Notification.Status.QUEUED)
             enqueue_fan_out(notification.pk)
+            started.append(notification.pk)
             done["scheduled_started"] = done.get("scheduled_started", 0) + 1
 
     # Fan-outs whose task was lost (Redis broker, dead worker) are resumed from their cursor.
     stale = now - timedelta(seconds=settings.DELIVERY_STALE_SECONDS)
     for notification_id in Notification.objects.filter(
-            Q(status=Notification.Status.QUEUED, created_at__lt=stale)
+            # Queued since its creation, or since its schedule came due (not those just started above).
+            Q(status=Notification.Status.QUEUED, scheduled_for__isnull=True, created_at__lt=stale)
+            | Q(status=Notification.Status.QUEUED, scheduled_for__lt=stale)
             | Q(status=Notification.Status.SENDING, fanned_out_at__isnull=True, started_at__lt=stale)
-    ).values_list("pk", flat=True):
+    ).exclude(pk__in=started).values_list("pk", flat=True):
         enqueue_fan_out(notification_id)
         done["fan_outs_resumed"] = done.get("fan_outs_resumed", 0) + 1
+
+    from .digest import digests_enqueue
+    from .escalation import escalations_run
+
+    done.update(escalations_run(now=now))  # before the enqueue below, which sends what it creates
+    done.update(digests_enqueue(now=now))
 
     due = Delivery.objects.filter(
         Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale),
@@ -501,25 +525,36 @@ def delivery_record_receipt(*, channel, provider_message_id, event, reason=""):
     return count
 
 
-# --- preview ------------------------------------------------------------------------------
+# --- preview --------------------------------------------------------------------------------
 
 def notification_preview(notification, recipient, *, context=None):
-    """Render `notification` (saved or a draft) for `recipient` on each of its channels.
+    """{channel: {part: text}}: `notification` as `recipient` (a User) would get it on each of its channels.
 
-    Returns {channel: {part: text}} or {channel: {"error": reason}}; sends and writes nothing.
+    Renders only — sends nothing, writes nothing — so a draft (an unsaved Notification built
+    from a compose form) can be previewed. Links are signed as real ones would be; a draft's
+    point at a placeholder.
     """
     notifier = get_notifier(notification.notifier)
     channels = [c for c in (notification.channels or notifier.channels) if c in notifier.channels]
-    subscriptions = [s.as_subscription_info() for s in PushSubscription.objects.filter(user=recipient)]
-    rendered = {}
+    try:
+        person = Recipient.from_user(recipient)
+    except ValidationError:  # a stored address that no longer validates: the content is still worth seeing
+        person = Recipient(user_id=recipient.pk, username=recipient.username, name=recipient.get_full_name(),
+                           language=recipient.language, timezone=recipient.timezone)
+
+    def link(name):
+        signed = TimestampSigner(salt=f"flashnotify.{name}").sign(f"{recipient.pk}:{notification.pk}")
+        return settings.SITE_URL + reverse(name, args=[signed if notification.pk else "preview"])
+
+    preview = {}
     for channel in channels:
-        message = Message(delivery_id=0, channel=channel, recipient=Recipient.from_user(recipient, subscriptions),
-                          notification=notification, context=context)
-        try:
-            rendered[channel] = notifier.render(message)
-        except Exception as exc:  # a preview reports a template problem instead of failing the page
-            rendered[channel] = {"error": str(exc)}
-    return rendered
+        message = Message(
+            delivery_id=None, channel=channel, recipient=person, notification=notification,
+            unsubscribe_url=link("unsubscribe") if channel == Channel.EMAIL else "",
+            ack_url=link("acknowledge") if notification.requires_ack else "", context=context,
+        )
+        preview[channel] = notifier.render(message)
+    return preview
 
 
 # --- console and command helpers -------------------------------------------------------

@@ -1,6 +1,6 @@
 """django-q2 tasks: thin wrappers that call the services."""
 
-from . import services
+from . import digest, services
 
 
 def fan_out(notification_id):
@@ -13,3 +13,7 @@ def send_deliveries(delivery_ids):
 
 def sweep():
     return services.deliveries_sweep()
+
+
+def send_digests(recipient_ids):
+    return digest.digests_send(recipient_ids)

@@ -38,6 +38,23 @@ def browser():
         browser.close()
 
 
+@pytest.fixture(scope="session")
+def live_server(request):
+    """pytest-django's live server, but static files go through WhiteNoise as in production.
+
+    pytest-django wraps the site in staticfiles' finder handler, which knows only the source
+    names, not the hashed names of the manifest storage the pages link to (DEBUG is off in tests).
+    """
+    from pytest_django.live_server_helper import LiveServer
+
+    addr = request.config.getvalue("liveserver") or os.getenv("DJANGO_LIVE_TEST_SERVER_ADDRESS") or "localhost"
+    server = LiveServer(addr, start=False)
+    server.thread.static_handler = lambda application: application
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def page(browser, live_server):
     """A fresh browser context (no cookies) on the live server; `page.base_url` is its address."""
@@ -55,3 +72,42 @@ def sign_in(page, username, password):
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_load_state()
+
+
+def axe_script():
+    """Path of axe-core's axe.min.js installed by `make test` (npm, pinned), or "" when it could not be had."""
+    import glob
+
+    path = os.environ.get("AXE_JS") or next(iter(sorted(glob.glob(
+        str(SCREENSHOTS.parent.parent / "var" / "axe-*" / "node_modules" / "axe-core" / "axe.min.js")))), "")
+    return path if path and Path(path).exists() else ""
+
+
+AXE_MISSING = "axe-core is not installed (make test installs it with npm): accessibility not checked"
+
+
+def with_axe(page):
+    """Inject axe-core into every document of the page's context (an init script is not subject to the CSP),
+    and record what the Content-Security-Policy blocks, which `assert_accessible` also checks."""
+    page.csp_reports = []
+    page.on("console", lambda message: page.csp_reports.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    if axe_script():
+        page.context.add_init_script(path=axe_script())
+    return page
+
+
+def assert_accessible(page):
+    """axe-core finds no serious or critical violation on the current page (a warning when axe is missing),
+    and the page needed nothing its Content-Security-Policy refused."""
+    assert not getattr(page, "csp_reports", []), f"blocked by the CSP on {page.url}: {page.csp_reports}"
+    if not axe_script():
+        import warnings
+
+        warnings.warn(AXE_MISSING)
+        return []
+    violations = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations")
+    bad = [f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:5]}"
+           for v in violations if v["impact"] in ("serious", "critical")]
+    assert not bad, f"accessibility violations on {page.url}:\n" + "\n".join(bad)
+    return violations

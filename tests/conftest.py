@@ -6,7 +6,7 @@ from django_q.conf import Conf
 
 from accounts.models import Cohort, Role, User
 
-from .browser import browser, page  # noqa: F401  (fixtures)
+from .browser import browser, live_server, page  # noqa: F401  (fixtures)
 from .peers import HTTPPeer, SMTPPeer, Worker
 
 

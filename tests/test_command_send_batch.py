@@ -48,7 +48,7 @@ def test_it_sends_one_personalised_message_per_row(tmp_path, students, mailoutbo
         notification_fan_out(notification.pk)
         deliveries_send(list(notification.deliveries.values_list("pk", flat=True)))
     bodies = {m.to[0]: (m.subject, m.body) for m in mailoutbox}
-    assert bodies[students[2].email][0] == "Your CS101 grade"
+    assert bodies[students[2].email][0] == "[CS101] Your CS101 grade"  # the academic subject names the course
     assert "Dear Student3, your grade is 12." in bodies[students[2].email][1]
     assert len(mailoutbox) == 5
 
@@ -58,7 +58,7 @@ def test_it_shows_counts_and_the_first_message_on_a_dry_run_and_writes_nothing(t
 
     assert "People: 5" in out
     assert "email  5 to send" in out and "inbox  5 to send" in out
-    assert "[email subject] Your CS101 grade" in out
+    assert "[email subject] [CS101] Your CS101 grade" in out
     assert "Dear Student1, your grade is 10." in out
     assert Notification.objects.count() == 0
 

@@ -48,7 +48,7 @@ def test_it_shows_counts_reach_acknowledgements_and_failures_on_the_watch_page(c
     assert reach["after"] == {50: 2.0, 95: 10.0, 100: 10.0}
     html = response.content.decode()
     assert "not a valid phone number" in html  # the provider's reason
-    assert "1 of 2 recipients have acknowledged" in html
+    assert "1 of 4 recipients have acknowledged; 3 still to acknowledge" in html
     assert 'id="fanout-progress"' in html and "console/watch" in html and 'data-final="1"' in html
     assert "<script>" not in html  # the refresh script is a static file
 

@@ -1,0 +1,51 @@
+"""Account pages: phone verification. Sign-in and password reset are Django's auth views (accounts/urls.py)."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods
+
+from .forms import PhoneCodeForm, PhoneForm
+from .phone import phone_verification_confirm, phone_verification_pending, phone_verification_start
+
+
+def _add_errors(form, exc):
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.message_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, exc.messages)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def phone_verify(request):
+    """Step 1: the number, to which a code is sent. Step 2: the code."""
+    user = request.user
+    phone_form = PhoneForm(initial={"phone": user.phone})
+    code_form = PhoneCodeForm()
+    if request.method == "POST" and "send" in request.POST:
+        phone_form = PhoneForm(request.POST)
+        if phone_form.is_valid():
+            try:
+                phone_verification_start(user=user, phone=phone_form.cleaned_data["phone"])
+            except ValidationError as exc:
+                _add_errors(phone_form, exc)
+            else:
+                messages.info(request, _("We sent a code by SMS. Enter it below."))
+                return redirect("phone-verify")
+    elif request.method == "POST":
+        code_form = PhoneCodeForm(request.POST)
+        if code_form.is_valid():
+            try:
+                phone_verification_confirm(user=user, code=code_form.cleaned_data["code"])
+            except ValidationError as exc:
+                _add_errors(code_form, exc)
+            else:
+                messages.success(request, _("Your phone number is verified. You can now receive text messages."))
+                return redirect("phone-verify")
+    return render(request, "accounts/phone.html", {
+        "phone_form": phone_form, "code_form": code_form, "pending": phone_verification_pending(user),
+    })

@@ -1,0 +1,41 @@
+"""Signed, expiring links in messages: acknowledge an alert, unsubscribe from a category.
+
+A token signs "<user id>:<notification id>" with a salt per action (the format
+`notifications.services.action_url` writes), so one action's token never opens another.
+"""
+
+from dataclasses import dataclass
+
+from django.core.signing import BadSignature, SignatureExpired, TimestampSigner
+
+MAX_AGE = {
+    "acknowledge": 7 * 24 * 3600,
+    "unsubscribe": 365 * 24 * 3600,
+}
+
+
+@dataclass
+class LinkCheck:
+    user_id: int | None = None
+    notification_id: int | None = None
+    problem: str = ""  # "", "expired" or "invalid"
+
+
+def _signer(action):
+    return TimestampSigner(salt=f"flashnotify.{action}")
+
+
+def link_token(action, *, user_id, notification_id):
+    return _signer(action).sign(f"{user_id}:{notification_id}")
+
+
+def link_check(action, token):
+    """Who and what a token is for, or why it cannot be used."""
+    try:
+        value = _signer(action).unsign(token, max_age=MAX_AGE[action])
+        user_id, notification_id = (int(part) for part in value.split(":"))
+    except SignatureExpired:
+        return LinkCheck(problem="expired")
+    except (BadSignature, ValueError):
+        return LinkCheck(problem="invalid")
+    return LinkCheck(user_id=user_id, notification_id=notification_id)

@@ -1,0 +1,63 @@
+"""Settings come from the environment; misconfiguration is a system check with a hint."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def manage(*args, **env):
+    # Without the test run's own relaxations (tests/testenv.py), as a real deployment would be.
+    relaxed = {"SECRET_KEY", "DEBUG", "REDIS_URL", "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE",
+               "CSRF_COOKIE_SECURE", "SECURE_HSTS_SECONDS", "ALLOWED_HOSTS", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    environment = {k: v for k, v in os.environ.items() if k not in relaxed}
+    environment["DATABASE_URL"] = "sqlite:///" + str(BASE_DIR / "var" / "settings-check.sqlite3")
+    environment.update(env)
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=environment,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_it_refuses_to_start_in_production_without_a_secret_key():
+    result = manage("check", DEBUG="false", ALLOWED_HOSTS="notify.example.edu")
+    assert result.returncode != 0
+    assert "flashnotify.E001" in result.stderr and "HINT: Set the SECRET_KEY" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_it_refuses_to_serve_wsgi_without_a_secret_key():
+    environment = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY",)}
+    environment.update(DEBUG="false", ALLOWED_HOSTS="notify.example.edu")
+    result = subprocess.run([sys.executable, "-c", "import flashnotify.wsgi"], cwd=BASE_DIR, env=environment,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "flashnotify.E001" in result.stderr and "refuses to start" in result.stderr
+
+
+def test_it_runs_with_the_development_key_only_in_debug():
+    result = manage("check", DEBUG="true")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("env, check_id", [
+    ({"REDIS_URL": "localhost:6379"}, "flashnotify.E006"),
+    ({"PORT": "eighty"}, "flashnotify.E003"),
+    ({"DATABASE_URL": "mysql://x@y/z"}, "flashnotify.E005"),
+    ({"Q_BROKER": "sqs"}, "flashnotify.E007"),
+])
+def test_it_reports_bad_values_as_checks_with_hints(env, check_id):
+    result = manage("check", DEBUG="true", **env)
+    assert result.returncode != 0
+    assert check_id in result.stderr and "HINT" in result.stderr
+
+
+def test_it_passes_the_deploy_checks_with_production_settings():
+    result = manage("check", "--deploy", "--fail-level", "WARNING", DEBUG="false",
+                    SECRET_KEY="a-long-random-production-secret-key-0123456789-abcdefghijklmnop",
+                    ALLOWED_HOSTS="notify.example.edu", TWILIO_ACCOUNT_SID="AC0123", TWILIO_AUTH_TOKEN="token",
+                    TWILIO_FROM_NUMBER="+15005550006", VAPID_PUBLIC_KEY="public", VAPID_PRIVATE_KEY="private")
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
