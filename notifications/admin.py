@@ -151,6 +151,8 @@ class NotificationAdmin(admin.ModelAdmin):
                     return self._send(request, form, kwargs)
                 context.update(self._confirmation(request, kwargs))
                 return TemplateResponse(request, "admin/notifications/notification/confirm.html", context)
+            except services.IdempotencyConflict:
+                form.add_error(None, "This form was already sent with other content; start again to send another.")
             except PermissionDenied as exc:
                 form.add_error(None, str(exc) or "You may not send to this audience.")
             except ValidationError as exc:

@@ -61,6 +61,9 @@ def test_it_sends_on_confirmation_through_the_service_and_records_it(client, sta
 
     again = client.post(COMPOSE, compose_form(mine, stage="confirm"))  # the same form submitted twice
     assert again.status_code == 302 and Notification.objects.count() == 1
+    edited = client.post(COMPOSE, compose_form(mine, stage="confirm", title="Other"))  # back, edit, resend
+    assert "already sent with other content" in str(edited.context["form"].non_field_errors())
+    assert Notification.objects.count() == 1
 
 
 @pytest.mark.django_db
