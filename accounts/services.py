@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
-from .models import Cohort, Role, User
+from .models import ApiKey, Cohort, Role, User
 from .validators import normalize_phone
 
 logger = logging.getLogger(__name__)
@@ -168,3 +169,35 @@ def _upsert_one(row, username, user, known_cohorts, user_group, *, line, dry_run
     if cohort_change:
         user.cohorts.set([known_cohorts[code] for code in codes])
     return result
+
+
+# --- API keys -----------------------------------------------------------------------------
+
+def api_key_create(*, user, name, scopes, cohorts=(), expires_at=None):
+    """Create an API key for `user`. Returns (api_key, raw_key); the raw key is never stored.
+
+    Raises ValidationError for an unknown scope.
+    """
+    scopes = sorted(set(scopes))
+    unknown = set(scopes) - set(ApiKey.Scope.values)
+    if unknown:
+        raise ValidationError({"scopes": [f"Unknown scope(s): {', '.join(sorted(unknown))}; "
+                                          f"choose from {', '.join(ApiKey.Scope.values)}."]})
+    prefix, raw = ApiKey.generate()
+    with transaction.atomic():
+        key = ApiKey.objects.create(user=user, name=name, prefix=prefix, hashed_key=ApiKey.hash(raw),
+                                    scopes=scopes, expires_at=expires_at)
+        if cohorts:
+            key.cohorts.set(cohorts)
+    logger.info("API key %s created for user %s", key.prefix, user.pk,
+                extra={"api_key_prefix": key.prefix, "user_id": user.pk})
+    return key, raw
+
+
+def api_key_revoke(key):
+    """Revoke a key at once (idempotent)."""
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=key.revoked_at)
+        logger.info("API key %s revoked", key.prefix, extra={"api_key_prefix": key.prefix})
+    return key

@@ -65,6 +65,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_filters",
     "django_q",
     "anymail",
     "accounts",
@@ -264,21 +266,62 @@ BREAKER_RESET_SECONDS = envint("BREAKER_RESET_SECONDS", 60)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "accounts.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "flashnotify.api_schema.AutoSchema",
+    "DEFAULT_PARSER_CLASSES": ["flashnotify.api_errors.BoundedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.throttling.AnonThrottle", "accounts.throttling.UserThrottle"],
+    "EXCEPTION_HANDLER": "flashnotify.api_errors.api_exception_handler",
+    # Proxies in front of the app whose X-Forwarded-For is trusted for throttling; 0: the socket's address.
+    "NUM_PROXIES": envint("API_NUM_PROXIES", 0),
 }
+# Requests per period per client (see accounts/throttling.py); "login" counts token requests per IP.
+API_THROTTLE_RATES = {
+    "anon": env("API_THROTTLE_ANON", "120/min"),
+    "user": env("API_THROTTLE_USER", "3000/min"),
+    "login": env("API_THROTTLE_LOGIN", "20/min"),
+    "api_key_failure": env("API_THROTTLE_KEY_FAILURES", "20/min"),
+}
+# After this many failed logins (or bad secrets for one API key prefix) in a row, the account
+# (or key) is refused for LOCKOUT_SECONDS, whoever asks.
+LOCKOUT_FAILURES = envint("LOCKOUT_FAILURES", 5)
+LOCKOUT_SECONDS = envint("LOCKOUT_SECONDS", 900)
+# last_used_at of an API key is written at most once per this many seconds.
+API_KEY_USAGE_WRITE_SECONDS = envint("API_KEY_USAGE_WRITE_SECONDS", 60)
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=envint("JWT_ACCESS_MINUTES", 5)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=envint("JWT_REFRESH_DAYS", 1)),
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": False,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "FlashNotify API",
+    "DESCRIPTION": "Send university notifications and read their deliveries. Authenticate with a JWT "
+                   "(`Authorization: Bearer <access>`), an API key (`Authorization: Api-Key <key>`) or "
+                   "the site's session (CSRF token required on writes). Every error has the shape "
+                   "`{status, code, message, errors}`.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "DeliveryStatusEnum": "notifications.models.Delivery.Status",
+        "NotificationStatusEnum": "notifications.models.Notification.Status",
+        "ChannelEnum": "channels_app.constants.Channel",
+        "CategoryEnum": "channels_app.constants.Category",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "flashnotify.api_schema.add_webhooks",
+    ],
 }
 
 # --- Security ---------------------------------------------------------------------------

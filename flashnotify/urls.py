@@ -7,5 +7,10 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),
     path("webhooks/", include("channels_app.urls")),
+    path("api/v1/", include("flashnotify.api_urls")),
     path("", include("notifications.urls")),
 ]
+
+handler400 = "flashnotify.api_errors.bad_request"
+handler404 = "flashnotify.api_errors.not_found"
+handler500 = "flashnotify.api_errors.server_error"

@@ -47,11 +47,12 @@ def audience_check(sender, audience, *, api_key=None):
     Admin reaches anyone; Staff the cohorts they manage (and users in them); a request made
     with an API key that names cohorts is held to those cohorts, whoever owns the key.
     """
-    key_cohorts = api_key is not None and api_key.pk and api_key.cohorts.exists()
-    if sender is None or (is_admin(sender) and not key_cohorts):
+    if sender is None:
         return
-    if key_cohorts:
+    if api_key is not None and api_key.pk and api_key.cohorts.exists():
         allowed = set(api_key.cohorts.values_list("code", flat=True))
+    elif is_admin(sender):
+        return
     else:
         allowed = set(sender.managed_cohorts.values_list("code", flat=True))
     if audience.get("everyone") or audience.get("roles"):

@@ -1,0 +1,90 @@
+from django.utils import timezone
+from rest_framework import serializers
+
+from .models import ApiKey, Cohort, User
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The shape of every error response."""
+
+    status = serializers.IntegerField()
+    code = serializers.CharField()
+    message = serializers.CharField()
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()),
+                                   help_text="Field name (dotted when nested) to its messages; filled for 400s.")
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    scopes = serializers.ListField(child=serializers.ChoiceField(choices=ApiKey.Scope.choices), allow_empty=False)
+    cohorts = serializers.SlugRelatedField(slug_field="code", many=True, required=False,
+                                           queryset=Cohort.objects.all())
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = ApiKey
+        fields = ["id", "name", "prefix", "user", "scopes", "cohorts", "expires_at", "last_used_at",
+                  "revoked_at", "created_at"]
+        read_only_fields = ["prefix", "last_used_at", "revoked_at", "created_at"]
+
+    def validate_expires_at(self, value):
+        if value is not None and value <= timezone.now():
+            raise serializers.ValidationError("Choose a time in the future.")
+        return value
+
+
+class ApiKeyCreatedSerializer(ApiKeySerializer):
+    key = serializers.CharField(read_only=True, help_text="The full key. Shown only in this response.")
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = ApiKeySerializer.Meta.fields + ["key"]
+
+
+class CohortSerializer(serializers.ModelSerializer):
+    member_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Cohort
+        fields = ["code", "name", "member_count", "created_at"]
+        read_only_fields = ["created_at"]
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = User
+        fields = ["id", "username", "first_name", "last_name", "email"]
+
+
+class UserRowSerializer(serializers.Serializer):
+    """One row of a provisioning request. Values are validated by the service, row by row."""
+
+    username = serializers.CharField(max_length=150, allow_blank=True)
+    email = serializers.CharField(required=False, allow_blank=True, max_length=254)
+    phone = serializers.CharField(required=False, allow_blank=True, max_length=40)
+    language = serializers.CharField(required=False, max_length=5)
+    timezone = serializers.CharField(required=False, max_length=64)
+    first_name = serializers.CharField(required=False, allow_blank=True, max_length=150)
+    last_name = serializers.CharField(required=False, allow_blank=True, max_length=150)
+    cohorts = serializers.ListField(child=serializers.CharField(max_length=64), required=False)
+    is_active = serializers.BooleanField(required=False)
+
+
+class UsersUpsertSerializer(serializers.Serializer):
+    users = serializers.ListField(child=UserRowSerializer(), allow_empty=False, max_length=5000)
+    dry_run = serializers.BooleanField(default=False)
+
+
+class RowResultSerializer(serializers.Serializer):
+    line = serializers.IntegerField()
+    username = serializers.CharField()
+    action = serializers.ChoiceField(choices=["created", "updated", "unchanged", "invalid"])
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+
+
+class UsersUpsertResultSerializer(serializers.Serializer):
+    dry_run = serializers.BooleanField()
+    summary = serializers.DictField(child=serializers.IntegerField())
+    rows = RowResultSerializer(many=True)
+
+
+class LogoutSerializer(serializers.Serializer):
+    refresh = serializers.CharField()

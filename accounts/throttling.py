@@ -1,0 +1,102 @@
+"""Request throttles and account lockout, both kept in the shared cache so every process agrees.
+
+Rates come from settings.API_THROTTLE_RATES, read at each request (not at import) so
+they follow the settings a test or a deployment gives.
+"""
+
+import hashlib
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from rest_framework import throttling
+from rest_framework.exceptions import Throttled
+
+
+class LockedOut(Throttled):
+    default_detail = "Too many failed attempts; try again later."
+    default_code = "locked_out"
+
+
+class _SettingsRateMixin:
+    def get_rate(self):
+        return settings.API_THROTTLE_RATES.get(self.scope)
+
+
+class AnonThrottle(_SettingsRateMixin, throttling.AnonRateThrottle):
+    scope = "anon"
+
+
+class UserThrottle(_SettingsRateMixin, throttling.UserRateThrottle):
+    scope = "user"
+
+    def get_cache_key(self, request, view):
+        # One budget per API key, so two integrations of one user do not starve each other.
+        key = getattr(request.auth, "prefix", None) if request.auth is not None else None
+        if key and request.user and request.user.is_authenticated:
+            return self.cache_format % {"scope": self.scope, "ident": f"key-{key}"}
+        return super().get_cache_key(request, view)
+
+
+class LoginThrottle(_SettingsRateMixin, throttling.SimpleRateThrottle):
+    """Token requests per client address, successful or not."""
+
+    scope = "login"
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class KeyFailureThrottle(_SettingsRateMixin, throttling.SimpleRateThrottle):
+    """Failed API-key attempts per client address: counted only on failure."""
+
+    scope = "api_key_failure"
+
+    def __init__(self, request):
+        super().__init__()
+        self.key = self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+    def check(self):
+        """Raise Throttled when this address has failed too often lately."""
+        self.history = cache.get(self.key, [])
+        self.now = self.timer()
+        while self.history and self.history[-1] <= self.now - self.duration:
+            self.history.pop()
+        if len(self.history) >= self.num_requests:
+            raise Throttled(wait=self.wait())
+
+    def record_failure(self):
+        history = [t for t in cache.get(self.key, []) if t > self.timer() - self.duration]
+        cache.set(self.key, [self.timer(), *history][: self.num_requests + 1], self.duration)
+
+
+class Lockout:
+    """Failures for one account (`kind` + `ident`); refused for LOCKOUT_SECONDS after LOCKOUT_FAILURES of them.
+
+    The count is an atomic cache increment, so concurrent guesses from several processes all count.
+    """
+
+    def __init__(self, kind, ident, *, clock=time.time):
+        digest = hashlib.sha256(str(ident).encode()).hexdigest()
+        self.count_key = f"lockout:{kind}:{digest}:failures"
+        self.lock_key = f"lockout:{kind}:{digest}:until"
+        self.clock = clock
+
+    def check(self):
+        until = cache.get(self.lock_key)
+        if until and until > self.clock():
+            raise LockedOut(wait=until - self.clock())
+
+    def record_failure(self):
+        cache.add(self.count_key, 0, settings.LOCKOUT_SECONDS)
+        try:
+            failures = cache.incr(self.count_key)
+        except ValueError:  # expired between add and incr
+            cache.set(self.count_key, 1, settings.LOCKOUT_SECONDS)
+            failures = 1
+        if failures >= settings.LOCKOUT_FAILURES:
+            cache.set(self.lock_key, self.clock() + settings.LOCKOUT_SECONDS, settings.LOCKOUT_SECONDS)
+            cache.delete(self.count_key)
+
+    def reset(self):
+        cache.delete(self.count_key)

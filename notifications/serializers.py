@@ -1,0 +1,183 @@
+import json
+
+from rest_framework import serializers
+
+from accounts.models import Role
+from channels_app.constants import MANDATORY_CATEGORIES, Category, Channel, Priority
+from channels_app.models import InboxMessage, PushSubscription
+from channels_app.registry import notifier_choices
+
+from .models import Delivery, Notification
+
+MAX_DATA_BYTES = 16_384
+
+
+def _no_nul(value, path="data"):
+    """PostgreSQL cannot store NUL characters in text or JSON: refuse them with a clear error."""
+    if isinstance(value, str) and "\x00" in value:
+        raise serializers.ValidationError(f"{path} contains a NUL character.")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _no_nul(key, path)
+            _no_nul(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _no_nul(item, f"{path}.{index}")
+
+
+class AudienceSerializer(serializers.Serializer):
+    users = serializers.ListField(child=serializers.CharField(max_length=150), required=False, max_length=10_000,
+                                 help_text="Usernames (student or staff numbers).")
+    cohorts = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=1000,
+                                   help_text="Cohort codes.")
+    roles = serializers.ListField(child=serializers.ChoiceField(choices=Role.choices), required=False,
+                                  help_text="Administrators only.")
+    everyone = serializers.BooleanField(required=False, default=False, help_text="Administrators only.")
+
+
+class NotificationCreateSerializer(serializers.Serializer):
+    notifier = serializers.ChoiceField(choices=notifier_choices())
+    title = serializers.CharField(max_length=200)
+    body = serializers.CharField(max_length=20_000)
+    category = serializers.ChoiceField(choices=Category.choices, required=False,
+                                       help_text="Defaults to the notifier's first category.")
+    priority = serializers.ChoiceField(choices=Priority.choices, default=Priority.NORMAL)
+    channels = serializers.ListField(child=serializers.ChoiceField(choices=Channel.choices), required=False,
+                                     help_text="Defaults to every channel of the notifier.")
+    audience = AudienceSerializer()
+    scheduled_for = serializers.DateTimeField(required=False, allow_null=True)
+    deadline = serializers.DateTimeField(required=False, allow_null=True)
+    reminder_offsets = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=525_600),
+                                             required=False, max_length=10,
+                                             help_text="Minutes before the deadline at which to remind.")
+    requires_ack = serializers.BooleanField(required=False, default=False)
+    data = serializers.DictField(required=False, default=dict,
+                                 help_text="Extra template context, e.g. course, severity, location.")
+
+    def validate_data(self, value):
+        _no_nul(value)
+        if len(json.dumps(value, default=str)) > MAX_DATA_BYTES:
+            raise serializers.ValidationError(f"data is larger than {MAX_DATA_BYTES} bytes.")
+        return value
+
+
+class NotificationSerializer(serializers.ModelSerializer):
+    sender = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Notification
+        fields = ["id", "notifier", "category", "priority", "title", "status", "channels", "audience", "sender",
+                  "scheduled_for", "deadline", "requires_ack", "recipient_count", "parent", "created_at",
+                  "completed_at"]
+        read_only_fields = fields
+
+
+class NotificationDetailSerializer(NotificationSerializer):
+    delivery_counts = serializers.SerializerMethodField(
+        help_text="Deliveries per channel and status: {channel: {status: count}}.")
+
+    class Meta(NotificationSerializer.Meta):
+        fields = NotificationSerializer.Meta.fields + ["body", "data", "reminder_offsets", "delivery_counts"]
+        read_only_fields = fields
+
+    def get_delivery_counts(self, notification) -> dict[str, dict[str, int]]:
+        from .selectors import delivery_counts
+
+        if self.context.get("just_created"):
+            return {}  # fan-out has not started: no deliveries yet, no query needed
+        return delivery_counts(notification)
+
+
+class DeliverySerializer(serializers.ModelSerializer):
+    recipient = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Delivery
+        fields = ["id", "recipient", "channel", "status", "attempts", "send_count", "last_error", "skip_reason",
+                  "next_attempt_at", "created_at", "sent_at", "delivered_at", "failed_at"]
+        read_only_fields = fields
+
+
+class PreviewSerializer(serializers.Serializer):
+    recipient = serializers.CharField(max_length=150, required=False,
+                                      help_text="Username of a recipient in the audience; you by default.")
+
+
+class InboxMessageSerializer(serializers.ModelSerializer):
+    requires_ack = serializers.BooleanField(source="notification.requires_ack", read_only=True)
+    priority = serializers.CharField(source="notification.priority", read_only=True)
+
+    class Meta:
+        model = InboxMessage
+        fields = ["id", "notification", "title", "body", "category", "priority", "requires_ack", "created_at",
+                  "read_at", "acknowledged_at"]
+        read_only_fields = fields
+
+
+class PreferenceSerializer(serializers.Serializer):
+    category = serializers.ChoiceField(choices=Category.choices)
+    channel = serializers.ChoiceField(choices=Channel.choices)
+    enabled = serializers.BooleanField()
+    digest = serializers.BooleanField(required=False)
+    mandatory = serializers.BooleanField(read_only=True, help_text="Cannot be turned off.")
+
+    def validate(self, attrs):
+        if attrs["category"] in MANDATORY_CATEGORIES and not attrs["enabled"]:
+            raise serializers.ValidationError({"enabled": [f"{attrs['category']} notifications cannot be turned off."]})
+        return attrs
+
+
+class PreferencesSerializer(serializers.Serializer):
+    preferences = PreferenceSerializer(many=True)
+
+    def validate_preferences(self, value):
+        pairs = [(p["category"], p["channel"]) for p in value]
+        if len(pairs) != len(set(pairs)):
+            raise serializers.ValidationError("Each category and channel may appear once.")
+        return value
+
+
+class PushSubscriptionKeysSerializer(serializers.Serializer):
+    p256dh = serializers.CharField(max_length=200)
+    auth = serializers.CharField(max_length=100)
+
+
+class PushSubscriptionSerializer(serializers.Serializer):
+    endpoint = serializers.URLField(max_length=1000)
+    keys = PushSubscriptionKeysSerializer()
+    user_agent = serializers.CharField(max_length=300, required=False, allow_blank=True)
+
+
+class PushSubscriptionOutSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PushSubscription
+        fields = ["id", "endpoint", "user_agent", "created_at"]
+
+
+class MetricsQuerySerializer(serializers.Serializer):
+    since = serializers.DateTimeField(required=False, help_text="Default: 24 hours before `until`.")
+    until = serializers.DateTimeField(required=False, help_text="Default: now.")
+
+
+class LatencySerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    p50_ms = serializers.FloatField(allow_null=True)
+    p95_ms = serializers.FloatField(allow_null=True)
+    p99_ms = serializers.FloatField(allow_null=True)
+
+
+class BreakerSerializer(serializers.Serializer):
+    provider = serializers.CharField()
+    state = serializers.ChoiceField(choices=["closed", "open", "half_open"])
+    failures = serializers.IntegerField()
+    opened_at = serializers.FloatField(allow_null=True)
+
+
+class MetricsSerializer(serializers.Serializer):
+    since = serializers.DateTimeField()
+    until = serializers.DateTimeField()
+    deliveries = serializers.DictField(child=serializers.DictField(child=serializers.IntegerField()),
+                                       help_text="{channel: {status: count}} of deliveries created in the period.")
+    latency = serializers.DictField(child=LatencySerializer(),
+                                    help_text="Per channel: time from acceptance to the provider's acceptance.")
+    breakers = BreakerSerializer(many=True)

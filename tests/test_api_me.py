@@ -1,0 +1,141 @@
+"""The caller's own things: inbox with unread count, read and acknowledge, preferences, push subscriptions;
+and the provisioning doors: cohorts, users, metrics."""
+
+from channels_app.models import InboxMessage, PushSubscription
+from notifications.models import Preference
+from notifications.services import notification_send
+
+from .api_support import *  # noqa: F403
+from .api_support import API, jwt_client, key_client
+from .conftest import make_user
+
+
+def inbox_for(user, sender, n):
+    messages = []
+    for i in range(n):
+        notification, _ = notification_send(sender=sender, notifier="security", title=f"Alert {i}", body="Stay in.",
+                                            audience={"users": [user.username]}, data={"severity": "high"})
+        messages.append(InboxMessage.objects.create(notification=notification, recipient=user, title=f"Alert {i}",
+                                                    body="Stay in.", category="security"))
+    return messages
+
+
+def test_it_lists_the_callers_inbox_with_unread_count(student, admin_user):
+    messages = inbox_for(student, admin_user, 3)
+    other = make_user("s1000999")
+    inbox_for(other, admin_user, 1)
+    client = jwt_client(student)
+    page = client.get(f"{API}me/inbox/", {"page_size": 2}).json()
+    assert page["unread_count"] == 3
+    assert [m["title"] for m in page["results"]] == ["Alert 2", "Alert 1"]
+    assert page["results"][0]["requires_ack"] is True
+    read = client.post(f"{API}me/inbox/{messages[0].pk}/read/")
+    assert read.status_code == 200 and read.json()["read_at"]
+    ack = client.post(f"{API}me/inbox/{messages[1].pk}/ack/")
+    assert ack.json()["acknowledged_at"] and ack.json()["read_at"]
+    assert client.get(f"{API}me/inbox/").json()["unread_count"] == 1
+    assert [m["title"] for m in client.get(f"{API}me/inbox/", {"unread": "true"}).json()["results"]] == ["Alert 2"]
+    theirs = InboxMessage.objects.get(recipient=other)
+    assert client.get(f"{API}me/inbox/{theirs.pk}/").status_code == 404
+    assert client.post(f"{API}me/inbox/{theirs.pk}/read/").status_code == 404
+    assert InboxMessage.objects.get(pk=theirs.pk).read_at is None
+
+
+def test_it_reads_and_changes_preferences(student):
+    client = jwt_client(student)
+    grid = {(p["category"], p["channel"]): p for p in client.get(f"{API}me/preferences/").json()["preferences"]}
+    assert len(grid) == 24
+    # The defaults the engine applies: email on, SMS only for security, security always on.
+    assert grid[("grade", "email")]["enabled"] is True and grid[("grade", "sms")]["enabled"] is False
+    assert all(p["enabled"] and p["mandatory"] for (category, _), p in grid.items() if category == "security")
+    response = client.patch(f"{API}me/preferences/", {"preferences": [
+        {"category": "grade", "channel": "sms", "enabled": True, "digest": False}]}, format="json")
+    assert response.status_code == 200
+    assert Preference.objects.get(user=student, category="grade", channel="sms").enabled is True
+    changed = [p for p in response.json()["preferences"] if (p["category"], p["channel"]) == ("grade", "sms")]
+    assert changed[0]["enabled"] is True
+
+
+def test_it_refuses_turning_off_a_mandatory_category(student):
+    response = jwt_client(student).patch(f"{API}me/preferences/", {"preferences": [
+        {"category": "grade", "channel": "email", "enabled": False},
+        {"category": "security", "channel": "sms", "enabled": False}]}, format="json")
+    assert response.status_code == 400
+    assert list(response.json()["errors"]) == ["preferences.1.enabled"]
+    assert not Preference.objects.exists()  # nothing of a refused request is applied
+
+
+def test_it_requires_the_whole_grid_for_put(student):
+    client = jwt_client(student)
+    partial = client.put(f"{API}me/preferences/", {"preferences": [
+        {"category": "grade", "channel": "email", "enabled": False}]}, format="json")
+    assert partial.status_code == 400
+    grid = client.get(f"{API}me/preferences/").json()["preferences"]
+    for row in grid:
+        row["enabled"] = row["mandatory"] or row["channel"] != "sms"
+    assert client.put(f"{API}me/preferences/", {"preferences": grid}, format="json").status_code == 200
+    assert Preference.objects.filter(user=student, enabled=False).count() == 5
+
+
+def test_it_registers_and_removes_push_subscriptions(student):
+    client = jwt_client(student)
+    body = {"endpoint": "https://push.example.test/sub/1", "keys": {"p256dh": "BPk", "auth": "a1"}}
+    assert client.post(f"{API}me/push-subscriptions/", body, format="json").status_code == 201
+    assert client.post(f"{API}me/push-subscriptions/", body, format="json").status_code == 200
+    assert PushSubscription.objects.filter(user=student).count() == 1
+    other = jwt_client(make_user("s1000998"))
+    assert other.delete(f"{API}me/push-subscriptions/?endpoint={body['endpoint']}").status_code == 404
+    assert client.delete(f"{API}me/push-subscriptions/?endpoint={body['endpoint']}").status_code == 204
+    assert not PushSubscription.objects.exists()
+
+
+def test_it_provisions_users_in_bulk_with_per_row_errors(admin_user, cohort):
+    client = key_client(admin_user, ["manage_users"])
+    response = client.post(f"{API}users/", {"users": [
+        {"username": "s7000001", "email": "a@example.edu", "cohorts": [cohort.code]},
+        {"username": "s7000002", "phone": "not a phone"},
+        {"username": "s7000003", "cohorts": ["missing"]},
+    ]}, format="json")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["summary"] == {"created": 1, "updated": 0, "unchanged": 0, "invalid": 2}
+    assert [r["action"] for r in body["rows"]] == ["created", "invalid", "invalid"]
+    assert "phone" in body["rows"][1]["errors"] and "cohorts" in body["rows"][2]["errors"]
+    members = client.get(f"{API}cohorts/{cohort.code}/members/").json()["results"]
+    assert [m["username"] for m in members] == ["s7000001"]
+    again = client.post(f"{API}users/", {"users": [{"username": "s7000001", "email": "a@example.edu"}]},
+                        format="json").json()
+    assert again["summary"]["unchanged"] == 1
+
+
+def test_it_reports_metrics_with_breaker_states(admin_user):
+    response = jwt_client(admin_user).get(f"{API}metrics/")
+    assert response.status_code == 200
+    body = response.json()
+    assert [b["provider"] for b in body["breakers"]] == ["email", "sms", "push"]
+    assert {b["state"] for b in body["breakers"]} == {"closed"}
+    assert body["deliveries"] == {} and body["latency"] == {}
+    bad = jwt_client(admin_user).get(f"{API}metrics/", {"since": "2030-01-01T00:00:00Z",
+                                                         "until": "2029-01-01T00:00:00Z"})
+    assert bad.status_code == 400 and "since" in bad.json()["errors"]
+
+
+def test_it_reports_delivery_counts_and_send_latency_per_channel(admin_user, members):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from notifications.models import Delivery
+
+    notification, _ = notification_send(sender=admin_user, notifier="academic", category="grade", title="t",
+                                        body="b", audience={"cohorts": ["cs101-2026"]}, channels=["email", "sms"])
+    Delivery.objects.bulk_create([Delivery(notification=notification, recipient=m, channel="email", status="sent")
+                                  for m in members] + [Delivery(notification=notification, recipient=members[0],
+                                                                channel="sms", status="failed")])
+    now = timezone.now()
+    for seconds, delivery in zip((1, 2, 4), Delivery.objects.filter(channel="email").order_by("id")):
+        Delivery.objects.filter(pk=delivery.pk).update(created_at=now - timedelta(seconds=10),
+                                                       sent_at=now - timedelta(seconds=10 - seconds))
+    body = jwt_client(admin_user).get(f"{API}metrics/").json()
+    assert body["deliveries"] == {"email": {"sent": 3}, "sms": {"failed": 1}}
+    assert body["latency"]["email"] == {"count": 3, "p50_ms": 2000.0, "p95_ms": 4000.0, "p99_ms": 4000.0}
