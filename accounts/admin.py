@@ -1,11 +1,22 @@
+import io
+
 from django import forms
-from django.contrib import admin
-from django.template.response import TemplateResponse
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
+from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils.translation import gettext_lazy as _
 
+from .admin_site import console_role
 from .models import ApiKey, Cohort, User
-from .services import api_key_create, api_key_revoke
+from .services import USER_COLUMNS, api_key_create, api_key_revoke, users_read_csv, users_upsert
+
+
+class UserImportForm(forms.Form):
+    csv_file = forms.FileField(label=_("CSV file"))
+    dry_run = forms.BooleanField(required=False, initial=True, label=_("Dry run: check every row, write nothing"))
 
 
 @admin.register(User)
@@ -21,6 +32,62 @@ class UserAdmin(BaseUserAdmin):
     )
     list_display = ("username", "email", "phone", "first_name", "last_name", "is_staff", "is_active")
     search_fields = ("username", "email", "phone", "first_name", "last_name")
+    change_list_template = "admin/accounts/user/change_list.html"
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if console_role(request.user) == "admin":
+            return queryset
+        # Staff see the members of the cohorts they manage, and themselves.
+        return queryset.filter(Q(pk=request.user.pk) | Q(cohorts__managers=request.user)).distinct()
+
+    def get_urls(self):
+        return [path("import/", self.admin_site.admin_view(self.import_view), name="accounts_user_import")] \
+            + super().get_urls()
+
+    def import_view(self, request):
+        """Users and cohort memberships from CSV: every row is checked first; nothing is written until all are valid."""
+        if not (self.has_add_permission(request) and self.has_change_permission(request)):
+            raise PermissionDenied
+        form = UserImportForm(request.POST or None, request.FILES or None)
+        context = {**self.admin_site.each_context(request), "opts": self.opts, "form": form,
+                   "title": "Import users and cohort memberships", "columns": USER_COLUMNS}
+        if request.method == "POST" and form.is_valid():
+            try:
+                text = form.cleaned_data["csv_file"].read().decode("utf-8-sig")
+                rows = users_read_csv(io.StringIO(text, newline=""))
+            except UnicodeDecodeError:
+                form.add_error("csv_file", "The file is not UTF-8 text.")
+            except ValidationError as exc:
+                form.add_error("csv_file", exc.messages)
+            else:
+                report = users_upsert(rows, dry_run=True)
+                written = False
+                if not report.invalid and not form.cleaned_data["dry_run"]:
+                    report = users_upsert(rows)
+                    written = True
+                    self.log_import(request, report)
+                    self.message_user(request, "Imported: " + ", ".join(
+                        f"{n} {action}" for action, n in report.summary().items()), messages.SUCCESS)
+                elif report.invalid and not form.cleaned_data["dry_run"]:
+                    self.message_user(request, f"{len(report.invalid)} invalid row(s): nothing was written.",
+                                      messages.ERROR)
+                context.update(report=report, summary=report.summary(), written=written,
+                               errors=[(row.line, row.username, field, " ".join(msgs))
+                                       for row in report.invalid for field, msgs in row.errors.items()])
+        return TemplateResponse(request, "admin/accounts/user/import.html", context)
+
+    def log_import(self, request, report):
+        """One admin-history entry per user the import created or changed."""
+        from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+
+        for action, flag in (("created", ADDITION), ("updated", CHANGE)):
+            usernames = [row.username for row in report.rows if row.action == action]
+            for start in range(0, len(usernames), 1000):
+                LogEntry.objects.log_actions(
+                    user_id=request.user.pk, queryset=User.objects.filter(username__in=usernames[start:start + 1000]),
+                    action_flag=flag, change_message=f"{action.capitalize()} by a CSV import.",
+                )
 
 
 @admin.register(Cohort)
@@ -28,6 +95,12 @@ class CohortAdmin(admin.ModelAdmin):
     list_display = ("code", "name", "created_at")
     search_fields = ("code", "name")
     filter_horizontal = ("members", "managers")
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if console_role(request.user) == "admin":
+            return queryset
+        return queryset.filter(managers=request.user)
 
 
 class ApiKeyForm(forms.ModelForm):

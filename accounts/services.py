@@ -49,7 +49,7 @@ def users_upsert(rows, *, dry_run=False, batch_size=500, first_line=1):
     `dry_run`, nothing at all is written. Rerunning the same rows changes nothing.
     """
     rows = list(rows)
-    results = []
+    results, seen = [], {}
     known_cohorts = dict(Cohort.objects.values_list("code", "pk"))
     user_group = Group.objects.get(name=Role.USER)
     for start in range(0, len(rows), batch_size):
@@ -59,12 +59,47 @@ def users_upsert(rows, *, dry_run=False, batch_size=500, first_line=1):
                     .prefetch_related("cohorts")}
         with transaction.atomic():
             for offset, (row, username) in enumerate(zip(batch, usernames)):
+                line = row.get("_line") or first_line + start + offset
+                if username and username in seen:
+                    # A second row for the same user would silently overwrite the first (or fail to insert).
+                    results.append(RowResult(line=line, username=username, action="invalid", errors={
+                        "username": [f"{username} is already on line {seen[username]}."]}))
+                    continue
+                seen[username] = line
                 result = _upsert_one(row, username, existing.get(username), known_cohorts, user_group,
-                                     line=first_line + start + offset, dry_run=dry_run)
+                                     line=line, dry_run=dry_run)
                 results.append(result)
     report = ImportReport(results)
     logger.info("user import: %s%s", report.summary(), " (dry run)" if dry_run else "")
     return report
+
+
+USER_COLUMNS = ("username", *USER_FIELDS, "cohorts", "is_active")
+
+
+def users_read_csv(stream):
+    """Read a users CSV (text stream) into rows for `users_upsert`, each with its line number in `_line`.
+
+    Raises ValidationError when the header lacks `username` or names an unknown column.
+    """
+    import csv
+
+    reader = csv.DictReader(stream)
+    header = [name.strip() for name in reader.fieldnames or []]
+    if "username" not in header:
+        raise ValidationError(f"Missing column 'username' (found: {', '.join(header) or 'nothing'}).")
+    unknown = [name for name in header if name not in USER_COLUMNS]
+    if unknown:
+        raise ValidationError(f"Unknown column(s): {', '.join(unknown)}; the columns are {', '.join(USER_COLUMNS)}.")
+    reader.fieldnames = header
+    rows = []
+    for row in reader:
+        if None in row:
+            row = {"username": row.get("username"), "_extra": row.pop(None)}
+        if not any((value or "").strip() for key, value in row.items() if isinstance(value, str)):
+            continue
+        rows.append({**{k: v for k, v in row.items() if v is not None}, "_line": reader.line_num})
+    return rows
 
 
 def _cohort_codes(value):
@@ -77,6 +112,9 @@ def _cohort_codes(value):
 
 def _upsert_one(row, username, user, known_cohorts, user_group, *, line, dry_run):
     result = RowResult(line=line, username=username)
+    if row.get("_extra"):
+        result.action, result.errors = "invalid", {"row": [f"{len(row['_extra'])} more cell(s) than the header."]}
+        return result
     if not username:
         result.action, result.errors = "invalid", {"username": ["A username is required."]}
         return result
@@ -89,6 +127,8 @@ def _upsert_one(row, username, user, known_cohorts, user_group, *, line, dry_run
     for name in USER_FIELDS:
         if name in row and row[name] is not None:
             value = str(row[name]).strip()
+            if not value and name in ("language", "timezone"):
+                continue  # an empty cell keeps the current (or default) setting
             if name == "phone":
                 try:
                     value = normalize_phone(value)
@@ -104,7 +144,8 @@ def _upsert_one(row, username, user, known_cohorts, user_group, *, line, dry_run
             changed.append("is_active")
     errors = {}
     try:
-        user.full_clean(exclude=["password"] if created else None)
+        # Uniqueness of the username is settled above (looked up, duplicates refused): no query per row.
+        user.full_clean(exclude=["password"] if created else None, validate_unique=False)
     except ValidationError as exc:
         errors.update(exc.message_dict)
     if unknown:

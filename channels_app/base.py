@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.template import TemplateDoesNotExist
+from django.template import Context, Engine, TemplateDoesNotExist, TemplateSyntaxError
 from django.template.loader import select_template
 from django.utils import timezone, translation
 
@@ -53,7 +53,7 @@ class Message:
     priority = Priority()
 
     def __init__(self, *, delivery_id, channel, recipient, notification, message_id="", attempt=1,
-                 unsubscribe_url="", ack_url=""):
+                 unsubscribe_url="", ack_url="", context=None):
         self.delivery_id = delivery_id
         self.channel = channel
         self.recipient = recipient
@@ -63,6 +63,7 @@ class Message:
         self.attempt = attempt
         self.unsubscribe_url = unsubscribe_url
         self.ack_url = ack_url
+        self.context = context or {}  # per-recipient template context (a personalised batch)
         self.content = {}
 
 
@@ -92,6 +93,20 @@ class Outcome:
     def transient_failure(cls, message, error, *, retry_after=None, provider_failure=False, attempted=True):
         return cls(message.delivery_id, False, error=error, retry_after=retry_after,
                    provider_failure=provider_failure, attempted=attempted)
+
+
+def personalise(notification, message):
+    """Render the title and body of a personalised notification as templates over the recipient's context.
+
+    Compiled once per notification (cached on it), so a batch of thousands compiles two templates.
+    """
+    compiled = getattr(notification, "_personal_templates", None)
+    if compiled is None:
+        engine = Engine.get_default()
+        compiled = (engine.from_string(notification.title), engine.from_string(notification.body))
+        notification._personal_templates = compiled
+    context = Context({**notification.data, **message.context, "recipient": message.recipient}, autoescape=False)
+    return compiled[0].render(context).strip(), compiled[1].render(context).strip()
 
 
 # What each channel renders: part name -> template file extension.
@@ -145,7 +160,7 @@ class Notifier(metaclass=NotificationMeta):
             for message in batch:
                 try:
                     message.content = self.render(message)
-                except (TemplateDoesNotExist, ValidationError) as exc:
+                except (TemplateDoesNotExist, TemplateSyntaxError, ValidationError) as exc:
                     outcomes.append(Outcome.permanent_failure(message, f"cannot render: {exc}"))
                 else:
                     ready.append(message)
@@ -166,17 +181,21 @@ class Notifier(metaclass=NotificationMeta):
     def context(self, message):
         """The context of every message template (documented in channels_app/content.py)."""
         notification = message.notification
+        title, body = notification.title, notification.body
+        if message.context:
+            title, body = personalise(notification, message)
         inbox_url = f"{settings.SITE_URL}/inbox/" + (f"{notification.pk}/" if notification.pk else "")
         return {
             **notification.data,
             "course": notification.data.get("course", ""),
             "inbox_url": inbox_url,
             "link": notification.data.get("url") or inbox_url,
+            **message.context,
             "recipient": message.recipient,
             "notification": notification,
             "data": notification.data,
-            "title": notification.title,
-            "body": notification.body,
+            "title": title,
+            "body": body,
             "deadline": notification.deadline,
             "unsubscribe_url": message.unsubscribe_url,
             "ack_url": message.ack_url,

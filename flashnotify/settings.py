@@ -55,7 +55,7 @@ PORT = envint("PORT", 8000)
 SITE_URL = env("SITE_URL", f"http://127.0.0.1:{PORT}").rstrip("/")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "accounts.admin_site.ConsoleAdminConfig",  # django.contrib.admin with the role-checking site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

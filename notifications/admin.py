@@ -1,6 +1,33 @@
-from django.contrib import admin
+"""The console's notification pages: compose (with a confirmation step), watch, act.
 
+Thin: every write goes through notifications.services, every read through selectors.
+Staff see and act only on the notifications of the cohorts they manage (and their own).
+"""
+
+from django.contrib import admin, messages
+from django.contrib.admin.filters import DateFieldListFilter
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.http import Http404, JsonResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from accounts.admin_site import console_role
+
+from . import services
+from .console_forms import ComposeForm
 from .models import CategoryDefault, Delivery, Notification
+from .selectors import (
+    acknowledgement_counts, audience_users, delivery_counts, notification_plan_counts, notification_progress, notification_reach,
+    notifications_visible_to,
+)
+
+
+def is_console_admin(request):
+    return console_role(request.user) == "admin"
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -16,24 +43,214 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class SenderFilter(admin.SimpleListFilter):
+    """Senders of the notifications this user may see (never the whole user table)."""
+
+    title = "sender"
+    parameter_name = "sender"
+
+    def lookups(self, request, model_admin):
+        senders = (notifications_visible_to(request.user).filter(sender__isnull=False)
+                   .values_list("sender_id", "sender__username").distinct().order_by("sender__username"))
+        return [(str(pk), username) for pk, username in senders]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(sender_id=self.value()) if self.value() else queryset
+
+
+def _reached_subquery():
+    return Subquery(
+        Delivery.objects.filter(notification=OuterRef("pk"), status__in=Delivery.REACHED_STATUSES)
+        .order_by().values("notification").annotate(n=Count("recipient", distinct=True)).values("n"),
+        output_field=IntegerField(),
+    )
+
+
 @admin.register(Notification)
-class NotificationAdmin(ReadOnlyAdmin):
-    list_display = ("title", "notifier", "category", "priority", "status", "recipient_count", "sender", "created_at")
-    list_filter = ("status", "category", "priority", "notifier", "created_at")
-    search_fields = ("title",)
+class NotificationAdmin(admin.ModelAdmin):
+    list_display = ("title", "status_badge", "reach", "category", "channel_list", "sender", "created_at")
+    list_filter = ("status", "category", SenderFilter, ("created_at", DateFieldListFilter))
+    search_fields = ("title", "=deliveries__recipient__username", "=deliveries__recipient__email")
+    list_select_related = ("sender",)
     date_hierarchy = "created_at"
+    actions = ("retry_failed", "cancel", "resend_unacknowledged")
+    list_per_page = 50
+
+    # --- scope ---------------------------------------------------------------------------
+    def get_queryset(self, request):
+        return notifications_visible_to(request.user).annotate(reached=Coalesce(_reached_subquery(), Value(0)))
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # notifications are history; retention purges deliveries
+
+    def get_object_or_404(self, request, object_id):
+        try:
+            return self.get_queryset(request).select_related("sender").get(pk=int(object_id))
+        except (Notification.DoesNotExist, ValueError, TypeError):
+            raise Http404("No such notification, or not one of yours.")
+
+    # --- the changelist at a glance -------------------------------------------------------
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        return format_html('<span class="fn-status fn-status-{}">{}</span>', obj.status, obj.get_status_display())
+
+    @admin.display(description="reach")
+    def reach(self, obj):
+        total = obj.recipient_count
+        if not total:
+            return "—"
+        return format_html('<progress max="{}" value="{}"></progress> {}/{}', total, obj.reached, obj.reached, total)
+
+    @admin.display(description="channels")
+    def channel_list(self, obj):
+        return ", ".join(obj.channels)
+
+    # --- pages ----------------------------------------------------------------------------
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path("<path:object_id>/progress.json", self.admin_site.admin_view(self.progress_view),
+                 name="%s_%s_progress" % info),
+        ] + super().get_urls()
+
+    def progress_view(self, request, object_id):
+        notification = self.get_object_or_404(request, object_id)
+        return JsonResponse(notification_progress(notification))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """A notification's page is the Watch page: nothing of a sent notification is edited by hand."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        notification = self.get_object_or_404(request, object_id)
+        failed = (Delivery.objects.filter(notification=notification, status=Delivery.Status.FAILED)
+                  .select_related("recipient").order_by("-failed_at")[:100])
+        acks = {"asked": notification.requires_ack, **acknowledgement_counts(notification)}
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts, "title": f"Watch: {notification.title}", "notification": notification,
+            "counts": sorted(delivery_counts(notification).items()), "statuses": Delivery.Status.choices,
+            "reach": notification_reach(notification), "progress": notification_progress(notification),
+            "failed": failed, "acks": acks, "can_act": self.has_change_permission(request, notification),
+            "has_view_permission": True,
+        }
+        return TemplateResponse(request, "admin/notifications/notification/watch.html", context)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """Compose → confirm (counts after preferences, a preview per channel) → send."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        admin_role = is_console_admin(request)
+        form = ComposeForm(request.POST or None, user=request.user, is_admin=admin_role)
+        context = {**self.admin_site.each_context(request), "opts": self.opts, "title": "Compose a notification",
+                   "form": form, "has_view_permission": True}
+        if request.method == "POST" and form.is_valid():
+            kwargs = form.send_kwargs()
+            try:
+                services.audience_check(request.user, services.clean_audience(kwargs["audience"]))
+                if request.POST.get("stage") == "confirm":
+                    return self._send(request, form, kwargs)
+                context.update(self._confirmation(request, kwargs))
+                return TemplateResponse(request, "admin/notifications/notification/confirm.html", context)
+            except services.IdempotencyConflict:
+                form.add_error(None, "This form was already sent with other content; start again to send another.")
+            except PermissionDenied as exc:
+                form.add_error(None, str(exc) or "You may not send to this audience.")
+            except ValidationError as exc:
+                for field, errors in getattr(exc, "message_dict", {None: exc.messages}).items():
+                    form.add_error(field if field in form.fields else None, errors)
+        return TemplateResponse(request, "admin/notifications/notification/compose.html", context)
+
+    def _confirmation(self, request, kwargs):
+        from channels_app.registry import get_notifier
+
+        notifier = type(get_notifier(kwargs["notifier"]))
+        draft = Notification(
+            notifier=kwargs["notifier"], category=kwargs["category"], priority=kwargs["priority"],
+            title=kwargs["title"], body=kwargs["body"], data=kwargs["data"],
+            channels=kwargs["channels"] or list(notifier.channels), audience=kwargs["audience"],
+            deadline=kwargs["deadline"], requires_ack=bool(kwargs["requires_ack"]) or getattr(notifier, "requires_ack", False),
+        )
+        recipients = audience_users(kwargs["audience"])
+        plan = notification_plan_counts(draft, recipients)
+        sample = recipients.order_by("pk").first() or request.user
+        return {"plan": plan, "plan_channels": sorted(plan["channels"].items()), "draft": draft,
+                "preview": sorted(services.notification_preview(draft, sample).items()), "sample": sample,
+                "title": "Confirm: " + kwargs["title"]}
+
+    def _send(self, request, form, kwargs):
+        key = f"console:{request.user.pk}:{form.cleaned_data['token']}"
+        notification, created = services.notification_send(sender=request.user, idempotency_key=key, **kwargs)
+        if created:
+            self.log_addition(request, notification, [{"added": {}}])
+            self.message_user(request, f"Notification {notification.pk} accepted for "
+                                       f"{', '.join(f'{k}: {v}' for k, v in kwargs['audience'].items())}.")
+        else:
+            self.message_user(request, "This notification was already sent (the form was submitted twice).",
+                              messages.WARNING)
+        return redirect(reverse("admin:notifications_notification_change", args=[notification.pk]))
+
+    # --- actions --------------------------------------------------------------------------
+    @admin.action(description="Retry failed deliveries", permissions=["change"])
+    def retry_failed(self, request, queryset):
+        total = 0
+        for notification in queryset:
+            count = services.deliveries_retry(Delivery.objects.filter(notification=notification))
+            if count:
+                self.log_change(request, notification, f"Retried {count} failed deliveries.")
+            total += count
+        self.message_user(request, f"Queued {total} failed deliveries again, across {len(queryset)} notification(s).")
+
+    @admin.action(description="Cancel (scheduled or running)", permissions=["change"])
+    def cancel(self, request, queryset):
+        done, refused = [], []
+        for notification in queryset:
+            try:
+                count = services.notification_cancel(notification, by=request.user)
+            except ValidationError as exc:
+                refused.append(" ".join(exc.messages))
+                continue
+            self.log_change(request, notification, f"Cancelled; {count} pending deliveries cancelled.")
+            done.append(f"{notification.pk} ({count} pending deliveries cancelled)")
+        if done:
+            self.message_user(request, f"Cancelled notification(s) {', '.join(done)}.")
+        for reason in refused:
+            self.message_user(request, reason, messages.WARNING)
+
+    @admin.action(description="Resend to those who have not acknowledged", permissions=["change"])
+    def resend_unacknowledged(self, request, queryset):
+        for notification in queryset:
+            try:
+                resent, count = services.notification_resend_unacknowledged(notification, by=request.user)
+            except (ValidationError, PermissionDenied) as exc:
+                self.message_user(request, " ".join(getattr(exc, "messages", [str(exc)])), messages.WARNING)
+                continue
+            if resent is None:
+                self.message_user(request, f"Notification {notification.pk}: everyone has acknowledged.")
+                continue
+            self.log_change(request, notification, f"Resent to {count} recipients who had not acknowledged "
+                                                   f"(notification {resent.pk}).")
+            self.log_addition(request, resent, [{"added": {}}])
+            self.message_user(request, f"Notification {notification.pk}: resent to {count} recipient(s) who had not "
+                                       f"acknowledged, as notification {resent.pk}.")
 
 
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdmin):
     list_display = ("id", "notification", "recipient", "channel", "status", "attempts", "sent_at", "last_error")
     list_filter = ("channel", "status")
-    search_fields = ("recipient__username", "recipient__email", "provider_message_id")
+    search_fields = ("=recipient__username", "=recipient__email", "=provider_message_id")
     list_select_related = ("notification", "recipient")
     raw_id_fields = ("notification", "recipient")
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if is_console_admin(request):
+            return queryset
+        return queryset.filter(notification__in=notifications_visible_to(request.user).values("pk"))
 
 
 @admin.register(CategoryDefault)
 class CategoryDefaultAdmin(admin.ModelAdmin):
     list_display = ("category", "channel", "enabled", "digest")
     list_editable = ("enabled", "digest")
+

@@ -200,3 +200,25 @@ class Preference(models.Model):
 
     def __str__(self):
         return f"{self.user_id} {self.category}/{self.channel}: {'on' if self.enabled else 'off'}"
+
+
+class RecipientContext(models.Model):
+    """Per-recipient template context of a notification (a personalised batch, one row per recipient).
+
+    Kept beside the deliveries rather than on them, so the fan-out plans deliveries as for any
+    notification; the engine merges it into the context when rendering each message.
+    """
+
+    notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="recipient_contexts")
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    context = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["notification", "recipient"], name="recipient_context_once"),
+        ]
+        verbose_name = _("recipient context")
+        verbose_name_plural = _("recipient contexts")
+
+    def __str__(self):
+        return f"{self.notification_id} → {self.recipient_id}"

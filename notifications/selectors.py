@@ -56,6 +56,77 @@ def delivery_counts(notification):
     return counts
 
 
+def notification_plan_counts(notification, recipients, *, chunk_size=2000):
+    """What sending `notification` (saved or a draft) to `recipients` would produce, writing nothing.
+
+    Runs the engine's DeliveryPlanner over the recipients chunk by chunk, so preferences,
+    defaults, reachability and fallbacks count exactly as they will at fan-out. Returns
+    {"people": n, "channels": {channel: {"send": n, "digest": n, "skipped": n}}}.
+    """
+    from channels_app.registry import get_notifier
+
+    from .planning import DeliveryPlanner
+
+    planner = DeliveryPlanner(notification, get_notifier(notification.notifier))
+    recipients = recipients.order_by("pk").only(
+        "pk", "email", "phone", "phone_verified_at", "timezone", "quiet_hours_start", "quiet_hours_end",
+        "digest_hour", "language",
+    )
+    people, channels, cursor = 0, {}, 0
+    while True:
+        users = list(recipients.filter(pk__gt=cursor)[:chunk_size])
+        if not users:
+            break
+        cursor = users[-1].pk
+        people += len(users)
+        for delivery in planner.plan(users):
+            row = channels.setdefault(delivery.channel, {"send": 0, "digest": 0, "skipped": 0})
+            if delivery.status == Delivery.Status.SKIPPED:
+                row["skipped"] += 1
+            elif delivery.digest:
+                row["digest"] += 1
+            else:
+                row["send"] += 1
+    return {"people": people, "channels": channels}
+
+
+def notification_reach(notification):
+    """How far a notification got: recipients reached, and after how many seconds 50/95/100% were.
+
+    Returns {"recipients", "reached", "share", "after": {50: seconds or None, 95: ..., 100: ...}}.
+    """
+    from django.db.models import Min
+
+    firsts = sorted(
+        Delivery.objects.filter(notification=notification, status__in=Delivery.REACHED_STATUSES,
+                                sent_at__isnull=False)
+        .values("recipient_id").annotate(first=Min("sent_at")).order_by().values_list("first", flat=True)
+    )
+    total = notification.recipient_count or len(firsts)
+    start = notification.started_at or notification.created_at
+    after = {}
+    for percent in (50, 95, 100):
+        needed = max(1, -(-total * percent // 100)) if total else 0
+        after[percent] = (max((firsts[needed - 1] - start).total_seconds(), 0.0)
+                          if total and len(firsts) >= needed else None)
+    return {"recipients": total, "reached": len(firsts), "share": (len(firsts) / total) if total else 0.0,
+            "after": after}
+
+
+def notification_progress(notification):
+    """Deliveries done (no longer pending) out of all, with the fan-out state, for the progress bar."""
+    counts = delivery_counts(notification)
+    total = sum(sum(statuses.values()) for statuses in counts.values())
+    pending = sum(statuses.get(status, 0) for statuses in counts.values() for status in Delivery.PENDING_STATUSES)
+    fanned_out = bool(notification.fanned_out_at) or notification.is_final
+    done = total - pending
+    percent = 100 if (fanned_out and not pending) else (int(done * 100 / total) if total else 0)
+    if not fanned_out:
+        percent = min(percent, 99)
+    return {"total": total, "done": done, "pending": pending, "fanned_out": fanned_out, "percent": percent,
+            "status": notification.status, "final": notification.is_final or (fanned_out and not pending)}
+
+
 def notification_acknowledgements(notification):
     """Its recipients, each annotated with `acknowledged_at` (None: not yet) and `escalation_level`
     (0: not escalated), acknowledged first then by name; one query."""

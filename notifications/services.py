@@ -27,7 +27,7 @@ from channels_app.decorators import flush_metrics
 from channels_app.models import PushSubscription
 from channels_app.registry import get_notifier
 
-from .models import Delivery, FanoutPage, Notification
+from .models import Delivery, FanoutPage, Notification, RecipientContext
 from .planning import DeliveryPlanner
 from .selectors import audience_users, is_admin
 
@@ -348,7 +348,7 @@ def action_url(name, delivery):
     return settings.SITE_URL + reverse(name, args=[token])
 
 
-def _message(delivery, push_subscriptions):
+def _message(delivery, push_subscriptions, contexts=None):
     recipient = Recipient.from_user(delivery.recipient, push_subscriptions.get(delivery.recipient_id, ()),
                                     channel=delivery.channel)
     notification = delivery.notification
@@ -357,6 +357,7 @@ def _message(delivery, push_subscriptions):
         message_id=delivery.message_id, attempt=delivery.attempts,
         unsubscribe_url=action_url("unsubscribe", delivery) if delivery.channel == Channel.EMAIL else "",
         ack_url=action_url("acknowledge", delivery) if notification.requires_ack else "",
+        context=(contexts or {}).get((delivery.notification_id, delivery.recipient_id)),
     )
 
 
@@ -384,6 +385,12 @@ def deliveries_send(delivery_ids, *, now=None):
     for sub in PushSubscription.objects.filter(user_id__in=push_users):
         subscriptions.setdefault(sub.user_id, []).append(sub.as_subscription_info())
 
+    contexts = {
+        (row.notification_id, row.recipient_id): row.context
+        for row in RecipientContext.objects.filter(notification_id__in={d.notification_id for d in deliveries},
+                                                   recipient_id__in={d.recipient_id for d in deliveries})
+    }
+
     by_notification, cancelled = {}, []
     for delivery in deliveries:
         if delivery.notification.status == Notification.Status.CANCELLED:
@@ -404,7 +411,7 @@ def deliveries_send(delivery_ids, *, now=None):
         messages = []
         for delivery in batch:
             try:
-                messages.append(_message(delivery, subscriptions))
+                messages.append(_message(delivery, subscriptions, contexts))
             except ValidationError as exc:  # an address in the database no longer validates
                 _record_failure(delivery, f"invalid address: {'; '.join(exc.messages)}", now)
         outcomes = notifier.deliver(messages, now=now)
@@ -632,7 +639,7 @@ def delivery_record_receipt(*, channel, provider_message_id, event, reason="", d
 
 # --- preview --------------------------------------------------------------------------------
 
-def notification_preview(notification, recipient):
+def notification_preview(notification, recipient, *, context=None):
     """{channel: {part: text}}: `notification` as `recipient` (a User) would get it on each of its channels.
 
     Renders only — sends nothing, writes nothing — so a draft (an unsaved Notification built
@@ -656,7 +663,103 @@ def notification_preview(notification, recipient):
         message = Message(
             delivery_id=None, channel=channel, recipient=person, notification=notification,
             unsubscribe_url=link("unsubscribe") if channel == Channel.EMAIL else "",
-            ack_url=link("acknowledge") if notification.requires_ack else "",
+            ack_url=link("acknowledge") if notification.requires_ack else "", context=context,
         )
         preview[channel] = notifier.render(message)
     return preview
+
+
+# --- console and command helpers -------------------------------------------------------
+
+def notification_resend_unacknowledged(notification, *, by):
+    """Send `notification` again to the recipients who have not acknowledged it.
+
+    Returns (new notification or None, how many recipients). The resend is a child of the
+    original (`parent`), goes through `notification_send` like any other, and is itself to be
+    acknowledged.
+    """
+    from channels_app.models import InboxMessage
+
+    if not notification.requires_ack:
+        raise ValidationError(f"Notification {notification.pk} does not ask for acknowledgement.")
+    acknowledged = InboxMessage.objects.filter(notification=notification, acknowledged_at__isnull=False) \
+        .values("recipient_id")
+    usernames = sorted(
+        Delivery.objects.filter(notification=notification).exclude(recipient_id__in=acknowledged)
+        .values_list("recipient__username", flat=True).distinct()
+    )
+    if not usernames:
+        return None, 0
+    resent, _ = notification_send(
+        sender=by, notifier=notification.notifier, category=notification.category, priority=notification.priority,
+        title=notification.title, body=notification.body, data=notification.data, channels=notification.channels,
+        audience={"users": usernames}, deadline=notification.deadline, requires_ack=True, parent=notification,
+    )
+    logger.info("notification %s resent to %d unacknowledged recipients as %s", notification.pk, len(usernames),
+                resent.pk, extra={"notification_id": notification.pk})
+    return resent, len(usernames)
+
+
+TESTABLE_CHANNELS = (Channel.EMAIL, Channel.SMS, Channel.PUSH)
+
+
+def channel_send_test(*, channel, address=None, user=None, notifier="academic"):
+    """Send one test message on `channel` to `address` (or `user`'s address) now, bypassing the queue.
+
+    `address` is an email address, an E.164 phone number, or a push subscription (dict or JSON).
+    Returns the provider's Outcome (ok, provider_message_id or error). Goes through the
+    notifier's fixed sequence, so the circuit breaker and the performance metrics see it.
+    """
+    if channel not in TESTABLE_CHANNELS:
+        raise ValidationError(f"Choose a channel with a provider: {', '.join(TESTABLE_CHANNELS)}.")
+    fields = {"user_id": getattr(user, "pk", None), "username": getattr(user, "username", "test"),
+              "name": user.get_full_name() if user else "", "language": getattr(user, "language", "en")}
+    subscriptions = []
+    if channel == Channel.PUSH:
+        if address:
+            subscriptions = [json.loads(address) if isinstance(address, str) else address]
+        elif user:
+            subscriptions = [s.as_subscription_info() for s in PushSubscription.objects.filter(user=user)]
+        if not subscriptions or not all(isinstance(s, dict) and s.get("endpoint") for s in subscriptions):
+            raise ValidationError("No push subscription to send to.")
+    elif channel == Channel.EMAIL:
+        fields["email"] = address or getattr(user, "email", "")
+    else:
+        fields["phone"] = address or getattr(user, "phone", "")
+    if not (fields.get("email") or fields.get("phone") or subscriptions):
+        raise ValidationError(f"No {channel} address to send to.")
+    recipient = Recipient(**fields, push_subscriptions=subscriptions)  # the descriptors validate the address
+    notifier_obj = get_notifier(notifier)
+    now = timezone.now()
+    notification = Notification(notifier=notifier, category=type(notifier_obj).categories[0],
+                                title="FlashNotify test message",
+                                body=f"A test of the {channel} channel, sent {now:%Y-%m-%d %H:%M} UTC.",
+                                data={"severity": "test"}, channels=[channel])
+    message = Message(delivery_id=0, channel=channel, recipient=recipient, notification=notification,
+                      message_id=f"<test-{uuid.uuid4().hex}@flashnotify.localhost>")
+    [outcome] = notifier_obj.deliver([message])
+    flush_metrics()
+    logger.info("test message on %s: %s", channel, "sent" if outcome.ok else outcome.error,
+                extra={"channel": channel, "ok": outcome.ok})
+    return outcome
+
+
+def deliveries_purge(*, older_than, batch_size=2000, now=None, progress=None):
+    """Delete finished deliveries created more than `older_than` (a timedelta) ago, batch by batch.
+
+    Each batch is its own short transaction; pending deliveries are never touched. Returns the count.
+    """
+    cutoff = (now or timezone.now()) - older_than
+    old = Delivery.objects.filter(created_at__lt=cutoff).exclude(status__in=Delivery.PENDING_STATUSES)
+    deleted = 0
+    while True:
+        ids = list(old.order_by("pk").values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            break
+        with transaction.atomic():
+            count, _ = Delivery.objects.filter(pk__in=ids).delete()
+        deleted += count
+        if progress:
+            progress(deleted)
+    logger.info("purged %d deliveries created before %s", deleted, cutoff.isoformat())
+    return deleted

@@ -1,0 +1,59 @@
+import csv
+from argparse import RawDescriptionHelpFormatter
+
+from django.core.management.base import BaseCommand, CommandError
+
+from notifications.models import Delivery, Notification
+from notifications.selectors import delivery_counts, notification_reach
+
+EXAMPLES = """
+examples:
+  manage.py delivery_report 42                 # summary: per channel and status, reach over time
+  manage.py delivery_report 42 --csv > 42.csv  # one line per delivery
+  manage.py delivery_report 42 --csv --status failed
+"""
+
+COLUMNS = ("delivery_id", "username", "email", "channel", "status", "attempts", "sent_at", "delivered_at",
+           "failed_at", "provider_message_id", "error")
+
+
+class Command(BaseCommand):
+    help = "A notification's deliveries: a summary, or every delivery as CSV."
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.epilog, parser.formatter_class = EXAMPLES, RawDescriptionHelpFormatter
+        return parser
+
+    def add_arguments(self, parser):
+        parser.add_argument("notification_id", type=int)
+        parser.add_argument("--csv", action="store_true", help="Every delivery as CSV on standard output.")
+        parser.add_argument("--status", choices=Delivery.Status.values, help="Only deliveries in this status.")
+
+    def handle(self, *args, **options):
+        notification = Notification.objects.filter(pk=options["notification_id"]).first()
+        if notification is None:
+            raise CommandError(f"No notification {options['notification_id']}.")
+        if options["csv"]:
+            return self.as_csv(notification, options["status"])
+        reach = notification_reach(notification)
+        self.stdout.write(f"Notification {notification.pk}: {notification.title} ({notification.status})")
+        self.stdout.write(f"Recipients: {reach['recipients']}, reached: {reach['reached']} ({reach['share']:.0%})")
+        for percent, seconds in reach["after"].items():
+            self.stdout.write(f"  {percent}% reached after " + (f"{seconds:.1f}s" if seconds is not None else "—"))
+        for channel, statuses in sorted(delivery_counts(notification).items()):
+            if options["status"]:
+                statuses = {options["status"]: statuses.get(options["status"], 0)}
+            self.stdout.write(f"  {channel:<6} " + ", ".join(f"{status} {n}" for status, n in sorted(statuses.items())))
+
+    def as_csv(self, notification, status):
+        writer = csv.writer(self.stdout)
+        writer.writerow(COLUMNS)
+        deliveries = Delivery.objects.filter(notification=notification).select_related("recipient").order_by("pk")
+        if status:
+            deliveries = deliveries.filter(status=status)
+        for d in deliveries.iterator(chunk_size=2000):
+            writer.writerow([d.pk, d.recipient.username, d.recipient.email, d.channel, d.status, d.attempts,
+                             d.sent_at and d.sent_at.isoformat(), d.delivered_at and d.delivered_at.isoformat(),
+                             d.failed_at and d.failed_at.isoformat(), d.provider_message_id,
+                             d.last_error or d.skip_reason])

@@ -1,0 +1,38 @@
+from argparse import RawDescriptionHelpFormatter
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+
+from notifications.services import deliveries_purge
+
+EXAMPLES = """
+examples:
+  manage.py purge_deliveries --older-than 365
+  manage.py purge_deliveries --older-than 90 --batch-size 5000
+
+Deletes finished deliveries (never pending ones) in batches, each its own short transaction,
+so it can run beside the workers and be stopped and rerun at any time.
+"""
+
+
+class Command(BaseCommand):
+    help = "Delete deliveries older than DAYS (retention), in batches."
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.epilog, parser.formatter_class = EXAMPLES, RawDescriptionHelpFormatter
+        return parser
+
+    def add_arguments(self, parser):
+        parser.add_argument("--older-than", type=int, required=True, metavar="DAYS")
+        parser.add_argument("--batch-size", type=int, default=2000)
+
+    def handle(self, *args, **options):
+        if options["older_than"] < 1:
+            raise CommandError("--older-than must be a number of days of at least 1.")
+        if options["batch_size"] < 1:
+            raise CommandError("--batch-size must be at least 1.")
+        deleted = deliveries_purge(older_than=timedelta(days=options["older_than"]),
+                                   batch_size=options["batch_size"],
+                                   progress=lambda n: self.stdout.write(f"deleted {n}…"))
+        self.stdout.write(self.style.SUCCESS(f"Deleted {deleted} deliveries older than {options['older_than']} days."))
