@@ -26,6 +26,19 @@ BROKERS = ["orm", pytest.param("redis", marks=pytest.mark.skipif(
     not redis_available(), reason="REDIS_URL is not set or Redis does not answer: the Redis broker is not tested"))]
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache(settings):
+    """Each test starts with an empty cache (breakers, throttles, lockouts), as it does with the
+    database cache, whose table is emptied with the database. Only this run's keys are deleted."""
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.from_url(settings.REDIS_URL)
+        keys = list(client.scan_iter(f"{settings.CACHES['default']['KEY_PREFIX']}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+
 @pytest.fixture
 def smtp_peer(settings):
     peer = SMTPPeer().start()
