@@ -1,7 +1,7 @@
 """Signed, expiring links in messages: acknowledge an alert, unsubscribe from a category.
 
-A token signs "<user id>:<notification id>" with a salt per action (the format
-`notifications.services.action_url` writes), so one action's token never opens another.
+A token signs "<user id>:<notification id>" with a salt per action, so one action's token
+never opens another. `link_url` is the one place links are made (messages and previews).
 """
 
 from dataclasses import dataclass
@@ -27,6 +27,15 @@ def _signer(action):
 
 def link_token(action, *, user_id, notification_id):
     return _signer(action).sign(f"{user_id}:{notification_id}")
+
+
+def link_url(action, *, user_id, notification_id):
+    """The absolute URL of a signed link; a draft (no notification id yet) gets a placeholder token."""
+    from django.conf import settings
+    from django.urls import reverse
+
+    token = link_token(action, user_id=user_id, notification_id=notification_id) if notification_id else "preview"
+    return settings.SITE_URL + reverse(action, args=[token])
 
 
 def link_check(action, token):

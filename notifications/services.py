@@ -13,10 +13,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.signing import TimestampSigner
 from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Q, Value, When
-from django.urls import reverse
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -28,6 +26,7 @@ from channels_app.models import PushSubscription
 from channels_app.registry import get_notifier
 
 from .models import Delivery, FanoutPage, Notification, RecipientContext
+from .links import link_url
 from .planning import DeliveryPlanner
 from .selectors import audience_users, is_admin
 
@@ -344,8 +343,7 @@ def _backoff(attempts, retry_after=None):
 
 
 def action_url(name, delivery):
-    token = TimestampSigner(salt=f"flashnotify.{name}").sign(f"{delivery.recipient_id}:{delivery.notification_id}")
-    return settings.SITE_URL + reverse(name, args=[token])
+    return link_url(name, user_id=delivery.recipient_id, notification_id=delivery.notification_id)
 
 
 def _message(delivery, push_subscriptions, contexts=None):
@@ -655,8 +653,7 @@ def notification_preview(notification, recipient, *, context=None):
                            language=recipient.language, timezone=recipient.timezone)
 
     def link(name):
-        signed = TimestampSigner(salt=f"flashnotify.{name}").sign(f"{recipient.pk}:{notification.pk}")
-        return settings.SITE_URL + reverse(name, args=[signed if notification.pk else "preview"])
+        return link_url(name, user_id=recipient.pk, notification_id=notification.pk)
 
     preview = {}
     for channel in channels:
