@@ -58,6 +58,11 @@ class _SMTPHandler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.peer.hold:
+            with self.peer.lock:
+                self.peer.held += 1
+            while self.peer.hold:
+                await asyncio.sleep(0.01)
         if self.peer.delay:
             await asyncio.sleep(self.peer.delay)
         if self.peer.fail_next > 0:
@@ -79,6 +84,8 @@ class SMTPPeer:
         self.fail_next = 0
         self.delay = 0.0  # seconds before answering DATA: a slow server keeps work in flight
         self.connections = 0  # SMTP sessions opened (EHLO received)
+        self.hold = False  # while True, DATA is not answered: the sender is stuck mid-send
+        self.held = 0  # messages that arrived while held
         self.lock = threading.Lock()
         self.port = free_port()
         self.controller = Controller(_SMTPHandler(self), hostname="127.0.0.1", port=self.port)

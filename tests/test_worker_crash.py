@@ -36,12 +36,11 @@ def test_it_finishes_a_fan_out_after_the_cluster_is_killed_and_restarted(broker,
     deliveries = Delivery.objects.filter(notification=notification)
     wait_until(lambda: deliveries.filter(status="sent").count() >= 60, timeout=90, interval=0.05,
                message="a fan-out well under way")
-    # The server now stalls, so the cluster is surely holding claimed deliveries when it dies.
-    smtp_peer.delay = 5
-    wait_until(lambda: deliveries.filter(status="sending").exists(), timeout=30, interval=0.05,
-               message="deliveries in flight")
+    # The server stops answering: once a message is held, a worker is stuck inside a claimed chunk.
+    smtp_peer.hold = True
+    wait_until(lambda: smtp_peer.held > 0, timeout=30, interval=0.05, message="a send held mid-flight")
     cluster.kill()
-    smtp_peer.delay = 0.02
+    smtp_peer.hold = False
     in_flight = set(deliveries.filter(status="sending").values_list("id", flat=True))
     sent_before = deliveries.filter(status="sent").count()
     assert in_flight and sent_before < RECIPIENTS
