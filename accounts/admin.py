@@ -30,6 +30,8 @@ class UserAdmin(BaseUserAdmin):
     add_fieldsets = BaseUserAdmin.add_fieldsets + (
         (_("Contact"), {"fields": ("email", "phone", "language", "timezone")}),
     )
+    # Only the student confirms a number (a code by SMS); changing it here makes it unverified.
+    readonly_fields = ("phone_verified_at",)
     list_display = ("username", "email", "phone", "first_name", "last_name", "is_staff", "is_active")
     search_fields = ("username", "email", "phone", "first_name", "last_name")
     change_list_template = "admin/accounts/user/change_list.html"

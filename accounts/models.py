@@ -57,6 +57,25 @@ class User(AbstractUser):
         if errors:
             raise ValidationError(errors)
 
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        user = super().from_db(db, field_names, values)
+        user._loaded_phone = user.__dict__.get("phone")
+        user._loaded_phone_verified_at = user.__dict__.get("phone_verified_at")
+        return user
+
+    def save(self, *args, **kwargs):
+        # A number changed anywhere but through verification (admin, import, API) is unverified:
+        # no SMS may go to it until its owner confirms a code again.
+        loaded = getattr(self, "_loaded_phone", None)
+        if loaded is not None and self.phone != loaded \
+                and self.phone_verified_at == self._loaded_phone_verified_at and self.phone_verified_at:
+            self.phone_verified_at = None
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "phone_verified_at"}
+        super().save(*args, **kwargs)
+        self._loaded_phone, self._loaded_phone_verified_at = self.phone, self.phone_verified_at
+
     @property
     def has_verified_phone(self):
         return bool(self.phone and self.phone_verified_at)

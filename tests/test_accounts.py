@@ -55,3 +55,34 @@ def test_it_creates_the_four_roles_with_their_permissions():
     assert groups["User"] == set()
     assert "add_notification" in groups["API_User"]
     assert "delete_user" in groups["Admin"]
+
+
+@pytest.mark.django_db
+def test_it_unverifies_a_phone_number_changed_outside_verification(client, admin_user):
+    from django.utils import timezone
+
+    student = make_user("s1000010", phone="+33612345678", phone_verified_at=timezone.now())
+    client.force_login(admin_user)
+    form = {
+        "username": student.username, "email": student.email, "phone": "+33698765432", "language": "en",
+        "timezone": "UTC", "digest_hour": 18, "is_active": "on", "date_joined_0": "2026-01-01",
+        "date_joined_1": "00:00:00", "initial-date_joined_0": "2026-01-01", "initial-date_joined_1": "00:00:00",
+    }
+
+    response = client.post(f"/admin/accounts/user/{student.pk}/change/", form)
+
+    assert response.status_code == 302
+    student.refresh_from_db()
+    assert student.phone == "+33698765432" and student.phone_verified_at is None
+
+
+@pytest.mark.django_db
+def test_it_keeps_a_verified_phone_when_other_fields_change():
+    from django.utils import timezone
+
+    student = make_user("s1000011", phone="+33612345678", phone_verified_at=timezone.now())
+    student = User.objects.get(pk=student.pk)
+    student.first_name = "Grace"
+    student.save()
+    student.refresh_from_db()
+    assert student.phone_verified_at is not None
