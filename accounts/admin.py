@@ -2,6 +2,7 @@ import io
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
@@ -9,8 +10,8 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.translation import gettext_lazy as _
 
-from .admin_site import console_role
 from .models import ApiKey, Cohort, User
+from .roles import console_role
 from .services import USER_COLUMNS, api_key_create, api_key_revoke, users_read_csv, users_upsert
 
 
@@ -81,7 +82,6 @@ class UserAdmin(BaseUserAdmin):
 
     def log_import(self, request, report):
         """One admin-history entry per user the import created or changed."""
-        from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 
         for action, flag in (("created", ADDITION), ("updated", CHANGE)):
             usernames = [row.username for row in report.rows if row.action == action]

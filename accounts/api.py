@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt import views as jwt_views
 
 from flashnotify.api_pagination import cursor_pagination
-from notifications.selectors import is_admin
+from .roles import is_admin
 
 from . import services
 from .models import ApiKey, Cohort, User

@@ -2,6 +2,7 @@ import hashlib
 import secrets
 
 from django.contrib.auth.models import AbstractUser, UserManager
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -45,7 +46,6 @@ class User(AbstractUser):
 
     def clean(self):
         super().clean()
-        from django.core.exceptions import ValidationError
 
         errors = {}
         try:

@@ -17,6 +17,9 @@ from django.db.models import F
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from channels_app.base import Recipient
+from channels_app.mixins import SMSMixin
+
 from .models import PhoneVerification, User
 from .validators import normalize_phone
 
@@ -35,9 +38,6 @@ def phone_code_send(*, user, phone, code):
 
     Returns the channel's Outcome.
     """
-    from channels_app.base import Recipient
-    from channels_app.mixins import SMSMixin
-
     with translation.override(user.language or "en"):
         text = _("Your FlashNotify code is %(code)s. It expires in %(minutes)d minutes.") % {
             "code": code, "minutes": settings.PHONE_CODE_TTL_SECONDS // 60}

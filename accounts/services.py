@@ -1,5 +1,6 @@
 """Writes on accounts: provisioning users and cohort memberships in bulk."""
 
+import csv
 import logging
 from dataclasses import dataclass, field
 
@@ -82,7 +83,6 @@ def users_read_csv(stream):
 
     Raises ValidationError when the header lacks `username` or names an unknown column.
     """
-    import csv
 
     reader = csv.DictReader(stream)
     header = [name.strip() for name in reader.fieldnames or []]

@@ -74,7 +74,7 @@ def seed(members=500, inbox_messages=60):
     from rest_framework_simplejwt.tokens import RefreshToken
 
     from accounts.models import Cohort, Role, User
-    from channels_app.models import InboxMessage
+    from notifications.models import InboxMessage
     from notifications.models import Notification
 
     call_command("migrate", verbosity=0)

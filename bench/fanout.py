@@ -151,7 +151,7 @@ def raw_http_rate(url, count=1000, form=None, body=b""):
 def raw_inbox_rate(notification, users):
     from django.db import transaction
 
-    from channels_app.models import InboxMessage
+    from notifications.models import InboxMessage
 
     rows = [InboxMessage(notification=notification, recipient_id=u, title="raw", body="x" * 200,
                          category=notification.category) for u in users]
@@ -390,7 +390,7 @@ def wait_for_workers(timeout=60):
 def run(notification_args, channels, args, control, cluster):
     from django.db.models import Count, Sum
 
-    from channels_app.models import InboxMessage
+    from notifications.models import InboxMessage
     from notifications.models import Delivery, Notification
     from notifications.services import notification_send
 

@@ -1,8 +1,10 @@
 """The base Notifier and the plain objects it works on.
 
-A notifier owns one fixed delivery sequence — render, send, report — and its channel
-mixins supply only the send step for their channel (`send_<channel>(messages)`). The
-engine (notifications.engine) records the returned outcomes on the deliveries.
+A notifier owns one fixed delivery sequence — group by channel, render each message, send
+the batch through the channel's step, return one Outcome per message — and its channel
+mixins supply only the send step for their channel (the method marked `@send_step`,
+wrapped by the config, breaker and timing decorators). The engine (notifications.engine)
+records the returned outcomes on the deliveries.
 """
 
 import logging
@@ -138,7 +140,8 @@ class Notifier(metaclass=NotificationMeta):
     fallback = {}
     escalation = ()
     escalation_delay = timedelta(minutes=15)
-    channels = ()
+    channels = ()  # set by NotificationMeta from the channel mixins
+    steps = {}  # channel -> send step, set by NotificationMeta (and wrapped by track_performance)
 
     # --- the fixed sequence -------------------------------------------------------------
     def deliver(self, messages, *, now=None):
@@ -165,7 +168,7 @@ class Notifier(metaclass=NotificationMeta):
                 else:
                     ready.append(message)
             if ready:
-                outcomes += getattr(self, f"send_{channel}")(ready)
+                outcomes += self.steps[channel](self, ready)
         return outcomes
 
     # --- hooks --------------------------------------------------------------------------

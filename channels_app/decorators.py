@@ -1,7 +1,13 @@
-"""Class decorators for cross-cutting concerns of notifiers and channel mixins.
+"""Class decorators for the cross-cutting concerns of the send sequence.
 
-They wrap a channel's step, `send_<channel>(self, messages) -> list[Outcome]`, and hold
-no business rule: timing, circuit breaking and configuration validation only.
+Each wraps one well-defined step and holds no business rule:
+
+- `validate_config(Config)` on a channel mixin wraps its send step: while the channel's
+  configuration has problems, every message fails permanently with the reason;
+- `circuit_breaker(provider)` on a channel mixin wraps its send step: refused while the
+  provider's breaker (shared by all workers) is open, and counts the provider's failures;
+- `track_performance` on a notifier wraps each of its channels' steps: times the batch
+  and buffers a metric, written in one insert by `flush_metrics()` once per task.
 """
 
 import functools
@@ -9,24 +15,28 @@ import time
 
 from .base import Outcome
 from .breaker import CircuitBreaker
+from .models import PerformanceMetric
 
 _metrics_buffer = []
 
 
-def _send_method_names(cls):
-    return [f"send_{klass.__dict__['channel']}" for klass in cls.__mro__ if "channel" in klass.__dict__]
+def _wrap_step(cls, make_wrapper):
+    """Replace a channel mixin's send step (the one ChannelMeta found) by its wrapped version."""
+    name = cls.step_name
+    setattr(cls, name, functools.wraps(cls.__dict__[name])(make_wrapper(cls.__dict__[name])))
+    return cls
 
 
 def track_performance(cls):
-    """Time render and each channel step; buffered, then written in one insert by `flush_metrics()`."""
+    """Time each channel step of a notifier; buffered, then written in one insert by `flush_metrics()`."""
 
-    def timed(method, channel, operation):
-        @functools.wraps(method)
+    def timed(step, channel):
+        @functools.wraps(step)
         def wrapper(self, messages, *args, **kwargs):
             started = time.perf_counter()
             outcomes, error = [], ""
             try:
-                outcomes = method(self, messages, *args, **kwargs)
+                outcomes = step(self, messages, *args, **kwargs)
                 return outcomes
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"[:300]
@@ -34,23 +44,20 @@ def track_performance(cls):
             finally:
                 succeeded = sum(1 for outcome in outcomes if outcome.ok)
                 _metrics_buffer.append({
-                    "notifier": self.key, "channel": channel, "operation": operation, "items": len(messages),
+                    "notifier": self.key, "channel": channel, "operation": "send", "items": len(messages),
                     "succeeded": succeeded, "failed": len(outcomes) - succeeded,
-                    "duration_ms": (time.perf_counter() - started) * 1000, "ok": not error and succeeded == len(outcomes),
-                    "error": error,
+                    "duration_ms": (time.perf_counter() - started) * 1000,
+                    "ok": not error and succeeded == len(outcomes), "error": error,
                 })
 
         return wrapper
 
-    for name in _send_method_names(cls):
-        setattr(cls, name, timed(getattr(cls, name), name.removeprefix("send_"), "send"))
+    cls.steps = {channel: timed(step, channel) for channel, step in cls.steps.items()}
     return cls
 
 
 def flush_metrics():
     """Write the buffered metrics in one query. Called once per task by the engine."""
-    from .models import PerformanceMetric
-
     if _metrics_buffer:
         rows = [PerformanceMetric(**row) for row in _metrics_buffer]
         _metrics_buffer.clear()
@@ -64,11 +71,7 @@ def circuit_breaker(provider):
     any other batch shows the provider is up and closes it.
     """
 
-    def decorate(cls):
-        name = f"send_{cls.__dict__['channel']}"
-        method = cls.__dict__[name]
-
-        @functools.wraps(method)
+    def guarded(step):
         def wrapper(self, messages, *args, **kwargs):
             if not messages:
                 return []
@@ -82,16 +85,18 @@ def circuit_breaker(provider):
             if not allowed:
                 return [Outcome.transient_failure(m, f"circuit breaker open for {provider}", retry_after=wait,
                                                   attempted=False) for m in messages]
-            outcomes = method(self, messages, *args, **kwargs)
+            outcomes = step(self, messages, *args, **kwargs)
             if any(outcome.ok for outcome in outcomes) or not any(o.provider_failure for o in outcomes):
                 breaker.record_success()  # the provider answered (even a refusal shows it is up)
             else:
                 breaker.record_failure()
             return outcomes
 
-        setattr(cls, name, wrapper)
+        return wrapper
+
+    def decorate(cls):
         cls.breaker_provider = provider
-        return cls
+        return _wrap_step(cls, guarded)
 
     return decorate
 
@@ -99,20 +104,18 @@ def circuit_breaker(provider):
 def validate_config(config):
     """Fail a channel's sends permanently, with the reason, while its configuration is incomplete."""
 
-    def decorate(cls):
-        name = f"send_{cls.__dict__['channel']}"
-        method = cls.__dict__[name]
-
-        @functools.wraps(method)
+    def checked(step):
         def wrapper(self, messages, *args, **kwargs):
             problems = config.problems()
             if problems:
-                reason = f"{cls.__dict__['channel']} is not configured: {'; '.join(problems)}"
+                reason = f"{config.channel} is not configured: {'; '.join(problems)}"
                 return [Outcome.permanent_failure(m, reason) for m in messages]
-            return method(self, messages, *args, **kwargs)
+            return step(self, messages, *args, **kwargs)
 
-        setattr(cls, name, wrapper)
+        return wrapper
+
+    def decorate(cls):
         cls.config = config
-        return cls
+        return _wrap_step(cls, checked)
 
     return decorate

@@ -4,12 +4,27 @@ Like Django's field descriptors: the value lives in `instance.__dict__`, and rea
 attribute on the class returns the descriptor itself.
 """
 
+import phonenumbers
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-
-from accounts.validators import normalize_phone
+from django.utils.translation import gettext as _
 
 from .constants import Priority as PriorityChoices
+
+
+def normalize_phone(value, region=None):
+    """Return `value` in E.164, or raise ValidationError with a message a person can act on."""
+    if value in (None, ""):
+        return ""
+    try:
+        number = phonenumbers.parse(str(value), region)
+    except phonenumbers.NumberParseException:
+        raise ValidationError(
+            _("Enter a phone number in international format, for example +33612345678."), code="invalid_phone"
+        )
+    if not phonenumbers.is_valid_number(number):
+        raise ValidationError(_("%(value)s is not a valid phone number.") % {"value": value}, code="invalid_phone")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 class ValidatedField:

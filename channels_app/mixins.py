@@ -1,7 +1,9 @@
-"""Channel mixins: each supplies one channel's send step, `send_<channel>(messages) -> [Outcome]`.
+"""Channel mixins: each supplies one channel's send step (marked `@send_step`): messages -> [Outcome].
 
 They talk to their provider through its real client and classify failures as permanent
-(never retried) or transient (retried by the engine with backoff).
+(never retried) or transient (retried by the engine with backoff). The inbox channel
+writes through the store named by the `INBOX_STORE` setting (a dotted path, the way Django
+picks backends), so this layer knows nothing of the model that holds a student's inbox.
 """
 
 import json
@@ -15,13 +17,21 @@ from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.urls import reverse
+from django.utils.module_loading import import_string
+from py_vapid import Vapid02
+from pywebpush import WebPushException, webpush
+from requests import Session
+from requests.exceptions import RequestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
 
 from .base import Outcome
 from .config import EmailConfig, InboxConfig, PushConfig, SMSConfig
-from .constants import Channel
+from .constants import Channel, Priority
 from .decorators import circuit_breaker, validate_config
-from .models import InboxMessage, PushSubscription
-from .registry import ChannelMeta
+from .models import PushSubscription
+from .registry import ChannelMeta, send_step
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +75,8 @@ class EmailMixin(metaclass=ChannelMeta):
 
     def build_email(self, message):
         headers = {"Message-ID": message.message_id}
+        if message.priority in (Priority.HIGH, Priority.URGENT):
+            headers["Importance"] = "high"  # RFC 2156; mail clients flag it
         if message.unsubscribe_url:
             headers["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
@@ -77,6 +89,7 @@ class EmailMixin(metaclass=ChannelMeta):
         email.metadata = {"delivery_id": str(message.delivery_id)}
         return email
 
+    @send_step
     def send_email(self, messages):
         """Send the batch over one connection (one SMTP session or one ESP client)."""
         outcomes = []
@@ -156,9 +169,6 @@ class SMSMixin(metaclass=ChannelMeta):
 
     def twilio_client(self):
         """One client (one HTTP session) per batch, talking to TWILIO_API_BASE."""
-        from twilio.http.http_client import TwilioHttpClient
-        from twilio.rest import Client
-
         class HttpClient(TwilioHttpClient):
             # TwilioRestException carries no headers: keep the last ones for Retry-After.
             last_headers = {}
@@ -177,10 +187,8 @@ class SMSMixin(metaclass=ChannelMeta):
     def _last_headers(client):
         return client.http_client.last_headers
 
+    @send_step
     def send_sms(self, messages):
-        from requests.exceptions import RequestException
-        from twilio.base.exceptions import TwilioException, TwilioRestException
-
         client = self.twilio_client()
         callback = settings.SITE_URL + reverse("twilio-status")
         sender = ({"messaging_service_sid": settings.TWILIO_MESSAGING_SERVICE_SID}
@@ -220,6 +228,8 @@ class PushNotificationMixin(metaclass=ChannelMeta):
 
     channel = Channel.PUSH
     ttl = 24 * 3600
+    # RFC 8030 Urgency: how eagerly the push service wakes a device (and spends its battery).
+    URGENCY = {Priority.LOW: "low", Priority.NORMAL: "normal", Priority.HIGH: "high", Priority.URGENT: "high"}
 
     def push_payload(self, message):
         return json.dumps({
@@ -229,13 +239,8 @@ class PushNotificationMixin(metaclass=ChannelMeta):
             "notification_id": message.notification.pk, "delivery_id": message.delivery_id,
         })
 
+    @send_step
     def send_push(self, messages):
-        from pywebpush import WebPushException, webpush
-        from requests.exceptions import RequestException
-
-        from py_vapid import Vapid02
-        from requests import Session
-
         outcomes, expired = [], []
         vapid = Vapid02.from_string(settings.VAPID_PRIVATE_KEY)  # parsed once per batch, not per push
         session = Session()  # one connection pool per batch
@@ -245,10 +250,11 @@ class PushNotificationMixin(metaclass=ChannelMeta):
                 outcomes.append(Outcome.permanent_failure(message, "recipient has no push subscription"))
                 continue
             payload, delivered, errors, transient, retry_after = self.push_payload(message), 0, [], False, None
+            headers = {"Urgency": self.URGENCY[message.priority]}
             for subscription in subscriptions:
                 try:
                     webpush(subscription, data=payload, vapid_private_key=vapid,
-                            vapid_claims={"sub": settings.VAPID_SUBJECT}, ttl=self.ttl, timeout=10,
+                            vapid_claims={"sub": settings.VAPID_SUBJECT}, ttl=self.ttl, timeout=10, headers=dict(headers),
                             requests_session=session)
                     delivered += 1
                 except WebPushException as exc:
@@ -283,15 +289,16 @@ class PushNotificationMixin(metaclass=ChannelMeta):
 
 @validate_config(InboxConfig)
 class ArchiveMixin(metaclass=ChannelMeta):
-    """The in-app inbox: one InboxMessage per notification and recipient, written in bulk."""
+    """The in-app inbox: the messages are handed, in one call, to the store `INBOX_STORE` names.
+
+    The store is a callable taking the rendered messages (each with `notification.pk`,
+    `notification.category`, `recipient.user_id` and `content["title"]`/`["body"]`) that writes
+    them, once per notification and recipient.
+    """
 
     channel = Channel.INBOX
 
+    @send_step
     def send_inbox(self, messages):
-        InboxMessage.objects.bulk_create(
-            [InboxMessage(notification_id=m.notification.pk, recipient_id=m.recipient.user_id,
-                          title=m.content["title"][:200], body=m.content["body"], category=m.notification.category)
-             for m in messages],
-            ignore_conflicts=True,
-        )
+        import_string(settings.INBOX_STORE)(messages)
         return [Outcome.sent(m) for m in messages]

@@ -25,34 +25,6 @@ class PushSubscription(models.Model):
         return {"endpoint": self.endpoint, "keys": {"p256dh": self.p256dh, "auth": self.auth}}
 
 
-class InboxMessage(models.Model):
-    """The in-app record of a notification for one recipient (written by ArchiveMixin)."""
-
-    notification = models.ForeignKey("notifications.Notification", on_delete=models.CASCADE, related_name="inbox_messages")
-    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="inbox_messages")
-    title = models.CharField(max_length=200)
-    body = models.TextField()
-    category = models.CharField(max_length=20, db_index=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    read_at = models.DateTimeField(null=True, blank=True)
-    acknowledged_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        constraints = [
-            models.UniqueConstraint(fields=["notification", "recipient"], name="inbox_one_per_recipient"),
-        ]
-        indexes = [
-            models.Index(fields=["recipient", "-created_at"], name="inbox_recipient_recent"),
-            models.Index(fields=["recipient", "read_at"], name="inbox_recipient_unread"),
-        ]
-        verbose_name = _("inbox message")
-        verbose_name_plural = _("inbox messages")
-
-    def __str__(self):
-        return self.title
-
-
 class PerformanceMetric(models.Model):
     """Timing and outcome of one operation of a notifier on a channel (a batch of items)."""
 

@@ -7,8 +7,23 @@ concrete classes are imported (and so registered) from ChannelsConfig.ready().
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 
 
+def send_step(function):
+    """Mark the one method of a channel mixin that sends a batch of its messages.
+
+    The step takes `(self, messages)` and returns one `Outcome` per message. ChannelMeta
+    finds it, the class decorators wrap it, and the notifier's fixed sequence calls it.
+    """
+    function.is_send_step = True
+    return function
+
+
 class ChannelMeta(type):
-    """Registers every channel mixin (a class that declares `channel`) under its channel key."""
+    """Registers every channel mixin (a class that declares `channel`) with its send step.
+
+    `ChannelMeta.channels` maps a channel key to its mixin; a mixin must mark exactly one
+    method with `@send_step`, whose name is kept as `step_name`, and a second mixin for the
+    same channel is refused.
+    """
 
     channels = {}
 
@@ -17,8 +32,12 @@ class ChannelMeta(type):
         channel = attrs.get("channel")
         if channel:
             if channel in ChannelMeta.channels:
-                raise ImproperlyConfigured(f"Two channel mixins claim {channel!r}: "
+                raise ImproperlyConfigured(f"Two channel mixins claim {str(channel)!r}: "
                                            f"{ChannelMeta.channels[channel].__name__} and {name}.")
+            steps = [key for key, value in attrs.items() if getattr(value, "is_send_step", False)]
+            if len(steps) != 1:
+                raise ImproperlyConfigured(f"Channel mixin {name} must mark exactly one method with @send_step.")
+            cls.step_name = steps[0]
             ChannelMeta.channels[channel] = cls
         return cls
 
@@ -26,8 +45,9 @@ class ChannelMeta(type):
 class NotificationMeta(ChannelMeta):
     """Registers concrete notifiers under `key` and builds their required-field validator.
 
-    A notifier's channels are the channel mixins it is composed of, in MRO order; its
-    `required_fields` (names in `Notification.data`) become `validate_data()`.
+    A notifier's channels are the channel mixins it is composed of, in MRO order, and
+    `steps` maps each channel to its mixin's (decorated) send step; its `required_fields`
+    (names in `Notification.data`) become `validate_data()`.
     """
 
     registry = {}
@@ -42,9 +62,9 @@ class NotificationMeta(ChannelMeta):
             raise ImproperlyConfigured(f"Notifier {name} must declare a `key`.")
         if key in mcs.registry:
             raise ImproperlyConfigured(f"Notifier key {key!r} is used by {mcs.registry[key].__name__} and {name}.")
-        cls.channels = tuple(
-            klass.__dict__["channel"] for klass in cls.__mro__ if "channel" in klass.__dict__
-        )
+        mixins = [klass for klass in cls.__mro__ if "channel" in klass.__dict__]
+        cls.channels = tuple(klass.channel for klass in mixins)
+        cls.steps = {klass.channel: klass.__dict__[klass.step_name] for klass in mixins}
         cls.validate_data = mcs.build_validator(name, tuple(getattr(cls, "required_fields", ())))
         mcs.registry[key] = cls
         return cls
@@ -64,7 +84,11 @@ class NotificationMeta(ChannelMeta):
 
 
 class ConfigMeta(type):
-    """Registers channel configurations; `channels_app.checks` reports each one's problems."""
+    """Registers channel configurations (`channels_app.config`), one per channel.
+
+    `validate_config` refuses a channel's sends while its configuration has problems, and the
+    deploy check `channels_app.W00x` reports them at start.
+    """
 
     registry = {}
 
@@ -73,7 +97,7 @@ class ConfigMeta(type):
         channel = attrs.get("channel")
         if channel:
             if channel in mcs.registry:
-                raise ImproperlyConfigured(f"Two configurations for channel {channel!r}.")
+                raise ImproperlyConfigured(f"Two configurations for channel {str(channel)!r}.")
             mcs.registry[channel] = cls
         return cls
 

@@ -1,4 +1,4 @@
-"""Provider receipts in: the one door of channels_app. Each applies the receipt through the service."""
+"""Provider receipts in: the one door of channels_app. Each leaves as the `receipt` signal."""
 
 import logging
 
@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 from twilio.request_validator import RequestValidator
 
 from .constants import Channel
+from .signals import receipt
 
 logger = logging.getLogger(__name__)
 
@@ -21,10 +22,8 @@ ANYMAIL_EVENTS = {"delivered": "delivered", "bounced": "bounced", "rejected": "r
                   "complained": "complained", "failed": "failed"}
 
 
-def _record(**kwargs):
-    from notifications.services import delivery_record_receipt
-
-    return delivery_record_receipt(**kwargs)
+def _record(*, sender, **kwargs):
+    receipt.send(sender=sender, **kwargs)
 
 
 @csrf_exempt
@@ -41,7 +40,7 @@ def twilio_status(request):
     if event:
         reason = request.POST.get("ErrorCode", "")
         delivery_id = request.GET.get("delivery", "")
-        _record(channel=Channel.SMS, provider_message_id=request.POST.get("MessageSid", ""), event=event,
+        _record(sender="twilio", channel=Channel.SMS, provider_message_id=request.POST.get("MessageSid", ""), event=event,
                 reason=f"Twilio error {reason}" if reason else "",
                 delivery_id=int(delivery_id) if delivery_id.isdigit() else None)
     return HttpResponse(status=204)
@@ -53,6 +52,6 @@ def anymail_tracking(sender, event, esp_name, **kwargs):
     kind = ANYMAIL_EVENTS.get(event.event_type)
     delivery_id = str((event.metadata or {}).get("delivery_id", ""))
     if kind and (event.message_id or delivery_id.isdigit()):
-        _record(channel=Channel.EMAIL, provider_message_id=str(event.message_id or ""), event=kind,
+        _record(sender=esp_name, channel=Channel.EMAIL, provider_message_id=str(event.message_id or ""), event=kind,
                 reason=event.description or event.reject_reason or esp_name,
                 delivery_id=int(delivery_id) if delivery_id.isdigit() else None)

@@ -13,7 +13,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
-from django.views.defaults import page_not_found
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.parsers import JSONParser
 from rest_framework.serializers import as_serializer_error
@@ -121,20 +121,16 @@ def not_found(request, exception=None):
     """The 404 handler: the API's error shape under /api/, Django's page elsewhere."""
     if request.path.startswith("/api/"):
         return JsonResponse(error_body(404, "not_found", "Not found."), status=404)
-    return page_not_found(request, exception)
+    return defaults.page_not_found(request, exception)
 
 
 def server_error(request):
     if request.path.startswith("/api/"):
         return JsonResponse(error_body(500, "server_error", "Internal server error."), status=500)
-    from django.views.defaults import server_error as default
-
-    return default(request)
+    return defaults.server_error(request)
 
 
 def bad_request(request, exception=None):
     if request.path.startswith("/api/"):
         return JsonResponse(error_body(400, "bad_request", "Bad request."), status=400)
-    from django.views.defaults import bad_request as default
-
-    return default(request, exception)
+    return defaults.bad_request(request, exception)

@@ -3,6 +3,8 @@
 from drf_spectacular import openapi
 from drf_spectacular.utils import OpenApiParameter
 
+from accounts.serializers import ErrorSerializer
+
 ERROR_DESCRIPTIONS = {
     "400": "Invalid input: `errors` maps each field to its messages.",
     "401": "Not authenticated, or the credentials are invalid, revoked or expired.",
@@ -21,7 +23,6 @@ class AutoSchema(openapi.AutoSchema):
 
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
-        from accounts.serializers import ErrorSerializer
 
         codes = ["400", "401", "403", "404", "405", "429"]
         if self.method in ("POST", "PUT", "PATCH"):

@@ -1,9 +1,10 @@
 """System checks for settings: misconfiguration is reported with a hint, not a traceback."""
 
 import os
+import sys
 
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import Error, Tags, Warning, register, run_checks
 
 INT_VARIABLES = (
     "PORT", "EMAIL_PORT", "Q_WORKERS", "Q_TIMEOUT", "FANOUT_CHUNK_SIZE", "DELIVERY_MAX_ATTEMPTS",
@@ -67,10 +68,6 @@ def check_environment_values(app_configs, **kwargs):
 
 def refuse_to_start_if_misconfigured():
     """Run the checks a WSGI/ASGI server skips; exit with their hints on an error."""
-    import sys
-
-    from django.core.checks import run_checks
-
     errors = [message for message in run_checks(include_deployment_checks=False) if message.is_serious()]
     if errors:
         for error in errors:

@@ -55,7 +55,7 @@ PORT = envint("PORT", 8000)
 SITE_URL = env("SITE_URL", f"http://127.0.0.1:{PORT}").rstrip("/")
 
 INSTALLED_APPS = [
-    "accounts.admin_site.ConsoleAdminConfig",  # django.contrib.admin with the role-checking site
+    "accounts.console_config.ConsoleAdminConfig",  # django.contrib.admin with the role-checking site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -243,6 +243,10 @@ VAPID_PRIVATE_KEY = env("VAPID_PRIVATE_KEY")
 VAPID_SUBJECT = env("VAPID_SUBJECT", "mailto:notifications@flashnotify.localhost")
 # Browsers' push services are always https; plain http endpoints are accepted only when this is on (tests).
 PUSH_ALLOW_HTTP_ENDPOINTS = envbool("PUSH_ALLOW_HTTP_ENDPOINTS")
+
+# --- Inbox -------------------------------------------------------------------------------
+# What the inbox channel (channels_app.mixins.ArchiveMixin) hands its rendered messages to: a dotted path.
+INBOX_STORE = "notifications.engine.inbox.inbox_store"
 
 # --- Phone verification -----------------------------------------------------------------
 PHONE_CODE_TTL_SECONDS = envint("PHONE_CODE_TTL_SECONDS", 600)

@@ -15,11 +15,14 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from accounts.admin_site import console_role
+from accounts.roles import console_role
+from channels_app.models import PerformanceMetric, PushSubscription
+from channels_app.registry import get_notifier
 
 from . import services
 from .console_forms import ComposeForm
-from .models import CategoryDefault, Delivery, Notification
+from .health import health_channel, health_index
+from .models import CategoryDefault, Delivery, InboxMessage, Notification
 from .selectors import (
     acknowledgement_counts, audience_users, delivery_counts, notification_plan_counts, notification_progress, notification_reach,
     notifications_visible_to,
@@ -161,8 +164,6 @@ class NotificationAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/notifications/notification/compose.html", context)
 
     def _confirmation(self, request, kwargs):
-        from channels_app.registry import get_notifier
-
         notifier = type(get_notifier(kwargs["notifier"]))
         draft = Notification(
             notifier=kwargs["notifier"], category=kwargs["category"], priority=kwargs["priority"],
@@ -254,3 +255,33 @@ class CategoryDefaultAdmin(admin.ModelAdmin):
     list_display = ("category", "channel", "enabled", "digest")
     list_editable = ("enabled", "digest")
 
+
+@admin.register(PerformanceMetric)
+class PerformanceMetricAdmin(ReadOnlyAdmin):
+    list_display = ("recorded_at", "notifier", "channel", "operation", "items", "succeeded", "failed", "duration_ms")
+    list_filter = ("notifier", "channel", "operation", "ok")
+
+
+@admin.register(InboxMessage)
+class InboxMessageAdmin(ReadOnlyAdmin):
+    list_display = ("title", "recipient", "created_at", "read_at", "acknowledged_at")
+    search_fields = ("title", "=recipient__username")
+    list_select_related = ("recipient",)
+    raw_id_fields = ("notification", "recipient")
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if console_role(request.user) == "admin":
+            return queryset
+        return queryset.filter(notification__in=notifications_visible_to(request.user).values("pk"))
+
+
+@admin.register(PushSubscription)
+class PushSubscriptionAdmin(admin.ModelAdmin):
+    list_display = ("user", "endpoint", "created_at")
+    search_fields = ("user__username", "endpoint")
+    raw_id_fields = ("user",)
+
+
+admin.site.register_page("health/", health_index, name="health")
+admin.site.register_page("health/<str:channel>/", health_channel, name="health_channel")

@@ -24,14 +24,15 @@ from rest_framework.views import APIView
 from accounts.permissions import DEFAULT, NotApiKey, api_key_of
 from channels_app.breaker import CircuitBreaker
 from channels_app.constants import MANDATORY_CATEGORIES, Category, Channel
-from channels_app.models import InboxMessage, PushSubscription
+from channels_app.models import PushSubscription
+from .models import Delivery, InboxMessage, Notification
 from flashnotify.api_errors import Conflict
 from flashnotify.api_pagination import CheckedCursorPagination, cursor_pagination
 from flashnotify.api_schema import IDEMPOTENCY_KEY
 
-from . import inbox, selectors, services
-from .models import Delivery, Notification
-from .preferences import preference_grid, preferences_save
+from . import selectors, services
+from .services import inbox
+from .services.preferences import preference_grid, preferences_save
 from .serializers import (
     DeliverySerializer,
     InboxMessageSerializer,

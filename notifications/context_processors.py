@@ -1,4 +1,6 @@
-from channels_app.models import InboxMessage
+from django.utils.functional import SimpleLazyObject
+
+from .models import InboxMessage
 
 
 def inbox(request):
@@ -10,6 +12,5 @@ def inbox(request):
     def unread():
         return InboxMessage.objects.filter(recipient=user, read_at__isnull=True).count()
 
-    from django.utils.functional import SimpleLazyObject
 
     return {"unread_count": SimpleLazyObject(unread)}

@@ -10,7 +10,7 @@ from accounts.validators import known_timezones
 from channels_app.constants import MANDATORY_CATEGORIES, Category, Channel
 
 from .models import Preference
-from .planning import category_defaults
+from .engine.planning import category_defaults
 
 GRID_CHANNELS = (Channel.EMAIL, Channel.SMS, Channel.PUSH, Channel.INBOX)
 

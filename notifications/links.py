@@ -6,7 +6,9 @@ never opens another. `link_url` is the one place links are made (messages and pr
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.signing import BadSignature, SignatureExpired, TimestampSigner
+from django.urls import reverse
 
 MAX_AGE = {
     "acknowledge": 7 * 24 * 3600,
@@ -31,9 +33,6 @@ def link_token(action, *, user_id, notification_id):
 
 def link_url(action, *, user_id, notification_id):
     """The absolute URL of a signed link; a draft (no notification id yet) gets a placeholder token."""
-    from django.conf import settings
-    from django.urls import reverse
-
     token = link_token(action, user_id=user_id, notification_id=notification_id) if notification_id else "preview"
     return settings.SITE_URL + reverse(action, args=[token])
 

@@ -118,7 +118,7 @@ class Delivery(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            # Once per channel, and again per escalation level (notifications.escalation).
+            # Once per channel, and again per escalation level (notifications.engine.escalation).
             models.UniqueConstraint(fields=["notification", "recipient", "channel", "escalation_level"],
                                     name="delivery_once_per_channel_level"),
         ]
@@ -142,6 +142,35 @@ class Delivery(models.Model):
         """The RFC 5322 Message-ID of this delivery's email: stable, so providers can deduplicate."""
         domain = settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip(">") or "flashnotify.localhost"
         return f"<delivery-{self.pk}.notification-{self.notification_id}@{domain}>"
+
+
+class InboxMessage(models.Model):
+    """The in-app record of a notification for one recipient (written by the inbox channel, ArchiveMixin)."""
+
+    notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="inbox_messages")
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="inbox_messages")
+    title = models.CharField(max_length=200)
+    body = models.TextField()
+    category = models.CharField(max_length=20, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "channels_app_inboxmessage"  # created by channels_app before the model moved here
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["notification", "recipient"], name="inbox_one_per_recipient"),
+        ]
+        indexes = [
+            models.Index(fields=["recipient", "-created_at"], name="inbox_recipient_recent"),
+            models.Index(fields=["recipient", "read_at"], name="inbox_recipient_unread"),
+        ]
+        verbose_name = _("inbox message")
+        verbose_name_plural = _("inbox messages")
+
+    def __str__(self):
+        return self.title
 
 
 class FanoutPage(models.Model):

@@ -1,39 +1,20 @@
-"""Reads: who a notification reaches, what a user may see, how far a notification got."""
+"""Reads: who a notification reaches, what a user may see, how far a notification got.
+
+`audience_users` is the engine's (notifications.engine.audience), offered here to the doors.
+"""
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, F, Max, OuterRef, Q, Subquery
+from django.db.models import Count, F, Max, Min, OuterRef, Q, Subquery
 
-from accounts.models import Cohort, Role
-from channels_app.models import InboxMessage
+from accounts.roles import is_admin
+from channels_app.registry import get_notifier
 
-from .models import Delivery, Notification
+from .engine.audience import audience_users
+from .engine.planning import RECIPIENT_FIELDS, DeliveryPlanner
+from .models import Delivery, InboxMessage, Notification
+
 
 User = get_user_model()
-
-
-def audience_users(audience):
-    """Active users in `audience` ({users: [username], cohorts: [code], roles: [name], everyone: bool}).
-
-    Built from subqueries, not joins, so each user appears once however many cohorts
-    they share, and the queryset can be paged by primary key.
-    """
-    users = User.objects.filter(is_active=True)
-    if audience.get("everyone"):
-        return users
-    condition = Q(pk__in=[])
-    if audience.get("users"):
-        condition |= Q(username__in=audience["users"])
-    if audience.get("cohorts"):
-        condition |= Q(pk__in=Cohort.members.through.objects.filter(cohort__code__in=audience["cohorts"])
-                       .values("user_id"))
-    if audience.get("roles"):
-        condition |= Q(pk__in=User.groups.through.objects.filter(group__name__in=audience["roles"])
-                       .values("user_id"))
-    return users.filter(condition)
-
-
-def is_admin(user):
-    return user.is_superuser or user.groups.filter(name=Role.ADMIN).exists()
 
 
 def notifications_visible_to(user):
@@ -63,15 +44,8 @@ def notification_plan_counts(notification, recipients, *, chunk_size=2000):
     defaults, reachability and fallbacks count exactly as they will at fan-out. Returns
     {"people": n, "channels": {channel: {"send": n, "digest": n, "skipped": n}}}.
     """
-    from channels_app.registry import get_notifier
-
-    from .planning import DeliveryPlanner
-
     planner = DeliveryPlanner(notification, get_notifier(notification.notifier))
-    recipients = recipients.order_by("pk").only(
-        "pk", "email", "phone", "phone_verified_at", "timezone", "quiet_hours_start", "quiet_hours_end",
-        "digest_hour", "language",
-    )
+    recipients = recipients.order_by("pk").only(*RECIPIENT_FIELDS)
     people, channels, cursor = 0, {}, 0
     while True:
         users = list(recipients.filter(pk__gt=cursor)[:chunk_size])
@@ -95,8 +69,6 @@ def notification_reach(notification):
 
     Returns {"recipients", "reached", "share", "after": {50: seconds or None, 95: ..., 100: ...}}.
     """
-    from django.db.models import Min
-
     firsts = sorted(
         Delivery.objects.filter(notification=notification, status__in=Delivery.REACHED_STATUSES,
                                 sent_at__isnull=False)

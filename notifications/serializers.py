@@ -4,10 +4,12 @@ from rest_framework import serializers
 
 from accounts.models import Role
 from channels_app.constants import MANDATORY_CATEGORIES, Category, Channel, Priority
-from channels_app.models import InboxMessage, PushSubscription
+from channels_app.models import PushSubscription
 from channels_app.registry import notifier_choices
 
-from .models import Delivery, Notification
+from .models import Delivery, InboxMessage, Notification
+from .selectors import delivery_counts
+
 
 MAX_DATA_BYTES = 16_384
 
@@ -81,7 +83,6 @@ class NotificationDetailSerializer(NotificationSerializer):
         read_only_fields = fields
 
     def get_delivery_counts(self, notification) -> dict[str, dict[str, int]]:
-        from .selectors import delivery_counts
 
         if self.context.get("just_created"):
             return {}  # fan-out has not started: no deliveries yet, no query needed

@@ -1,23 +1,23 @@
-"""django-q2 tasks: thin wrappers that call the services."""
+"""django-q2 tasks: thin wrappers, each loading nothing and calling the engine."""
 
-from . import digest, services
+from . import engine
 
 
 def fan_out(notification_id):
-    services.notification_fan_out(notification_id, spread=True)
+    engine.notification_fan_out(notification_id, spread=True)
 
 
 def plan_page(page_id):
-    return services.fanout_page_plan(page_id)
+    return engine.fanout_page_plan(page_id)
 
 
 def send_deliveries(delivery_ids):
-    return services.deliveries_send(delivery_ids)
+    return engine.deliveries_send(delivery_ids)
 
 
 def sweep():
-    return services.deliveries_sweep()
+    return engine.deliveries_sweep()
 
 
 def send_digests(recipient_ids):
-    return digest.digests_send(recipient_ids)
+    return engine.digests_send(recipient_ids)

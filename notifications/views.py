@@ -20,14 +20,14 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.models import User
 from channels_app.constants import Category, Channel
-from channels_app.models import InboxMessage, PushSubscription
+from channels_app.models import PushSubscription
+from .models import InboxMessage, Notification
 from channels_app.subscriptions import push_subscription_delete, push_subscription_save
 
-from . import inbox
+from .services import inbox
 from .forms import AccountSettingsForm, InboxFilterForm, PreferenceGridForm
 from .links import link_check
-from .models import Notification
-from .preferences import preference_set, preferences_save
+from .services.preferences import preference_set, preferences_save
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from channels_app.breaker import CircuitBreaker
 from notifications.models import Delivery
-from notifications.services import deliveries_send, notification_fan_out
+from notifications.engine import deliveries_send, notification_fan_out
 
 
 def b64url(data):

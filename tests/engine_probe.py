@@ -17,7 +17,7 @@ import django
 def main(command, *args):
     django.setup()
     from channels_app.breaker import CircuitBreaker
-    from notifications.services import deliveries_send
+    from notifications.engine import deliveries_send
 
     if command == "send":
         ids, now = [int(pk) for pk in args[0].split(",")], datetime.fromisoformat(args[1])

@@ -8,7 +8,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, Cohort, Role
-from channels_app.models import InboxMessage
+from notifications.models import InboxMessage
 from flashnotify.api_urls import PUBLIC_PATHS
 from notifications.services import notification_send
 

@@ -1,8 +1,8 @@
 """The caller's own things: inbox with unread count, read and acknowledge, preferences, push subscriptions;
 and the provisioning doors: cohorts, users, metrics."""
 
-from channels_app.models import InboxMessage, PushSubscription
-from notifications.models import Preference
+from channels_app.models import PushSubscription
+from notifications.models import InboxMessage, Preference
 from notifications.services import notification_send
 
 from .api_support import *  # noqa: F403

@@ -18,7 +18,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from channels_app.models import InboxMessage
+from notifications.models import InboxMessage
 from flashnotify.wsgi import application
 from notifications.services import notification_send
 

@@ -11,7 +11,8 @@ from accounts.models import ApiKey, Cohort, Role, User
 from channels_app.models import PushSubscription
 from notifications.models import Delivery, Preference
 from notifications.selectors import audience_users
-from notifications.services import notification_fan_out, notification_send
+from notifications.engine import notification_fan_out
+from notifications.services import notification_send
 
 from .conftest import make_user
 

@@ -11,8 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from py_vapid import b64urldecode
 
-from channels_app.models import InboxMessage, PushSubscription
-from notifications.models import CategoryDefault, Delivery
+from channels_app.models import PushSubscription
+from notifications.models import CategoryDefault, Delivery, InboxMessage
 from notifications.services import notification_send
 
 from .conftest import make_user

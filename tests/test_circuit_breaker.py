@@ -9,7 +9,8 @@ import pytest
 from django.utils import timezone
 
 from notifications.models import Delivery
-from notifications.services import notification_fan_out, notification_send
+from notifications.engine import notification_fan_out
+from notifications.services import notification_send
 
 from .delivery_helpers import closed_breakers, students  # noqa: F401
 from .peers import BASE_DIR, worker_environment
@@ -85,7 +86,7 @@ def test_it_opens_refuses_half_opens_and_closes_with_its_state_shared_by_two_wor
 @pytest.mark.usefixtures("closed_breakers")
 def test_it_reopens_when_the_half_open_trial_fails(smtp_peer, admin_user, settings):
     from channels_app.breaker import CircuitBreaker
-    from notifications.services import deliveries_send
+    from notifications.engine import deliveries_send
 
     settings.BREAKER_FAILURE_THRESHOLD, settings.BREAKER_RESET_SECONDS = 1, 30
     users = students("s6100", 2)

@@ -7,7 +7,7 @@ from django.core.management import CommandError, call_command
 
 from accounts.models import Cohort
 from notifications.models import Notification, RecipientContext
-from notifications.services import deliveries_send, notification_fan_out
+from notifications.engine import deliveries_send, notification_fan_out
 
 from .conftest import make_user
 

@@ -5,8 +5,7 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.messages import get_messages
 from django.utils import timezone
 
-from channels_app.models import InboxMessage
-from notifications.models import Delivery, Notification
+from notifications.models import Delivery, InboxMessage, Notification
 
 from .console_helpers import sent_notification, two_cohorts
 

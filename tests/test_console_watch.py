@@ -6,8 +6,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import Cohort
-from channels_app.models import InboxMessage
-from notifications.models import Delivery, Notification
+from notifications.models import Delivery, InboxMessage, Notification
 
 from .conftest import make_user
 from .console_helpers import sent_notification, two_cohorts

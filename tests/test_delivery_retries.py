@@ -6,7 +6,8 @@ import pytest
 from django.utils import timezone
 
 from notifications.models import CategoryDefault, Delivery, Notification
-from notifications.services import deliveries_send, deliveries_sweep, notification_send
+from notifications.engine import deliveries_send, deliveries_sweep
+from notifications.services import notification_send
 
 from .delivery_helpers import closed_breakers, fan_out_and_send, send_again, students  # noqa: F401
 
@@ -125,7 +126,8 @@ def test_it_honours_retry_after_when_the_esp_answers_429(http_peer, admin_user, 
 
 
 def test_it_sends_nothing_for_a_cancelled_notification(smtp_peer, admin_user):
-    from notifications.services import notification_cancel, notification_fan_out
+    from notifications.engine import notification_fan_out
+    from notifications.services import notification_cancel
 
     users = students("s3500", 3)
     notification = email_to(admin_user, users)

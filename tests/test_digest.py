@@ -4,10 +4,11 @@ import datetime as dt
 
 import pytest
 
-from notifications.digest import digests_enqueue, digests_send
+from notifications.engine.digest import digests_enqueue, digests_send
 from notifications.models import Delivery
-from notifications.preferences import preferences_save
-from notifications.services import deliveries_send, notification_fan_out, notification_send
+from notifications.services.preferences import preferences_save
+from notifications.engine import deliveries_send, notification_fan_out
+from notifications.services import notification_send
 
 from .conftest import make_user
 

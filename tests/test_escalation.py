@@ -5,12 +5,13 @@ import datetime as dt
 import pytest
 from django.db import IntegrityError, transaction
 
-from channels_app.models import InboxMessage, PushSubscription
-from notifications.escalation import escalations_run
-from notifications.inbox import message_acknowledge
-from notifications.models import Delivery, Notification
+from channels_app.models import PushSubscription
+from notifications.models import Delivery, InboxMessage, Notification
+from notifications.engine.escalation import escalations_run
+from notifications.services.inbox import message_acknowledge
 from notifications.selectors import acknowledgement_counts, notification_acknowledgements
-from notifications.services import deliveries_send, deliveries_sweep, notification_fan_out, notification_send
+from notifications.engine import deliveries_send, deliveries_sweep, notification_fan_out
+from notifications.services import notification_send
 
 from .conftest import make_user
 

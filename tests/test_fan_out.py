@@ -6,7 +6,8 @@ import pytest
 from django.utils import timezone
 
 from notifications.models import Delivery, FanoutPage, Notification
-from notifications.services import deliveries_sweep, fanout_page_plan, notification_fan_out, notification_send
+from notifications.engine import deliveries_sweep, fanout_page_plan, notification_fan_out
+from notifications.services import notification_send
 
 from .delivery_helpers import students
 

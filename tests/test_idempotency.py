@@ -3,7 +3,8 @@
 import pytest
 
 from notifications.models import Delivery, Notification
-from notifications.services import IdempotencyConflict, notification_fan_out, notification_send
+from notifications.engine import notification_fan_out
+from notifications.services import IdempotencyConflict, notification_send
 
 from .delivery_helpers import students
 

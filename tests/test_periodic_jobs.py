@@ -5,10 +5,10 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from channels_app.models import InboxMessage
-from notifications.models import Delivery
-from notifications.preferences import preferences_save
-from notifications.services import deliveries_send, deliveries_sweep, notification_fan_out, notification_send
+from notifications.models import Delivery, InboxMessage
+from notifications.services.preferences import preferences_save
+from notifications.engine import deliveries_send, deliveries_sweep, notification_fan_out
+from notifications.services import notification_send
 
 from .conftest import BROKERS, make_user
 from .peers import wait_until

@@ -7,8 +7,9 @@ from django.core.exceptions import ValidationError
 
 from channels_app.models import PushSubscription
 from notifications.models import CategoryDefault, Delivery, Preference
-from notifications.preferences import preference_grid, preferences_save
-from notifications.services import notification_fan_out, notification_send
+from notifications.services.preferences import preference_grid, preferences_save
+from notifications.engine import notification_fan_out
+from notifications.services import notification_send
 
 from .conftest import make_user
 

@@ -153,7 +153,7 @@ def test_it_keeps_a_twilio_receipt_that_arrives_before_the_send_is_recorded(http
     from django.utils import timezone
 
     from notifications.models import CategoryDefault
-    from notifications.services import deliveries_send, notification_fan_out
+    from notifications.engine import deliveries_send, notification_fan_out
 
     settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN = "AC" + "1" * 32, "twilio-auth-token"
     settings.TWILIO_MESSAGING_SERVICE_SID, settings.SITE_URL = "MG" + "2" * 32, "https://notify.example.edu"

@@ -8,13 +8,8 @@ from django.utils import timezone
 from django_q.models import OrmQ
 
 from notifications.models import Delivery, Notification
-from notifications.services import (
-    deliveries_sweep,
-    notification_cancel,
-    notification_fan_out,
-    notification_preview,
-    notification_send,
-)
+from notifications.engine import deliveries_sweep, notification_fan_out
+from notifications.services import notification_cancel, notification_preview, notification_send
 
 from .conftest import make_user
 

@@ -9,7 +9,7 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 
 from accounts.models import Role, User
-from notifications import batches
+from notifications.services import batches
 from notifications.models import Delivery, Notification
 
 from .conftest import BROKERS

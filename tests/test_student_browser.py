@@ -18,9 +18,10 @@ from playwright.sync_api import expect
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from accounts.models import PhoneVerification
-from channels_app.models import InboxMessage, PushSubscription
-from notifications.models import Delivery, Preference
-from notifications.services import deliveries_send, notification_fan_out, notification_send
+from channels_app.models import PushSubscription
+from notifications.models import Delivery, InboxMessage, Preference
+from notifications.engine import deliveries_send, notification_fan_out
+from notifications.services import notification_send
 
 from .browser import SCREENSHOTS, assert_accessible, sign_in, with_axe
 from .conftest import make_user

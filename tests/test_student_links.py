@@ -5,9 +5,8 @@ from unittest import mock
 
 import pytest
 
-from channels_app.models import InboxMessage
+from notifications.models import InboxMessage, Notification, Preference
 from notifications.links import MAX_AGE, link_token
-from notifications.models import Notification, Preference
 
 from .conftest import make_user
 

@@ -8,9 +8,9 @@ from django.core import mail
 from django.test import Client
 from django.urls import reverse
 
-from channels_app.models import InboxMessage, PushSubscription
-from notifications.models import Notification, Preference
-from notifications.planning import all_category_defaults
+from channels_app.models import PushSubscription
+from notifications.models import InboxMessage, Notification, Preference
+from notifications.engine.planning import all_category_defaults
 
 from .conftest import make_user
 

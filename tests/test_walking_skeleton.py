@@ -2,8 +2,7 @@
 
 import pytest
 
-from channels_app.models import InboxMessage
-from notifications.models import Delivery, Notification
+from notifications.models import Delivery, InboxMessage, Notification
 from notifications.services import notification_send
 
 from .conftest import BROKERS, make_user

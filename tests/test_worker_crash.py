@@ -7,7 +7,8 @@ import pytest
 from django.utils import timezone
 
 from notifications.models import Delivery, Notification
-from notifications.services import deliveries_sweep, notification_send
+from notifications.engine import deliveries_sweep
+from notifications.services import notification_send
 
 from .conftest import BROKERS
 from .delivery_helpers import closed_breakers, students  # noqa: F401

@@ -1,18 +1,19 @@
 import json
 import sys
 import time
+from argparse import RawDescriptionHelpFormatter
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import Cohort
-from channels_app.registry import NotificationMeta
-from notifications.batches import batch_key, batch_read, batch_send, batch_templates_check
+from channels_app.registry import NotificationMeta, get_notifier
 from notifications.management.progress import Progress
 from notifications.models import Delivery, Notification
 from notifications.selectors import audience_users, notification_plan_counts
 from notifications.services import IdempotencyConflict, notification_preview, notification_send
+from notifications.services.batches import batch_key, batch_read, batch_send, batch_templates_check
 
 User = get_user_model()
 
@@ -40,7 +41,6 @@ class Command(BaseCommand):
     def create_parser(self, prog_name, subcommand, **kwargs):
         parser = super().create_parser(prog_name, subcommand, **kwargs)
         parser.epilog = EXAMPLES
-        from argparse import RawDescriptionHelpFormatter
 
         parser.formatter_class = RawDescriptionHelpFormatter
         return parser
@@ -102,7 +102,6 @@ class Command(BaseCommand):
         return " ".join(exc.messages)
 
     def draft(self, fields, audience):
-        from channels_app.registry import get_notifier
 
         notifier = type(get_notifier(fields["notifier"]))
         return Notification(

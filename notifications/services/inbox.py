@@ -4,7 +4,7 @@ import logging
 
 from django.utils import timezone
 
-from channels_app.models import InboxMessage
+from ..models import InboxMessage
 
 logger = logging.getLogger(__name__)
 

@@ -19,8 +19,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.template import Engine, TemplateSyntaxError
 
-from .models import Notification, RecipientContext
-from .services import enqueue_fan_out, notification_send
+from ..engine.queue import enqueue_fan_out
+from ..models import Notification, RecipientContext
+from .sending import notification_send
 
 logger = logging.getLogger(__name__)
 User = get_user_model()

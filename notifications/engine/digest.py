@@ -16,7 +16,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import F, Q
 from django.utils import timezone
-from django_q.tasks import async_task
 
 from channels_app.base import Message, Notifier, Recipient
 from channels_app.constants import Category, Channel, Priority
@@ -24,7 +23,9 @@ from channels_app.decorators import flush_metrics, track_performance
 from channels_app.mixins import EmailMixin
 from channels_app.registry import get_notifier
 
-from .models import Delivery, Notification
+from ..models import Delivery, Notification
+from .delivery import action_url, delivery_fail, notification_refresh_status, outcomes_record
+from .queue import enqueue_digests
 
 logger = logging.getLogger(__name__)
 Status = Delivery.Status
@@ -84,7 +85,7 @@ def digests_enqueue(*, now=None):
     for start in range(0, len(recipient_ids), DIGEST_RECIPIENTS_PER_TASK):
         chunk = recipient_ids[start:start + DIGEST_RECIPIENTS_PER_TASK]
         due.filter(recipient_id__in=chunk).update(enqueued_at=now)
-        async_task("notifications.tasks.send_digests", chunk)
+        enqueue_digests(chunk)
     return {"digests_enqueued": len(recipient_ids)}
 
 
@@ -93,8 +94,6 @@ def digests_send(recipient_ids, *, now=None):
 
     Returns {delivery status: count} over the gathered deliveries.
     """
-    from .services import _record_failure, _record_outcomes, action_url, notification_refresh_status
-
     now = now or timezone.now()
     token = uuid.uuid4().hex
     claimed = Delivery.objects.filter(
@@ -121,7 +120,7 @@ def digests_send(recipient_ids, *, now=None):
             recipient = Recipient.from_user(first.recipient)
         except ValidationError as exc:
             for delivery in batch:
-                _record_failure(delivery, f"invalid address: {'; '.join(exc.messages)}", now)
+                delivery_fail(delivery, f"invalid address: {'; '.join(exc.messages)}", now)
             continue
         messages.append(Message(
             delivery_id=first.pk, channel=Channel.EMAIL, recipient=recipient,
@@ -135,7 +134,7 @@ def digests_send(recipient_ids, *, now=None):
         logger.info("digest of %d to user %s: %s", len(batch), batch[0].recipient_id,
                     "sent" if outcome.ok else "not sent",
                     extra={"delivery_id": batch[0].pk, "user_id": batch[0].recipient_id})
-        _record_outcomes({d.pk: d for d in batch}, [dataclasses.replace(outcome, delivery_id=d.pk) for d in batch],
+        outcomes_record({d.pk: d for d in batch}, [dataclasses.replace(outcome, delivery_id=d.pk) for d in batch],
                          now, summary)
     for notification in {d.notification_id: d.notification for d in deliveries}.values():
         notification_refresh_status(notification)

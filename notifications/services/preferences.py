@@ -11,8 +11,8 @@ from django.db import transaction
 
 from channels_app.constants import MANDATORY_CATEGORIES, Category, Channel
 
-from .models import Preference
-from .planning import all_category_defaults
+from ..engine.planning import all_category_defaults
+from ..models import Preference
 
 MANDATORY_NOTICE = ("Security and emergency alerts always reach you on every channel you can receive, "
                     "even during quiet hours, whatever you choose here.")

@@ -12,7 +12,11 @@ from django.utils import timezone
 from channels_app.constants import MANDATORY_CATEGORIES, URGENT_PRIORITIES, Category, Channel, Priority
 from channels_app.models import PushSubscription
 
-from .models import CategoryDefault, Delivery, Preference
+from ..models import CategoryDefault, Delivery, Preference
+
+# What the planner reads of each recipient (one `.only()` for every page).
+RECIPIENT_FIELDS = ("pk", "email", "phone", "phone_verified_at", "timezone", "quiet_hours_start", "quiet_hours_end",
+                    "digest_hour", "language")
 
 _ON = {Channel.EMAIL: True, Channel.INBOX: True, Channel.PUSH: True, Channel.SMS: False}
 

@@ -1,4 +1,7 @@
-"""The console's view of the sending layer: metrics, inbox records, and the Health pages."""
+"""The console's Health pages: per channel the circuit breaker, error rate and latency, and a test send.
+
+Registered on the console site by notifications/admin.py (`admin.site.register_page`).
+"""
 
 from datetime import datetime
 from datetime import timezone as dt_timezone
@@ -13,46 +16,15 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.admin_site import console_role
+from accounts.roles import console_role
+from channels_app.breaker import CircuitBreaker
+from channels_app.constants import Channel
+from channels_app.models import PerformanceMetric
+from channels_app.registry import ChannelMeta
+from channels_app.selectors import channel_health
 from flashnotify.charts import line_chart
-from notifications.admin import ReadOnlyAdmin
-from notifications.selectors import notifications_visible_to
 
-from .breaker import CircuitBreaker
-from .constants import Channel
-from .models import InboxMessage, PerformanceMetric, PushSubscription
-from .registry import ChannelMeta
-from .selectors import channel_health
-
-
-@admin.register(PerformanceMetric)
-class PerformanceMetricAdmin(ReadOnlyAdmin):
-    list_display = ("recorded_at", "notifier", "channel", "operation", "items", "succeeded", "failed", "duration_ms")
-    list_filter = ("notifier", "channel", "operation", "ok")
-
-
-@admin.register(InboxMessage)
-class InboxMessageAdmin(ReadOnlyAdmin):
-    list_display = ("title", "recipient", "created_at", "read_at", "acknowledged_at")
-    search_fields = ("title", "=recipient__username")
-    list_select_related = ("recipient",)
-    raw_id_fields = ("notification", "recipient")
-
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        if console_role(request.user) == "admin":
-            return queryset
-        return queryset.filter(notification__in=notifications_visible_to(request.user).values("pk"))
-
-
-@admin.register(PushSubscription)
-class PushSubscriptionAdmin(admin.ModelAdmin):
-    list_display = ("user", "endpoint", "created_at")
-    search_fields = ("user__username", "endpoint")
-    raw_id_fields = ("user",)
-
-
-# --- Health ----------------------------------------------------------------------------------
+from .services import TESTABLE_CHANNELS, channel_send_test
 
 def _provider(channel):
     mixin = ChannelMeta.channels.get(channel)
@@ -82,8 +54,6 @@ def health_channel(request, channel):
         raise PermissionDenied
     if channel not in Channel.values:
         raise Http404("No such channel.")
-    from notifications.services import TESTABLE_CHANNELS, channel_send_test
-
     provider = _provider(channel)
     is_admin = console_role(request.user) == "admin"
     if request.method == "POST":

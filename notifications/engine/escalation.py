@@ -19,10 +19,10 @@ from django.utils import timezone
 
 from accounts.models import User
 from channels_app.constants import Channel
-from channels_app.models import InboxMessage, PushSubscription
+from channels_app.models import PushSubscription
+from ..models import Delivery, InboxMessage, Notification, Preference
 from channels_app.registry import NotificationMeta, get_notifier
 
-from .models import Delivery, Notification, Preference
 from .planning import DeliveryPlanner, quiet_hours_end
 
 logger = logging.getLogger(__name__)

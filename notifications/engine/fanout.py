@@ -1,0 +1,125 @@
+"""Fan-out: the audience streamed into pages, each page planned once and handed to the workers.
+
+The audience is read as ids and cut into pages (`FanoutPage`, FANOUT_CHUNK_SIZE recipients
+each). Every worker may plan a page (`fanout_page_plan`): it writes the page's deliveries in
+one `bulk_create` and sends the page's first chunk itself; the rest goes to the queue.
+"""
+
+import itertools
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from channels_app.registry import get_notifier
+
+from ..models import Delivery, FanoutPage, Notification
+from .audience import audience_users
+from .delivery import deliveries_send, log_notification, notification_refresh_status
+from .planning import RECIPIENT_FIELDS, DeliveryPlanner
+from .queue import enqueue_deliveries, enqueue_fanout_pages
+
+logger = logging.getLogger(__name__)
+Status = Delivery.Status
+
+
+def notification_fan_out(notification_id, *, now=None, spread=False):
+    """Expand the audience into deliveries, page by page, and hand the deliveries to the workers.
+
+    The audience is streamed as ids and cut into pages (`FanoutPage`, FANOUT_CHUNK_SIZE
+    recipients each). With `spread` (the worker task), each page is planned — and its first
+    chunk sent — by a task of its own, so every worker plans; otherwise pages are planned
+    here, in order. Resumable: pages are saved with the cursor, are unique per start, and are
+    planned once; deliveries are unique per recipient and channel. A rerun after a crash
+    neither loses nor doubles anything.
+    """
+    now = now or timezone.now()
+    started = Notification.objects.filter(
+        pk=notification_id, status__in=[Notification.Status.QUEUED, Notification.Status.SCHEDULED]
+    ).update(status=Notification.Status.SENDING, started_at=now)
+    notification = Notification.objects.select_related("sender").get(pk=notification_id)
+    if notification.status != Notification.Status.SENDING or notification.fanned_out_at:
+        return notification
+    if started:
+        log_notification(notification, Notification.Status.SENDING)
+    size, cursor = settings.FANOUT_CHUNK_SIZE, notification.fanout_cursor
+    audience = audience_users(notification.audience).order_by("pk").values_list("pk", flat=True)
+    batch = 20 if spread else 1  # pages read (ids only, one query), saved and handed out together
+    while True:
+        block = iter(audience.filter(pk__gt=cursor)[: size * batch])
+        pages = []
+        while ids := list(itertools.islice(block, size)):
+            pages.append(FanoutPage(notification=notification, after_pk=cursor, last_pk=ids[-1], size=len(ids),
+                                    enqueued_at=timezone.now()))
+            cursor = ids[-1]
+        if not pages:
+            break
+        with transaction.atomic():
+            if Notification.objects.filter(pk=notification_id, status=Notification.Status.CANCELLED).exists():
+                return notification
+            FanoutPage.objects.bulk_create(pages, ignore_conflicts=True)
+            Notification.objects.filter(pk=notification_id).update(
+                fanout_cursor=cursor, recipient_count=F("recipient_count") + sum(p.size for p in pages))
+            saved = list(FanoutPage.objects.filter(notification=notification, after_pk__in=[p.after_pk for p in pages],
+                                                   planned_at__isnull=True).values_list("pk", flat=True))
+            if spread:
+                transaction.on_commit(lambda saved=saved: enqueue_fanout_pages(saved))
+        if not spread:
+            for page_id in saved:
+                fanout_page_plan(page_id, now=now, send_first_chunk=False)
+    last = FanoutPage.objects.filter(notification=notification).order_by("-after_pk").first()
+    if last is None:  # an empty audience
+        _fan_out_finish(notification)
+    else:
+        FanoutPage.objects.filter(pk=last.pk).update(is_last=True)
+        _fan_out_finish_if_planned(notification)
+    return notification
+
+
+def fanout_page_plan(page_id, *, now=None, send_first_chunk=True):
+    """Plan one page of a fan-out (once), then send its first chunk here and enqueue the rest."""
+    now = now or timezone.now()
+    page = FanoutPage.objects.select_related("notification__sender").get(pk=page_id)
+    notification = page.notification
+    if page.planned_at or notification.status != Notification.Status.SENDING:
+        return 0
+    planner = DeliveryPlanner(notification, get_notifier(notification.notifier), now=now)
+    users = list(audience_users(notification.audience).filter(pk__gt=page.after_pk, pk__lte=page.last_pk)
+                 .order_by("pk").only(*RECIPIENT_FIELDS))
+    with transaction.atomic():
+        if not FanoutPage.objects.filter(pk=page_id, planned_at__isnull=True).update(planned_at=now):
+            return 0  # another worker planned it
+        planned = planner.plan(users)
+        for delivery in planned:  # those due now are handed to the workers below
+            if delivery.status == Status.QUEUED and not delivery.digest and delivery.next_attempt_at <= now:
+                delivery.enqueued_at = now
+        Delivery.objects.bulk_create(planned, ignore_conflicts=True)
+        # Rows made by an earlier, interrupted run keep their own enqueued_at (the sweep owns them).
+        ids = list(Delivery.objects.filter(notification=notification, recipient__in=users, status=Status.QUEUED,
+                                           enqueued_at=now).values_list("id", flat=True))
+        first = ids[: settings.FANOUT_CHUNK_SIZE] if send_first_chunk else []
+        transaction.on_commit(lambda: enqueue_deliveries(ids[len(first):]))
+    _fan_out_finish_if_planned(notification)
+    if first:
+        deliveries_send(first, now=now)
+    return len(ids)
+
+
+def _fan_out_finish_if_planned(notification):
+    """Once the last page is known and every page is planned, the fan-out is done."""
+    pages = FanoutPage.objects.filter(notification=notification)
+    if pages.filter(is_last=True).exists() and not pages.filter(planned_at__isnull=True).exists():
+        _fan_out_finish(notification)
+
+
+def _fan_out_finish(notification):
+    if Notification.objects.filter(pk=notification.pk, fanned_out_at__isnull=True).update(
+            fanned_out_at=timezone.now()):
+        notification.refresh_from_db()
+        logger.info("notification %s fanned out to %d recipients", notification.pk, notification.recipient_count,
+                    extra={"notification_id": notification.pk})
+        notification_refresh_status(notification)
+
+

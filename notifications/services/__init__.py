@@ -1,0 +1,28 @@
+"""Services: what the doors (admin, pages, API, commands) call. Writes go through here.
+
+    sending      notification_send, audience checks, previews
+    operations   cancel, retry, resend to the unacknowledged, channel tests, purge
+    receipts     provider receipts applied to deliveries
+    preferences  a user's category × channel grid
+    inbox        read and acknowledge
+    batches      personalised CSV batches
+
+The engine (notifications.engine) is what workers run; services hand work to it.
+"""
+
+from .operations import (
+    TESTABLE_CHANNELS,
+    channel_send_test,
+    deliveries_purge,
+    deliveries_retry,
+    notification_cancel,
+    notification_resend_unacknowledged,
+)
+from .receipts import delivery_record_receipt
+from .sending import IdempotencyConflict, audience_check, clean_audience, notification_preview, notification_send
+
+__all__ = [
+    "TESTABLE_CHANNELS", "IdempotencyConflict", "audience_check", "channel_send_test", "clean_audience",
+    "deliveries_purge", "deliveries_retry", "delivery_record_receipt", "notification_cancel",
+    "notification_preview", "notification_resend_unacknowledged", "notification_send",
+]

@@ -1,0 +1,233 @@
+"""Sending: what every door calls to accept a notification (and to preview one).
+
+`notification_send` validates the request, checks the sender may reach the audience, stores
+the notification and hands its fan-out to the workers (notifications.engine).
+"""
+
+import hashlib
+import json
+import logging
+from datetime import timedelta
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import Cohort, Role
+from accounts.roles import is_admin
+from channels_app.base import Message, Recipient
+from channels_app.constants import Category, Channel, Priority
+from channels_app.registry import get_notifier
+
+from ..engine.delivery import log_notification
+from ..engine.queue import enqueue_fan_out
+from ..links import link_url
+from ..models import Notification
+
+logger = logging.getLogger(__name__)
+
+
+# --- sending ------------------------------------------------------------------------------
+
+def audience_check(sender, audience, *, api_key=None):
+    """Raise PermissionDenied unless `sender` may reach every part of `audience`.
+
+    Admin reaches anyone; Staff the cohorts they manage (and users in them); a request made
+    with an API key that names cohorts is held to those cohorts, whoever owns the key.
+    """
+    if sender is None:
+        return
+    if api_key is not None and api_key.pk and api_key.cohorts.exists():
+        allowed = set(api_key.cohorts.values_list("code", flat=True))
+    elif is_admin(sender):
+        return
+    else:
+        allowed = set(sender.managed_cohorts.values_list("code", flat=True))
+    if audience.get("everyone") or audience.get("roles"):
+        raise PermissionDenied("Only an administrator may send to everyone or to a role.")
+    refused = set(audience.get("cohorts", [])) - allowed
+    if refused:
+        raise PermissionDenied(f"You do not manage the cohort(s): {', '.join(sorted(refused))}.")
+    if audience.get("users"):
+        # Membership, active or not: an inactive member is skipped at fan-out, not refused here.
+        reachable = set(
+            Cohort.members.through.objects.filter(cohort__code__in=allowed, user__username__in=audience["users"])
+            .values_list("user__username", flat=True)
+        )
+        outside = set(audience["users"]) - reachable
+        if outside:
+            raise PermissionDenied(f"These users are not in a cohort you manage: {', '.join(sorted(outside))}.")
+
+
+def clean_audience(audience):
+    audience = audience or {}
+    unknown = set(audience) - {"users", "cohorts", "roles", "everyone"}
+    errors = []
+    if unknown:
+        errors.append(f"Unknown audience key(s): {', '.join(sorted(unknown))}.")
+    cleaned = {
+        "users": sorted({str(u) for u in audience.get("users") or []}),
+        "cohorts": sorted({str(c) for c in audience.get("cohorts") or []}),
+        "roles": sorted({str(r) for r in audience.get("roles") or []}),
+        "everyone": bool(audience.get("everyone")),
+    }
+    if not (cleaned["users"] or cleaned["cohorts"] or cleaned["roles"] or cleaned["everyone"]):
+        errors.append("The audience is empty: name users, cohorts, roles or everyone.")
+    missing = set(cleaned["cohorts"]) - set(Cohort.objects.filter(code__in=cleaned["cohorts"])
+                                          .values_list("code", flat=True))
+    if missing:
+        errors.append(f"Unknown cohort(s): {', '.join(sorted(missing))}.")
+    bad_roles = set(cleaned["roles"]) - set(Role.values)
+    if bad_roles:
+        errors.append(f"Unknown role(s): {', '.join(sorted(bad_roles))}.")
+    if errors:
+        raise ValidationError({"audience": errors})
+    return {key: value for key, value in cleaned.items() if value}
+
+
+def _fingerprint(fields):
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def notification_send(*, sender, notifier, title, body, audience, category=None, priority=Priority.NORMAL,
+                      channels=None, data=None, scheduled_for=None, deadline=None, reminder_offsets=None,
+                      requires_ack=None, idempotency_key=None, api_key=None, parent=None):
+    """Accept a notification and hand its fan-out to the workers. Returns (notification, created).
+
+    With an `idempotency_key`, sending the same request again returns the first
+    notification (created False); the same key with a different request raises
+    IdempotencyConflict.
+    """
+    notifier_cls = type(get_notifier(notifier))
+    if getattr(notifier_cls, "internal", False):
+        raise ValidationError({"notifier": [f"{notifier_cls.label} messages are made by FlashNotify, not sent."]})
+    data = dict(data or {})
+    errors = {}
+    category = category or (notifier_cls.categories[0] if notifier_cls.categories else None)
+    if category not in Category.values:
+        errors["category"] = [f"Choose one of {', '.join(Category.values)}."]
+    elif notifier_cls.categories and category not in notifier_cls.categories:
+        errors["category"] = [f"{notifier_cls.label} notifications cannot be of category {category!r}."]
+    if priority not in Priority.values:
+        errors["priority"] = [f"Choose one of {', '.join(Priority.values)}."]
+    channels = list(dict.fromkeys(channels or notifier_cls.channels))
+    bad = [c for c in channels if c not in notifier_cls.channels]
+    if bad:
+        errors["channels"] = [f"{notifier_cls.label} does not send on {', '.join(bad)}; "
+                              f"it sends on {', '.join(notifier_cls.channels)}."]
+    if not (title or "").strip():
+        errors["title"] = ["A title is required."]
+    if not (body or "").strip():
+        errors["body"] = ["A body is required."]
+    try:
+        notifier_cls.validate_data(data)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    try:
+        audience = clean_audience(audience)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    try:
+        reminder_offsets = sorted({int(m) for m in reminder_offsets or []}, reverse=True)
+    except (TypeError, ValueError):
+        errors["reminder_offsets"] = ["Give reminder offsets as whole minutes before the deadline."]
+        reminder_offsets = []
+    if any(m <= 0 for m in reminder_offsets):
+        errors["reminder_offsets"] = ["Reminder offsets are minutes before the deadline: positive numbers."]
+    if reminder_offsets and not deadline:
+        errors["reminder_offsets"] = ["Reminders need a deadline."]
+    if errors:
+        raise ValidationError(errors)
+    audience_check(sender, audience, api_key=api_key)
+    requires_ack = bool(requires_ack) or getattr(notifier_cls, "requires_ack", False)
+
+    fields = dict(notifier=notifier, title=title, body=body, category=category, priority=priority,
+                  channels=channels, data=data, audience=audience, scheduled_for=scheduled_for,
+                  deadline=deadline, requires_ack=requires_ack, reminder_offsets=reminder_offsets)
+    fingerprint = _fingerprint(fields) if idempotency_key else ""
+    if idempotency_key:
+        existing = Notification.objects.filter(idempotency_key=idempotency_key).first()
+        if existing:
+            return _replay(existing, fingerprint)
+    now = timezone.now()
+    scheduled = bool(scheduled_for and scheduled_for > now)
+    try:
+        with transaction.atomic():
+            notification = Notification.objects.create(
+                sender=sender, idempotency_key=idempotency_key, request_fingerprint=fingerprint, parent=parent,
+                status=Notification.Status.SCHEDULED if scheduled else Notification.Status.QUEUED, **fields,
+            )
+            if audience.get("cohorts"):
+                notification.cohorts.set(Cohort.objects.filter(code__in=audience["cohorts"]))
+            if reminder_offsets:
+                _schedule_reminders(notification, now=now)
+            if not scheduled:
+                transaction.on_commit(lambda: enqueue_fan_out(notification.pk))
+    except IntegrityError:
+        if idempotency_key:  # a concurrent request with the same key won the race
+            return _replay(Notification.objects.get(idempotency_key=idempotency_key), fingerprint)
+        raise
+    log_notification(notification, notification.status)
+    return notification, True
+
+
+class IdempotencyConflict(Exception):
+    def __init__(self, notification):
+        super().__init__(f"Idempotency key already used for a different request (notification {notification.pk}).")
+        self.notification = notification
+
+
+def _replay(existing, fingerprint):
+    if existing.request_fingerprint != fingerprint:
+        raise IdempotencyConflict(existing)
+    return existing, False
+
+
+def _schedule_reminders(notification, *, now=None):
+    """Create one scheduled reminder per offset (minutes before the deadline) that is still ahead."""
+    now = now or timezone.now()
+    for minutes in notification.reminder_offsets:
+        at = notification.deadline - timedelta(minutes=minutes)
+        if at <= now:
+            continue
+        Notification.objects.create(
+            notifier=notification.notifier, category=Category.DEADLINE if notification.category != Category.SECURITY
+            else notification.category, priority=notification.priority,
+            title=notification.title, body=notification.body, data={**notification.data, "reminder_minutes": minutes},
+            channels=notification.channels, audience=notification.audience, sender=notification.sender,
+            status=Notification.Status.SCHEDULED, scheduled_for=at, deadline=notification.deadline,
+            requires_ack=False, parent=notification,
+        ).cohorts.set(notification.cohorts.all())
+
+
+# --- preview --------------------------------------------------------------------------------
+
+def notification_preview(notification, recipient, *, context=None):
+    """{channel: {part: text}}: `notification` as `recipient` (a User) would get it on each of its channels.
+
+    Renders only — sends nothing, writes nothing — so a draft (an unsaved Notification built
+    from a compose form) can be previewed. Links are signed as real ones would be; a draft's
+    point at a placeholder.
+    """
+    notifier = get_notifier(notification.notifier)
+    channels = [c for c in (notification.channels or notifier.channels) if c in notifier.channels]
+    try:
+        person = Recipient.from_user(recipient)
+    except ValidationError:  # a stored address that no longer validates: the content is still worth seeing
+        person = Recipient(user_id=recipient.pk, username=recipient.username, name=recipient.get_full_name(),
+                           language=recipient.language, timezone=recipient.timezone)
+
+    def link(name):
+        return link_url(name, user_id=recipient.pk, notification_id=notification.pk)
+
+    preview = {}
+    for channel in channels:
+        message = Message(
+            delivery_id=None, channel=channel, recipient=person, notification=notification,
+            unsubscribe_url=link("unsubscribe") if channel == Channel.EMAIL else "",
+            ack_url=link("acknowledge") if notification.requires_ack else "", context=context,
+        )
+        preview[channel] = notifier.render(message)
+    return preview
+
+
