@@ -29,6 +29,13 @@ class ConsoleSite(admin.AdminSite):
     site_title = "FlashNotify console"
     index_title = "Operations"
 
+    @property
+    def login_form(self):
+        # Imported here: this module is loaded with the app registry (INSTALLED_APPS), before the auth forms can be.
+        from .forms import ConsoleSignInForm
+
+        return ConsoleSignInForm
+
     def has_permission(self, request):
         return console_role(request.user) is not None
 

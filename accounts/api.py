@@ -25,27 +25,27 @@ from .serializers import (
     UsersUpsertResultSerializer,
     UsersUpsertSerializer,
 )
-from .throttling import LoginThrottle, Lockout
+from .throttling import SignInGuard
 
 # --- tokens -------------------------------------------------------------------------------
 
 
 @extend_schema(tags=["auth"], summary="Obtain an access and a refresh token")
 class TokenObtainApi(jwt_views.TokenObtainPairView):
-    """Failed logins are throttled per address; repeated failures for one username lock it out for a while."""
+    """Sign-ins are throttled per address and locked out per account, as on the pages (SignInGuard)."""
 
-    throttle_classes = [LoginThrottle]
+    throttle_classes = []  # SignInGuard counts the address, with the pages' sign-ins
 
     def post(self, request, *args, **kwargs):
         username = request.data.get("username") if isinstance(request.data, dict) else None
-        lockout = Lockout("login", str(username or "")[:150].lower())
-        lockout.check()
+        guard = SignInGuard(request, username)
+        guard.check()
         try:
             response = super().post(request, *args, **kwargs)
         except AuthenticationFailed:
-            lockout.record_failure()
+            guard.failed()
             raise
-        lockout.reset()
+        guard.succeeded()
         return response
 
 
