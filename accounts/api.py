@@ -22,6 +22,9 @@ from .serializers import (
     CohortSerializer,
     LogoutSerializer,
     MemberSerializer,
+    TokenObtainPairSerializer,
+    TokenRefreshSerializer,
+    TokenVerifySerializer,
     UsersUpsertResultSerializer,
     UsersUpsertSerializer,
 )
@@ -34,6 +37,7 @@ from .throttling import SignInGuard
 class TokenObtainApi(jwt_views.TokenObtainPairView):
     """Sign-ins are throttled per address and locked out per account, as on the pages (SignInGuard)."""
 
+    serializer_class = TokenObtainPairSerializer
     throttle_classes = []  # SignInGuard counts the address, with the pages' sign-ins
 
     def post(self, request, *args, **kwargs):
@@ -51,12 +55,12 @@ class TokenObtainApi(jwt_views.TokenObtainPairView):
 
 @extend_schema(tags=["auth"], summary="Exchange a refresh token for new tokens (the old one is blacklisted)")
 class TokenRefreshApi(jwt_views.TokenRefreshView):
-    pass
+    serializer_class = TokenRefreshSerializer
 
 
 @extend_schema(tags=["auth"], summary="Check that a token is valid")
 class TokenVerifyApi(jwt_views.TokenVerifyView):
-    pass
+    serializer_class = TokenVerifySerializer
 
 
 @extend_schema(tags=["auth"], summary="Log out: blacklist the refresh token", request=LogoutSerializer,

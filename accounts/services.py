@@ -1,4 +1,4 @@
-"""Writes on accounts: provisioning users and cohort memberships in bulk."""
+"""Writes on accounts: provisioning users and cohort memberships in bulk, API keys, signing out everywhere."""
 
 import logging
 from dataclasses import dataclass, field
@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from .models import ApiKey, Cohort, Role, User
@@ -201,3 +202,19 @@ def api_key_revoke(key):
         ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=key.revoked_at)
         logger.info("API key %s revoked", key.prefix, extra={"api_key_prefix": key.prefix})
     return key
+
+
+# --- sessions and tokens ------------------------------------------------------------------
+
+def user_sign_out_everywhere(*, user):
+    """End every session and every API access and refresh token of `user` issued until now.
+
+    Raises the user's `auth_version`, which each JWT carries (claim `ver`) and each session's
+    auth hash includes; anything issued at an older version is refused from then on. A new
+    password and a deactivation raise it too (User.save). API keys are not tokens: revoke them
+    with `api_key_revoke`.
+    """
+    User.objects.filter(pk=user.pk).update(auth_version=F("auth_version") + 1)
+    user.refresh_from_db(fields=["auth_version"])
+    logger.info("user %s signed out everywhere", user.pk, extra={"user_id": user.pk})
+    return user
