@@ -195,6 +195,22 @@ def api_key_create(*, user, name, scopes, cohorts=(), expires_at=None):
     return key, raw
 
 
+def api_key_reach(api_key):
+    """The cohort codes a request made with `api_key` may reach now, or None for no limit at all.
+
+    A key reaches what its owner may reach at the time of use (an Admin: everyone; anyone else:
+    the cohorts they manage), narrowed to the key's own cohorts when it names some. It is worked
+    out at each use, so an owner who stops managing a cohort, or stops being an Admin, takes it
+    away from their keys at once. None only for an Admin's key that names no cohort.
+    """
+    owner = api_key.user
+    key_cohorts = set(api_key.cohorts.values_list("code", flat=True))
+    if owner.is_superuser or owner.has_role(Role.ADMIN):
+        return key_cohorts or None
+    managed = set(owner.managed_cohorts.values_list("code", flat=True))
+    return key_cohorts & managed if key_cohorts else managed
+
+
 def api_key_revoke(key):
     """Revoke a key at once (idempotent)."""
     if key.revoked_at is None:
