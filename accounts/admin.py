@@ -9,10 +9,18 @@ from django.db.models import Q
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from .models import ApiKey, Cohort, User
 from .roles import console_role
-from .services import USER_COLUMNS, api_key_create, api_key_revoke, users_read_csv, users_upsert
+from .services import (
+    USER_COLUMNS,
+    api_key_create,
+    api_key_revoke,
+    user_sign_out_everywhere,
+    users_read_csv,
+    users_upsert,
+)
 
 
 class UserImportForm(forms.Form):
@@ -36,6 +44,7 @@ class UserAdmin(BaseUserAdmin):
     list_display = ("username", "email", "phone", "first_name", "last_name", "is_staff", "is_active")
     search_fields = ("username", "email", "phone", "first_name", "last_name")
     change_list_template = "admin/accounts/user/change_list.html"
+    actions = ["sign_out_everywhere"]
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
@@ -43,6 +52,16 @@ class UserAdmin(BaseUserAdmin):
             return queryset
         # Staff see the members of the cohorts they manage, and themselves.
         return queryset.filter(Q(pk=request.user.pk) | Q(cohorts__managers=request.user)).distinct()
+
+    @admin.action(description=_("Sign out everywhere (end every session and API token)"), permissions=["change"])
+    def sign_out_everywhere(self, request, queryset):
+        users = list(queryset)
+        for user in users:
+            user_sign_out_everywhere(user=user)
+            self.log_change(request, user, "Signed out everywhere: every session and API token ended.")
+        self.message_user(request, ngettext("%(count)d user signed out everywhere.",
+                                            "%(count)d users signed out everywhere.", len(users))
+                          % {"count": len(users)}, messages.SUCCESS)
 
     def get_urls(self):
         return [path("import/", self.admin_site.admin_view(self.import_view), name="accounts_user_import")] \

@@ -7,6 +7,7 @@ as they register model admins, so the site knows nothing of them.
 from django.contrib import admin
 from django.urls import path
 
+from .forms import ConsoleSignInForm
 from .roles import console_role
 
 
@@ -14,6 +15,7 @@ class ConsoleSite(admin.AdminSite):
     site_header = "FlashNotify console"
     site_title = "FlashNotify console"
     index_title = "Operations"
+    login_form = ConsoleSignInForm
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

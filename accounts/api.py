@@ -22,41 +22,45 @@ from .serializers import (
     CohortSerializer,
     LogoutSerializer,
     MemberSerializer,
+    TokenObtainPairSerializer,
+    TokenRefreshSerializer,
+    TokenVerifySerializer,
     UsersUpsertResultSerializer,
     UsersUpsertSerializer,
 )
-from .throttling import LoginThrottle, Lockout
+from .throttling import SignInGuard
 
 # --- tokens -------------------------------------------------------------------------------
 
 
 @extend_schema(tags=["auth"], summary="Obtain an access and a refresh token")
 class TokenObtainApi(jwt_views.TokenObtainPairView):
-    """Failed logins are throttled per address; repeated failures for one username lock it out for a while."""
+    """Sign-ins are throttled per address and locked out per account, as on the pages (SignInGuard)."""
 
-    throttle_classes = [LoginThrottle]
+    serializer_class = TokenObtainPairSerializer
+    throttle_classes = []  # SignInGuard counts the address, with the pages' sign-ins
 
     def post(self, request, *args, **kwargs):
         username = request.data.get("username") if isinstance(request.data, dict) else None
-        lockout = Lockout("login", str(username or "")[:150].lower())
-        lockout.check()
+        guard = SignInGuard(request, username)
+        guard.check()
         try:
             response = super().post(request, *args, **kwargs)
         except AuthenticationFailed:
-            lockout.record_failure()
+            guard.failed()
             raise
-        lockout.reset()
+        guard.succeeded()
         return response
 
 
 @extend_schema(tags=["auth"], summary="Exchange a refresh token for new tokens (the old one is blacklisted)")
 class TokenRefreshApi(jwt_views.TokenRefreshView):
-    pass
+    serializer_class = TokenRefreshSerializer
 
 
 @extend_schema(tags=["auth"], summary="Check that a token is valid")
 class TokenVerifyApi(jwt_views.TokenVerifyView):
-    pass
+    serializer_class = TokenVerifySerializer
 
 
 @extend_schema(tags=["auth"], summary="Log out: blacklist the refresh token", request=LogoutSerializer,

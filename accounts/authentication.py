@@ -1,4 +1,5 @@
-"""`Authorization: Api-Key <prefix>.<secret>` for integrations."""
+"""How API requests authenticate: `Authorization: Api-Key <prefix>.<secret>` for integrations, and
+JWTs (`Bearer <access>`) that end with the user's sign-in version."""
 
 import hmac
 import logging
@@ -6,8 +7,12 @@ import logging
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
+from rest_framework_simplejwt import authentication as jwt_authentication
+from rest_framework_simplejwt import tokens as jwt_tokens
+from rest_framework_simplejwt.exceptions import InvalidToken
 
 from .models import ApiKey
 from .throttling import KeyFailureThrottle, Lockout
@@ -75,3 +80,40 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
     def get_security_definition(self, auto_schema):
         return {"type": "apiKey", "in": "header", "name": "Authorization",
                 "description": "`Api-Key <key>`, the key as shown once at its creation."}
+
+
+# --- JWT ----------------------------------------------------------------------------------
+
+VERSION_CLAIM = "ver"
+
+
+class RefreshToken(jwt_tokens.RefreshToken):
+    """simplejwt's refresh token, stamped with the user's `auth_version` (copied into its access tokens
+    and kept when it rotates)."""
+
+    @classmethod
+    def for_user(cls, user):
+        token = super().for_user(user)
+        token[VERSION_CLAIM] = user.auth_version
+        return token
+
+
+def token_check_version(token, user):
+    """Refuse (401) a token issued before the user's password changed, their account was deactivated
+    or they were signed out everywhere. A token without the claim was issued at version 0."""
+    if token.get(VERSION_CLAIM, 0) != user.auth_version:
+        raise InvalidToken("This token was revoked (new password, deactivated account or signed out "
+                           "everywhere); sign in again.", code="token_revoked")
+
+
+class JWTAuthentication(jwt_authentication.JWTAuthentication):
+    """simplejwt's authentication, refusing tokens of an older sign-in version."""
+
+    def get_user(self, validated_token):
+        user = super().get_user(validated_token)
+        token_check_version(validated_token, user)
+        return user
+
+
+class JWTScheme(SimpleJWTScheme):
+    target_class = "accounts.authentication.JWTAuthentication"

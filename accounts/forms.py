@@ -1,9 +1,70 @@
+import math
+
 from django import forms
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
+from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+from rest_framework.exceptions import Throttled
+
+from .throttling import PasswordResetThrottle, SignInGuard
 
 
-class SignInForm(AuthenticationForm):
+def too_many_attempts(exc):
+    """The form error for a refused attempt: a Throttled (or LockedOut) carrying the seconds to wait."""
+    minutes = max(1, math.ceil((exc.wait or 60) / 60))
+    return ValidationError(
+        ngettext("Too many attempts. Please wait %(minutes)d minute and try again.",
+                 "Too many attempts. Please wait %(minutes)d minutes and try again.", minutes),
+        code="too_many_attempts", params={"minutes": minutes},
+    )
+
+
+class GuardedSignInMixin:
+    """Sign-in through SignInGuard: the same throttle per address and lockout per account as the API."""
+
+    def clean(self):
+        username, password = self.cleaned_data.get("username"), self.cleaned_data.get("password")
+        if username is None or not password:
+            return super().clean()
+        guard = SignInGuard(self.request, username)
+        try:
+            guard.check()
+        except Throttled as exc:
+            raise too_many_attempts(exc)
+        try:
+            cleaned = super().clean()
+        except ValidationError:
+            if self.user_cache is None:  # a wrong password, not a right one refused by confirm_login_allowed
+                guard.failed()
+            raise
+        guard.succeeded()
+        return cleaned
+
+
+class ConsoleSignInForm(GuardedSignInMixin, AdminAuthenticationForm):
+    """The console's sign-in (/admin/login/)."""
+
+
+class GuardedPasswordResetForm(PasswordResetForm):
+    """Password reset requests, throttled per client address; the view passes the request in."""
+
+    def __init__(self, *args, request=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.request = request
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.request is not None and not self.errors:
+            try:
+                PasswordResetThrottle().check(self.request)
+            except Throttled as exc:
+                raise too_many_attempts(exc)
+        return cleaned
+
+
+class SignInForm(GuardedSignInMixin, AuthenticationForm):
     """Django's sign-in form, labelled for a student or staff number."""
 
     def __init__(self, request=None, *args, **kwargs):

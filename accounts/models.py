@@ -1,10 +1,12 @@
 import hashlib
 import secrets
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_lazy as _
 
 from .validators import normalize_phone, validate_timezone
@@ -37,6 +39,11 @@ class User(AbstractUser):
     quiet_hours_start = models.TimeField(_("quiet hours start"), null=True, blank=True)
     quiet_hours_end = models.TimeField(_("quiet hours end"), null=True, blank=True)
     digest_hour = models.PositiveSmallIntegerField(_("digest hour"), default=18, help_text=_("0 to 23, local time."))
+    auth_version = models.PositiveIntegerField(
+        _("sign-in version"), default=0, editable=False,
+        help_text=_("Raised to end every session and API token issued before: a new password, "
+                    "deactivation, or “sign out everywhere”."),
+    )
 
     objects = UserManager()
 
@@ -62,7 +69,12 @@ class User(AbstractUser):
         user = super().from_db(db, field_names, values)
         user._loaded_phone = user.__dict__.get("phone")
         user._loaded_phone_verified_at = user.__dict__.get("phone_verified_at")
+        user._loaded_is_active = user.__dict__.get("is_active")
         return user
+
+    def set_unusable_password(self):
+        super().set_unusable_password()
+        self._password_replaced = True
 
     def save(self, *args, **kwargs):
         # A number changed anywhere but through verification (admin, import, API) is unverified:
@@ -73,8 +85,31 @@ class User(AbstractUser):
             self.phone_verified_at = None
             if kwargs.get("update_fields") is not None:
                 kwargs["update_fields"] = {*kwargs["update_fields"], "phone_verified_at"}
+        # A new password (set_password; not the hasher's upgrade on sign-in, which clears _password
+        # before saving) or a deactivation ends every session and token issued until now.
+        password_replaced = self._password is not None or self.__dict__.pop("_password_replaced", False)
+        deactivated = getattr(self, "_loaded_is_active", None) and self.is_active is False
+        if not self._state.adding and (password_replaced or deactivated):
+            self.auth_version += 1
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "auth_version"}
         super().save(*args, **kwargs)
         self._loaded_phone, self._loaded_phone_verified_at = self.phone, self.phone_verified_at
+        self._loaded_is_active = self.is_active
+
+    def get_session_auth_hash(self):
+        return self._session_auth_hash()
+
+    def get_session_auth_fallback_hash(self):
+        for secret in settings.SECRET_KEY_FALLBACKS:
+            yield self._session_auth_hash(secret=secret)
+
+    def _session_auth_hash(self, secret=None):
+        # Django's hash of the password, with the sign-in version once it was raised: sessions
+        # end with the tokens. At version 0 the value is Django's own, so no session ends on upgrade.
+        value = self.password if not self.auth_version else f"{self.password}:{self.auth_version}"
+        return salted_hmac("django.contrib.auth.models.AbstractBaseUser.get_session_auth_hash", value,
+                           secret=secret, algorithm="sha256").hexdigest()
 
     @property
     def has_verified_phone(self):

@@ -1,6 +1,12 @@
 from django.utils import timezone
+from drf_spectacular.contrib import rest_framework_simplejwt as jwt_schema
 from rest_framework import serializers
+from rest_framework_simplejwt import serializers as jwt_serializers
+from rest_framework_simplejwt.exceptions import InvalidToken
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.tokens import UntypedToken
 
+from .authentication import RefreshToken, token_check_version
 from .models import ApiKey, Cohort, User
 
 
@@ -88,3 +94,54 @@ class UsersUpsertResultSerializer(serializers.Serializer):
 
 class LogoutSerializer(serializers.Serializer):
     refresh = serializers.CharField()
+
+
+# --- tokens -------------------------------------------------------------------------------
+
+def _token_user(token):
+    user = User.objects.filter(pk=token.get(jwt_settings.USER_ID_CLAIM)).first()
+    if user is None or not user.is_active:
+        raise InvalidToken("No active account found for the given token.", code="no_active_account")
+    token_check_version(token, user)
+    return user
+
+
+class TokenObtainPairSerializer(jwt_serializers.TokenObtainPairSerializer):
+    """Tokens stamped with the user's sign-in version; the username read as the sign-in page reads it."""
+
+    token_class = RefreshToken
+
+    def validate(self, attrs):
+        attrs[self.username_field] = User.normalize_username(attrs[self.username_field])
+        return super().validate(attrs)
+
+
+class TokenRefreshSerializer(jwt_serializers.TokenRefreshSerializer):
+    """A refresh token of an older sign-in version (or of an inactive or deleted user) is refused."""
+
+    token_class = RefreshToken
+
+    def validate(self, attrs):
+        _token_user(self.token_class(attrs["refresh"]))
+        return super().validate(attrs)
+
+
+class TokenVerifySerializer(jwt_serializers.TokenVerifySerializer):
+    """Valid means the API would accept it now: signature, expiry, blacklist, and the user's sign-in version."""
+
+    def validate(self, attrs):
+        data = super().validate(attrs)
+        _token_user(UntypedToken(attrs["token"]))
+        return data
+
+
+class TokenObtainPairSerializerScheme(jwt_schema.TokenObtainPairSerializerExtension):
+    target_class = "accounts.serializers.TokenObtainPairSerializer"
+
+
+class TokenRefreshSerializerScheme(jwt_schema.TokenRefreshSerializerExtension):
+    target_class = "accounts.serializers.TokenRefreshSerializer"
+
+
+class TokenVerifySerializerScheme(jwt_schema.TokenVerifySerializerExtension):
+    target_class = "accounts.serializers.TokenVerifySerializer"

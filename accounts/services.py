@@ -1,4 +1,4 @@
-"""Writes on accounts: provisioning users and cohort memberships in bulk."""
+"""Writes on accounts: provisioning users and cohort memberships in bulk, API keys, signing out everywhere."""
 
 import csv
 import logging
@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from .models import ApiKey, Cohort, Role, User
+from .roles import is_admin
 from .validators import normalize_phone
 
 logger = logging.getLogger(__name__)
@@ -194,6 +196,22 @@ def api_key_create(*, user, name, scopes, cohorts=(), expires_at=None):
     return key, raw
 
 
+def api_key_reach(api_key):
+    """The cohort codes a request made with `api_key` may reach now, or None for no limit at all.
+
+    A key reaches what its owner may reach at the time of use (an Admin: everyone; anyone else:
+    the cohorts they manage), narrowed to the key's own cohorts when it names some. It is worked
+    out at each use, so an owner who stops managing a cohort, or stops being an Admin, takes it
+    away from their keys at once. None only for an Admin's key that names no cohort.
+    """
+    owner = api_key.user
+    key_cohorts = set(api_key.cohorts.values_list("code", flat=True))
+    if is_admin(owner):
+        return key_cohorts or None
+    managed = set(owner.managed_cohorts.values_list("code", flat=True))
+    return key_cohorts & managed if key_cohorts else managed
+
+
 def api_key_revoke(key):
     """Revoke a key at once (idempotent)."""
     if key.revoked_at is None:
@@ -201,3 +219,19 @@ def api_key_revoke(key):
         ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=key.revoked_at)
         logger.info("API key %s revoked", key.prefix, extra={"api_key_prefix": key.prefix})
     return key
+
+
+# --- sessions and tokens ------------------------------------------------------------------
+
+def user_sign_out_everywhere(*, user):
+    """End every session and every API access and refresh token of `user` issued until now.
+
+    Raises the user's `auth_version`, which each JWT carries (claim `ver`) and each session's
+    auth hash includes; anything issued at an older version is refused from then on. A new
+    password and a deactivation raise it too (User.save). API keys are not tokens: revoke them
+    with `api_key_revoke`.
+    """
+    User.objects.filter(pk=user.pk).update(auth_version=F("auth_version") + 1)
+    user.refresh_from_db(fields=["auth_version"])
+    logger.info("user %s signed out everywhere", user.pk, extra={"user_id": user.pk})
+    return user

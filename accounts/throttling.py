@@ -6,6 +6,7 @@ they follow the settings a test or a deployment gives.
 
 import hashlib
 import time
+import unicodedata
 
 from django.conf import settings
 from django.core.cache import cache
@@ -38,13 +39,28 @@ class UserThrottle(_SettingsRateMixin, throttling.UserRateThrottle):
         return super().get_cache_key(request, view)
 
 
-class LoginThrottle(_SettingsRateMixin, throttling.SimpleRateThrottle):
-    """Token requests per client address, successful or not."""
-
-    scope = "login"
+class _AddressThrottle(_SettingsRateMixin, throttling.SimpleRateThrottle):
+    """Requests per client address (it only reads request.META, so a Django request will do)."""
 
     def get_cache_key(self, request, view):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+    def check(self, request):
+        """Count this request; raise Throttled when the address is over its rate."""
+        if not self.allow_request(request, None):
+            raise Throttled(wait=self.wait())
+
+
+class LoginThrottle(_AddressThrottle):
+    """Sign-in attempts per client address, successful or not, whichever door they use."""
+
+    scope = "login"
+
+
+class PasswordResetThrottle(_AddressThrottle):
+    """Password reset requests per client address."""
+
+    scope = "password_reset"
 
 
 class KeyFailureThrottle(_SettingsRateMixin, throttling.SimpleRateThrottle):
@@ -100,3 +116,38 @@ class Lockout:
 
     def reset(self):
         cache.delete(self.count_key)
+
+
+def username_key(username):
+    """The form of a username that every spelling signing in to the same account shares.
+
+    Authentication looks a username up exactly, after the sign-in form has trimmed it and
+    applied NFKC (Django's UsernameField, as AbstractBaseUser.normalize_username) and the API
+    serializer has trimmed it. Case-folding on top merges spellings that differ only by case:
+    on a case-insensitive database collation they are the same account, and elsewhere a shared
+    lockout only errs on the side of refusing.
+    """
+    return unicodedata.normalize("NFKC", str(username or "")).strip().casefold()
+
+
+class SignInGuard:
+    """The throttle and lockout of every sign-in door (API token, student pages, console).
+
+    `check()` counts the attempt against the client address (API_THROTTLE_LOGIN) and refuses
+    an account locked out after LOCKOUT_FAILURES failures; both raise Throttled (LockedOut
+    for the account) with the seconds to wait. The door then reports `failed()` or `succeeded()`.
+    """
+
+    def __init__(self, request, username):
+        self.request = request
+        self.lockout = Lockout("login", username_key(username))
+
+    def check(self):
+        LoginThrottle().check(self.request)
+        self.lockout.check()
+
+    def failed(self):
+        self.lockout.record_failure()
+
+    def succeeded(self):
+        self.lockout.reset()

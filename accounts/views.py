@@ -1,14 +1,24 @@
-"""Account pages: phone verification. Sign-in and password reset are Django's auth views (accounts/urls.py)."""
+"""Account pages: phone verification, password reset requests. Sign-in is Django's view with SignInForm (accounts/urls.py)."""
 
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
-from .forms import PhoneCodeForm, PhoneForm
+from .forms import GuardedPasswordResetForm, PhoneCodeForm, PhoneForm
 from .phone import phone_verification_confirm, phone_verification_pending, phone_verification_start
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's reset request, throttled per client address (the form counts each valid request)."""
+
+    form_class = GuardedPasswordResetForm
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "request": self.request}
 
 
 def _add_errors(form, exc):

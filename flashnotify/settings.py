@@ -269,7 +269,7 @@ BREAKER_RESET_SECONDS = envint("BREAKER_RESET_SECONDS", 60)
 # --- API --------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "accounts.authentication.JWTAuthentication",  # simplejwt's, ending with the user's sign-in version
         "accounts.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -283,15 +283,17 @@ REST_FRAMEWORK = {
     # Proxies in front of the app whose X-Forwarded-For is trusted for throttling; 0: the socket's address.
     "NUM_PROXIES": envint("API_NUM_PROXIES", 0),
 }
-# Requests per period per client (see accounts/throttling.py); "login" counts token requests per IP.
+# Requests per period per client (see accounts/throttling.py); "login" counts sign-in attempts per IP
+# at every door (API token, /login/, /admin/login/), "password_reset" reset requests per IP.
 API_THROTTLE_RATES = {
     "anon": env("API_THROTTLE_ANON", "120/min"),
     "user": env("API_THROTTLE_USER", "3000/min"),
     "login": env("API_THROTTLE_LOGIN", "20/min"),
     "api_key_failure": env("API_THROTTLE_KEY_FAILURES", "20/min"),
+    "password_reset": env("PASSWORD_RESET_THROTTLE", "10/hour"),
 }
-# After this many failed logins (or bad secrets for one API key prefix) in a row, the account
-# (or key) is refused for LOCKOUT_SECONDS, whoever asks.
+# After this many failed sign-ins for one username at any door (or bad secrets for one API key
+# prefix) in a row, the account (or key) is refused for LOCKOUT_SECONDS, whoever asks.
 LOCKOUT_FAILURES = envint("LOCKOUT_FAILURES", 5)
 LOCKOUT_SECONDS = envint("LOCKOUT_SECONDS", 900)
 # last_used_at of an API key is written at most once per this many seconds.

@@ -4,12 +4,14 @@ against every endpoint, with other users' objects answering 404."""
 import re
 
 import pytest
+from django.contrib.auth.models import Group
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, Cohort, Role
 from notifications.models import InboxMessage
 from flashnotify.api_urls import PUBLIC_PATHS
+from notifications.models import Notification
 from notifications.services import notification_send
 
 from .api_support import *  # noqa: F403
@@ -181,3 +183,34 @@ def test_it_limits_an_administrators_key_to_its_cohorts_too(admin_user, cohort, 
     assert client.post(f"{API}notifications/", send_body(), format="json").status_code == 201
     for audience in ({"cohorts": [other_cohort.code]}, {"everyone": True}):
         assert client.post(f"{API}notifications/", send_body(audience=audience), format="json").status_code == 403
+
+
+def test_it_stops_a_key_at_a_cohort_its_owner_no_longer_manages(staff_user, cohort, other_cohort, members):
+    other_cohort.managers.add(staff_user)
+    key = key_client(staff_user, ["send"], cohorts=[cohort, other_cohort])
+    assert key.post(f"{API}notifications/", send_body(), format="json").status_code == 201
+
+    cohort.managers.remove(staff_user)
+
+    assert jwt_client(staff_user).post(f"{API}notifications/", send_body(), format="json").status_code == 403
+    refused = key.post(f"{API}notifications/", send_body(), format="json")
+    assert refused.status_code == 403
+    assert "cs101-2026" in refused.json()["message"]
+    by_name = key.post(f"{API}notifications/", send_body(audience={"users": [members[0].username]}), format="json")
+    assert by_name.status_code == 403
+    still = key.post(f"{API}notifications/", send_body(audience={"cohorts": [other_cohort.code]}), format="json")
+    assert still.status_code == 201
+    assert Notification.objects.count() == 2  # the first to cs101-2026, the last to math200-2026
+
+
+def test_it_stops_an_administrators_key_when_they_are_no_longer_one(admin_user, cohort, other_cohort):
+    key = key_client(admin_user, ["send"], cohorts=[cohort])
+    assert key.post(f"{API}notifications/", send_body(), format="json").status_code == 201
+
+    admin_user.is_superuser = False
+    admin_user.save()
+    admin_user.groups.set([Group.objects.get(name=Role.STAFF)])
+    other_cohort.managers.add(admin_user)
+
+    assert key.post(f"{API}notifications/", send_body(), format="json").status_code == 403
+    assert key.post(f"{API}notifications/", send_body(audience={"everyone": True}), format="json").status_code == 403

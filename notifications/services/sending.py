@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from accounts.models import Cohort, Role
 from accounts.roles import is_admin
+from accounts.services import api_key_reach
 from channels_app.base import Message, Recipient
 from channels_app.constants import Category, Channel, Priority
 from channels_app.registry import get_notifier
@@ -33,16 +34,19 @@ def audience_check(sender, audience, *, api_key=None):
     """Raise PermissionDenied unless `sender` may reach every part of `audience`.
 
     Admin reaches anyone; Staff the cohorts they manage (and users in them); a request made
-    with an API key that names cohorts is held to those cohorts, whoever owns the key.
+    with an API key reaches what the key reaches now (accounts.services.api_key_reach): its
+    cohorts, if it names some, within what its owner may reach at the time of use.
     """
     if sender is None:
         return
-    if api_key is not None and api_key.pk and api_key.cohorts.exists():
-        allowed = set(api_key.cohorts.values_list("code", flat=True))
+    if api_key is not None and api_key.pk:
+        allowed = api_key_reach(api_key)
     elif is_admin(sender):
         return
     else:
         allowed = set(sender.managed_cohorts.values_list("code", flat=True))
+    if allowed is None:
+        return
     if audience.get("everyone") or audience.get("roles"):
         raise PermissionDenied("Only an administrator may send to everyone or to a role.")
     refused = set(audience.get("cohorts", [])) - allowed
