@@ -8,6 +8,7 @@ parts that are missing. The fan-out and delivery of each part are the engine's, 
 """
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -17,7 +18,8 @@ from dataclasses import dataclass, field
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.template import Engine, TemplateSyntaxError
+from django.template import Context, Engine, Library, TemplateSyntaxError, defaultfilters, defaulttags, loader_tags
+from django.template.base import Lexer, TokenType
 
 from .models import Notification, RecipientContext
 from .services import enqueue_fan_out, notification_send
@@ -109,14 +111,55 @@ def batch_read(stream):
     return batch
 
 
+# What a batch template may use: every default filter, and the default tags that only shape the
+# row's own values. Refused: {% load %} (any tag library: the admin's log, static, i18n...),
+# {% include %}, {% extends %} and {% block %} (other templates), {% debug %} (the whole context),
+# {% url %}, {% csrf_token %} and {% querystring %} (a request a worker does not have).
+BATCH_TAGS = ("autoescape", "comment", "cycle", "filter", "firstof", "for", "if", "ifchanged", "lorem", "now",
+              "regroup", "resetcycle", "spaceless", "templatetag", "verbatim", "widthratio", "with")
+REFUSED_TAGS = sorted((set(defaulttags.register.tags) | set(loader_tags.register.tags)) - set(BATCH_TAGS))
+
+
+@functools.cache
+def batch_template_engine():
+    """A template engine for batch titles and bodies: BATCH_TAGS and the default filters, no tag
+    library to load and no template to read."""
+    library = Library()
+    library.filters.update(defaultfilters.register.filters)
+    library.tags.update({name: defaulttags.register.tags[name] for name in BATCH_TAGS})
+    engine = Engine(libraries={}, loaders=[])
+    engine.template_builtins = [library]
+    return engine
+
+
+def _template_problem(source):
+    for token in Lexer(source).tokenize():
+        name = token.contents.split()[0] if token.token_type == TokenType.BLOCK and token.contents.split() else ""
+        if name in REFUSED_TAGS:
+            return (f"{{% {name} %}} is not allowed in a batch template; it may use the row's columns with "
+                    f"the default filters and these tags only: {', '.join(BATCH_TAGS)}.")
+    try:
+        template = batch_template_engine().from_string(source)
+        # A trial render over an empty row: what fails here would fail for every recipient, in a worker.
+        template.render(Context({}, autoescape=False))
+    except TemplateSyntaxError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001  the message goes back to whoever wrote the template
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 def batch_templates_check(title, body):
-    """Raise ValidationError if the title or body is not a valid template."""
+    """Raise ValidationError naming the title or body that is not a valid batch template.
+
+    Batch templates are rendered per recipient by the workers: they are held to
+    `batch_template_engine` (the default filters and BATCH_TAGS, nothing loaded, nothing read).
+    """
     errors = {}
     for name, source in (("title", title), ("body", body)):
-        try:
-            Engine.get_default().from_string(source or "")
-        except TemplateSyntaxError as exc:
-            errors[name] = [f"Template error: {exc}"]
+        problem = _template_problem(source or "")
+        if problem:
+            errors[name] = [f"Template error: {problem}"]
     if errors:
         raise ValidationError(errors)
 
