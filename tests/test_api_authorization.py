@@ -181,3 +181,25 @@ def test_it_limits_an_administrators_key_to_its_cohorts_too(admin_user, cohort, 
     assert client.post(f"{API}notifications/", send_body(), format="json").status_code == 201
     for audience in ({"cohorts": [other_cohort.code]}, {"everyone": True}):
         assert client.post(f"{API}notifications/", send_body(audience=audience), format="json").status_code == 403
+
+
+def test_it_answers_staff_only_for_notifications_whose_whole_audience_they_manage(staff_user, admin_user, members,
+                                                                                  other_cohort):
+    def send(audience):
+        notification, _ = notification_send(sender=admin_user, notifier="academic", category="timetable",
+                                            title="Room change", body="B12", channels=["inbox"], audience=audience)
+        return notification
+
+    both = send({"cohorts": ["cs101-2026", other_cohort.code]})
+    inside = send({"cohorts": ["cs101-2026"], "users": [members[0].username]})
+    client = jwt_client(staff_user)
+
+    listed = client.get(f"{API}notifications/").json()["results"]
+    answers = [client.get(f"{API}notifications/{both.pk}/"), client.get(f"{API}notifications/{both.pk}/deliveries/"),
+               client.post(f"{API}notifications/{both.pk}/cancel/")]
+
+    assert [n["id"] for n in listed] == [inside.pk]
+    assert [a.status_code for a in answers] == [404, 404, 404]
+    assert client.get(f"{API}notifications/{inside.pk}/deliveries/").status_code == 200
+    both.refresh_from_db()
+    assert both.status != "cancelled"
