@@ -98,12 +98,15 @@ def phone_verification_confirm(*, user, code, now=None):
         raise ValidationError(_("Ask for a code first."), code="no_code")
     if verification.expires_at <= now:
         raise ValidationError(_("This code has expired. Ask for a new one."), code="expired")
-    if verification.attempts >= PhoneVerification.MAX_ATTEMPTS:
+    # Claim an attempt before comparing: one conditional UPDATE, so simultaneous tries cannot
+    # all read the same count and each be checked (the limit holds under concurrency).
+    attempts = PhoneVerification.objects.filter(pk=verification.pk, attempts__lt=PhoneVerification.MAX_ATTEMPTS)
+    if not attempts.update(attempts=F("attempts") + 1):
         raise ValidationError(_("Too many wrong codes. Ask for a new one."), code="too_many_attempts")
-    PhoneVerification.objects.filter(pk=verification.pk).update(attempts=F("attempts") + 1)
     expected = _hash(user.pk, verification.phone, "".join((code or "").split()))
     if not hmac.compare_digest(expected, verification.code_hash):
-        left = PhoneVerification.MAX_ATTEMPTS - verification.attempts - 1
+        used = PhoneVerification.objects.filter(pk=verification.pk).values_list("attempts", flat=True).first()
+        left = PhoneVerification.MAX_ATTEMPTS - (used or PhoneVerification.MAX_ATTEMPTS)
         if left <= 0:
             raise ValidationError(_("Too many wrong codes. Ask for a new one."), code="too_many_attempts")
         raise ValidationError(

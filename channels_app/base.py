@@ -7,13 +7,16 @@ wrapped by the config, breaker and timing decorators). The engine (notifications
 records the returned outcomes on the deliveries.
 """
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.template import Context, Engine, TemplateDoesNotExist, TemplateSyntaxError
+from django.template import (
+    Context, Engine, Library, TemplateDoesNotExist, TemplateSyntaxError, defaultfilters, defaulttags, loader_tags,
+)
 from django.template.loader import select_template
 from django.utils import timezone, translation
 
@@ -97,6 +100,27 @@ class Outcome:
                    provider_failure=provider_failure, attempted=attempted)
 
 
+# What a personalised (batch) title or body may use: every default filter, and the default tags that only shape the
+# row's own values. Refused: {% load %} (any tag library: the admin's log, static, i18n...),
+# {% include %}, {% extends %} and {% block %} (other templates), {% debug %} (the whole context),
+# {% url %}, {% csrf_token %} and {% querystring %} (a request a worker does not have).
+BATCH_TAGS = ("autoescape", "comment", "cycle", "filter", "firstof", "for", "if", "ifchanged", "lorem", "now",
+              "regroup", "resetcycle", "spaceless", "templatetag", "verbatim", "widthratio", "with")
+REFUSED_TAGS = sorted((set(defaulttags.register.tags) | set(loader_tags.register.tags)) - set(BATCH_TAGS))
+
+
+@functools.cache
+def batch_template_engine():
+    """A template engine for batch titles and bodies: BATCH_TAGS and the default filters, no tag
+    library to load and no template to read."""
+    library = Library()
+    library.filters.update(defaultfilters.register.filters)
+    library.tags.update({name: defaulttags.register.tags[name] for name in BATCH_TAGS})
+    engine = Engine(libraries={}, loaders=[])
+    engine.template_builtins = [library]
+    return engine
+
+
 def personalise(notification, message):
     """Render the title and body of a personalised notification as templates over the recipient's context.
 
@@ -104,7 +128,7 @@ def personalise(notification, message):
     """
     compiled = getattr(notification, "_personal_templates", None)
     if compiled is None:
-        engine = Engine.get_default()
+        engine = batch_template_engine()
         compiled = (engine.from_string(notification.title), engine.from_string(notification.body))
         notification._personal_templates = compiled
     context = Context({**notification.data, **message.context, "recipient": message.recipient}, autoescape=False)

@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
+from django.shortcuts import render
 from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.parsers import JSONParser
@@ -122,6 +123,26 @@ def not_found(request, exception=None):
     if request.path.startswith("/api/"):
         return JsonResponse(error_body(404, "not_found", "Not found."), status=404)
     return defaults.page_not_found(request, exception)
+
+
+def permission_denied(request, exception=None):
+    """The 403 handler: the API's error shape under /api/, the site's styled page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body(403, "permission_denied", str(exception or "")
+                                       or "You do not have permission to perform this action."), status=403)
+    return defaults.permission_denied(request, exception)
+
+
+def csrf_failure(request, reason=""):
+    """CSRF_FAILURE_VIEW: a form sent without a valid CSRF token (an old tab, cookies refused, another site).
+
+    The API's error shape under /api/; elsewhere the site's styled, translated page, status 403.
+    Django has already logged the reason (django.security.csrf); the page does not show it.
+    """
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body(403, "csrf_failed", f"CSRF Failed: {reason}" if reason
+                                       else "CSRF Failed."), status=403)
+    return render(request, "403_csrf.html", status=403)
 
 
 def server_error(request):

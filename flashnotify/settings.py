@@ -85,6 +85,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "accounts.middleware.UserLanguageMiddleware",
     "accounts.middleware.UserTimezoneMiddleware",
+    "accounts.middleware.PrivateResponseMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -343,6 +344,7 @@ SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", str(not DEBUG))
 if envbool("BEHIND_TLS_PROXY"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 CSRF_COOKIE_HTTPONLY = True  # the pages' script reads the token from the form, never the cookie
+CSRF_FAILURE_VIEW = "flashnotify.api_errors.csrf_failure"  # the site's styled 403 page; JSON under /api/
 # Content-Security-Policy (django-csp): scripts, styles and workers from this site only, no inline code.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {

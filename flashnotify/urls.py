@@ -12,5 +12,6 @@ urlpatterns = [
 ]
 
 handler400 = "flashnotify.api_errors.bad_request"
+handler403 = "flashnotify.api_errors.permission_denied"
 handler404 = "flashnotify.api_errors.not_found"
 handler500 = "flashnotify.api_errors.server_error"

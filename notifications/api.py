@@ -98,8 +98,12 @@ def notifications_for(request):
     notifications = selectors.notifications_visible_to(request.user)
     key = api_key_of(request)
     if key is not None and key.cohorts.exists():
-        notifications = notifications.filter(pk__in=Notification.cohorts.through.objects.filter(
-            cohort__in=key.cohorts.all()).values("notification_id"))
+        # Like staff, a key limited to cohorts sees a notification only when its whole audience is theirs.
+        links = Notification.cohorts.through.objects
+        notifications = (notifications
+                         .filter(pk__in=links.filter(cohort__in=key.cohorts.all()).values("notification_id"))
+                         .exclude(pk__in=links.exclude(cohort__in=key.cohorts.all()).values("notification_id"))
+                         .exclude(audience__has_key="everyone").exclude(audience__has_key="roles"))
     return notifications
 
 

@@ -6,6 +6,7 @@
 from django.contrib.auth import get_user_model
 from django.db.models import Count, F, Max, Min, OuterRef, Q, Subquery
 
+from accounts.models import Cohort
 from accounts.roles import is_admin
 from channels_app.registry import get_notifier
 
@@ -13,18 +14,40 @@ from .engine.audience import audience_users
 from .engine.planning import RECIPIENT_FIELDS, DeliveryPlanner
 from .models import Delivery, InboxMessage, Notification
 
-
 User = get_user_model()
 
 
 def notifications_visible_to(user):
-    """Notifications a user may see as a sender or operator: Admin all, Staff their own and their cohorts'."""
+    """Notifications a user may see and act on as a sender or operator.
+
+    Admin: all. Staff: those they sent, and those whose whole audience they manage — every
+    cohort in it is one of theirs, nobody outside (no everyone, no role, no user outside
+    their cohorts). A staff member of cohort A never reaches an administrator's
+    notification to A and B, nor B's deliveries.
+    """
     if is_admin(user):
         return Notification.objects.all()
-    return Notification.objects.filter(
-        Q(sender=user) | Q(pk__in=Notification.cohorts.through.objects.filter(cohort__managers=user)
-                           .values("notification_id"))
-    )
+    managed = Cohort.objects.filter(managers=user)
+    links = Notification.cohorts.through.objects
+    within = (Notification.objects
+              .filter(pk__in=links.filter(cohort__in=managed).values("notification_id"))
+              .exclude(pk__in=links.exclude(cohort__in=managed).values("notification_id"))
+              .filter(Q(audience__everyone__isnull=True) | Q(audience__everyone=False))
+              .exclude(audience__has_key="roles"))
+    outside = _with_users_outside(within.filter(audience__has_key="users"), managed)
+    return Notification.objects.filter(Q(sender=user) | Q(pk__in=within.exclude(pk__in=outside).values("pk")))
+
+
+def _with_users_outside(notifications, cohorts):
+    """Primary keys of `notifications` whose audience names a user who is not a member of `cohorts`."""
+    rows = [(pk, set(users or [])) for pk, users in notifications.values_list("pk", "audience__users")]
+    named = sorted(set().union(*(users for _, users in rows)))
+    inside = set()
+    for start in range(0, len(named), 2000):
+        inside.update(Cohort.members.through.objects
+                      .filter(cohort__in=cohorts, user__username__in=named[start:start + 2000])
+                      .values_list("user__username", flat=True))
+    return [pk for pk, users in rows if users - inside]
 
 
 def delivery_counts(notification):

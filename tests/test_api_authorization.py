@@ -9,9 +9,8 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, Cohort, Role
-from notifications.models import InboxMessage
+from notifications.models import InboxMessage, Notification
 from flashnotify.api_urls import PUBLIC_PATHS
-from notifications.models import Notification
 from notifications.services import notification_send
 
 from .api_support import *  # noqa: F403
@@ -214,3 +213,42 @@ def test_it_stops_an_administrators_key_when_they_are_no_longer_one(admin_user, 
 
     assert key.post(f"{API}notifications/", send_body(), format="json").status_code == 403
     assert key.post(f"{API}notifications/", send_body(audience={"everyone": True}), format="json").status_code == 403
+
+
+def test_it_answers_staff_only_for_notifications_whose_whole_audience_they_manage(staff_user, admin_user, members,
+                                                                                  other_cohort):
+    def send(audience):
+        notification, _ = notification_send(sender=admin_user, notifier="academic", category="timetable",
+                                            title="Room change", body="B12", channels=["inbox"], audience=audience)
+        return notification
+
+    both = send({"cohorts": ["cs101-2026", other_cohort.code]})
+    inside = send({"cohorts": ["cs101-2026"], "users": [members[0].username]})
+    client = jwt_client(staff_user)
+
+    listed = client.get(f"{API}notifications/").json()["results"]
+    answers = [client.get(f"{API}notifications/{both.pk}/"), client.get(f"{API}notifications/{both.pk}/deliveries/"),
+               client.post(f"{API}notifications/{both.pk}/cancel/")]
+
+    assert [n["id"] for n in listed] == [inside.pk]
+    assert [a.status_code for a in answers] == [404, 404, 404]
+    assert client.get(f"{API}notifications/{inside.pk}/deliveries/").status_code == 200
+    both.refresh_from_db()
+    assert both.status != "cancelled"
+
+
+def test_it_answers_a_key_limited_to_a_cohort_only_for_notifications_wholly_within_it(admin_user, cohort, other_cohort):
+    def send(cohorts):
+        notification, _ = notification_send(sender=admin_user, notifier="academic", category="timetable",
+                                            title="Room change", body="B12", channels=["inbox"],
+                                            audience={"cohorts": cohorts})
+        return notification
+
+    both = send([cohort.code, other_cohort.code])
+    inside = send([cohort.code])
+    key = key_client(admin_user, ["read_deliveries"], cohorts=[cohort])
+
+    listed = key.get(f"{API}notifications/").json()["results"]
+
+    assert [n["id"] for n in listed] == [inside.pk]
+    assert key.get(f"{API}notifications/{both.pk}/deliveries/").status_code == 404

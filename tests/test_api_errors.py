@@ -1,6 +1,10 @@
 """One error shape for every failure; oversized and malformed bodies get 413/400, never 500."""
 
+import json
+
 import pytest
+from django.test import RequestFactory
+from django.utils.module_loading import import_string
 
 from .api_support import *  # noqa: F403
 from .api_support import API, jwt_client, send_body
@@ -93,3 +97,15 @@ def test_it_answers_404_for_a_forged_cursor(admin_user, path, position):
     response = jwt_client(admin_user).get(f"{API}{path}", {"cursor": cursor})
     assert response.status_code in (200, 404)
     assert set(response.json()) >= ({"results"} if response.status_code == 200 else {"status", "code"})
+
+
+def test_it_answers_a_csrf_failure_under_the_api_in_the_error_shape(settings):
+    # The API's own views check CSRF themselves (SessionAuthentication); this is the site-wide
+    # failure view, for any form-handling view mounted under /api/.
+    csrf_failure = import_string(settings.CSRF_FAILURE_VIEW)
+
+    response = csrf_failure(RequestFactory().post(f"{API}me/preferences/"), reason="CSRF cookie not set.")
+
+    assert response.status_code == 403 and response["Content-Type"] == "application/json"
+    assert json.loads(response.content) == {"status": 403, "code": "csrf_failed",
+                                            "message": "CSRF Failed: CSRF cookie not set.", "errors": {}}

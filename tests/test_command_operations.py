@@ -82,6 +82,24 @@ def test_it_reports_a_summary_and_every_delivery_as_csv(staff_user):
 
 
 @pytest.mark.django_db
+def test_it_writes_cells_a_spreadsheet_would_run_as_a_formula_as_text(staff_user):
+    mine, _, other = two_cohorts(staff_user)
+    notification = sent_notification(mine, other, statuses=("sent", "failed"))
+    first, second = mine.members.order_by("pk")
+    first.username, first.email = "-2+3", "=cmd|' /C calc'!A0@example.edu"
+    first.save()
+    second.username, second.email = "@SUM(A1)", "\tplain@example.edu"
+    second.save()
+    Delivery.objects.filter(status="failed").update(last_error="+ERR refused")
+
+    rows = list(csv.DictReader(StringIO(run("delivery_report", str(notification.pk), "--csv"))))
+
+    assert [(r["username"], r["email"]) for r in rows] == [
+        ("'-2+3", "'=cmd|' /C calc'!A0@example.edu"), ("'@SUM(A1)", "'\tplain@example.edu")]
+    assert rows[1]["error"] == "'+ERR refused" and rows[0]["attempts"] == "0"
+
+
+@pytest.mark.django_db
 def test_it_refuses_an_unknown_notification():
     with pytest.raises(CommandError, match="No notification 999"):
         run("delivery_report", "999")

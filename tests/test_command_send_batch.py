@@ -149,3 +149,28 @@ def test_it_prints_plain_progress_lines_when_not_on_a_terminal(tmp_path, student
         out, _ = run(csv_file(tmp_path, good_rows(students)), *TEMPLATE, "--chunk-size", "1")
     assert "accepted: 1/5 (20%)" in out and "accepted: 5/5 (100%)" in out
     assert "\r" not in out
+
+
+@pytest.mark.parametrize("template, refused", [
+    ("{% load log %}{% get_admin_log 10 as log %}{{ log }}", "{% load %} is not allowed"),
+    ("{% load log %}{% get_admin_log %}", "{% load %} is not allowed"),
+    ("{% include 'base.html' %}", "{% include %} is not allowed"),
+    ("{% debug %}", "{% debug %} is not allowed"),
+    ("{% url 'inbox' %}", "{% url %} is not allowed"),
+])
+def test_it_refuses_a_template_that_reaches_beyond_the_row(tmp_path, students, template, refused):
+    for args in (["--title", template, "--body", "b"], ["--title", "t", "--body", template, "--dry-run"]):
+        part = "title" if args[1] == template else "body"
+        with pytest.raises(CommandError) as caught:
+            run(csv_file(tmp_path, good_rows(students)), *args)
+        assert str(caught.value).startswith(f"{part}: Template error: {refused} in a batch template")
+    assert not Notification.objects.exists()
+
+
+def test_it_still_allows_the_default_tags_and_filters(tmp_path, students, django_capture_on_commit_callbacks):
+    body = "{% if grade|add:0 >= 12 %}Well done{% else %}Keep going{% endif %}, {{ first_name|upper }}."
+
+    with django_capture_on_commit_callbacks(execute=False):
+        out, _ = run(csv_file(tmp_path, good_rows(students)), "--title", "t", "--body", body, "--dry-run")
+
+    assert "Keep going, STUDENT1." in out

@@ -3,6 +3,7 @@
 import pytest
 
 from accounts.models import Role
+from notifications.models import Delivery
 
 from .conftest import make_user
 from .console_helpers import sent_notification, two_cohorts
@@ -92,3 +93,41 @@ def test_it_refuses_a_staff_action_on_another_cohorts_notification(client, staff
 def test_it_refuses_the_user_import_to_staff(client, staff_user):
     client.force_login(staff_user)
     assert client.get("/admin/accounts/user/import/").status_code == 403
+
+
+def widen(notification, audience, *cohorts):
+    """Give `notification` a wider audience, with a failed delivery to each extra cohort's members."""
+    notification.audience = audience
+    notification.save(update_fields=["audience"])
+    for cohort in cohorts:
+        notification.cohorts.add(cohort)
+        for member in cohort.members.all():
+            Delivery.objects.create(notification=notification, recipient=member, channel="email", status="failed")
+    return notification
+
+
+@pytest.mark.django_db
+def test_it_shows_staff_only_notifications_whose_whole_audience_they_manage(client, staff_user, admin_user):
+    mine, theirs, _ = two_cohorts(staff_user)
+    both = widen(sent_notification(mine, admin_user, title="To both cohorts", statuses=("failed", "failed")),
+                 {"cohorts": [mine.code, theirs.code]}, theirs)
+    role = widen(sent_notification(mine, admin_user, title="To my cohort and every teacher"),
+                 {"cohorts": [mine.code], "roles": [Role.STAFF]})
+    outsider = widen(sent_notification(mine, admin_user, title="To my cohort and a maths student"),
+                     {"cohorts": [mine.code], "users": ["s1000003"]})
+    insider = widen(sent_notification(mine, admin_user, title="To my cohort and one of its students"),
+                    {"cohorts": [mine.code], "users": ["s1000001"]})
+    client.force_login(staff_user)
+
+    listing = client.get("/admin/notifications/notification/")
+    deliveries = client.get("/admin/notifications/delivery/")
+    client.post("/admin/notifications/notification/", {"action": "retry_failed", "_selected_action": [both.pk],
+                                                        "index": 0})
+
+    assert [n.title for n in listing.context["cl"].result_list] == [insider.title]
+    for hidden in (both, role, outsider):
+        assert client.get(f"/admin/notifications/notification/{hidden.pk}/change/").status_code == 404
+        assert client.get(f"/admin/notifications/notification/{hidden.pk}/progress.json").status_code == 404
+    assert client.get(f"/admin/notifications/notification/{insider.pk}/change/").status_code == 200
+    assert {d.notification_id for d in deliveries.context["cl"].result_list} == {insider.pk}
+    assert set(both.deliveries.values_list("status", flat=True)) == {"failed"}

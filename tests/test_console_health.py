@@ -48,7 +48,10 @@ def test_it_lets_an_admin_reset_an_open_breaker_and_records_it(client, admin_use
 @pytest.mark.django_db
 def test_it_refuses_a_breaker_reset_to_staff(client, staff_user, open_email_breaker):
     client.force_login(staff_user)
-    assert client.post("/admin/health/email/", {"action": "reset"}).status_code == 403
+    refused = client.post("/admin/health/email/", {"action": "reset"})
+
+    assert refused.status_code == 403
+    assert "Access denied" in refused.content.decode() and "/static/css/site" in refused.content.decode()
     assert open_email_breaker.state == "open"
 
 

@@ -1,10 +1,12 @@
 """Phone verification: a code sent by SMS through the SMS channel to a local Twilio stand-in."""
 
 import re
+import threading
 from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.utils import timezone
 
 from accounts.models import PhoneVerification
@@ -111,3 +113,35 @@ def test_it_rejects_a_number_that_is_not_a_phone_number(twilio, client, student)
 
     assert "international format" in response.content.decode()
     assert not twilio.requests
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_counts_no_more_than_the_allowed_attempts_when_wrong_codes_arrive_at_once(twilio, student):
+    phone_verification_start(user=student, phone=PHONE)
+    right = sent_code(twilio)
+    wrong = f"{(int(right) + 1) % 1_000_000:06d}"
+    tries = 24
+    start, outcomes = threading.Barrier(tries), []
+
+    def attempt():
+        try:
+            start.wait()
+            phone_verification_confirm(user=student, code=wrong)
+        except ValidationError as exc:
+            outcomes.append(exc.code)
+        finally:
+            connection.close()  # each thread has its own connection
+
+    threads = [threading.Thread(target=attempt) for _ in range(tries)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(outcomes) == tries
+    assert outcomes.count("wrong_code") <= PhoneVerification.MAX_ATTEMPTS - 1
+    assert PhoneVerification.objects.get(user=student).attempts == PhoneVerification.MAX_ATTEMPTS
+    with pytest.raises(ValidationError, match="Too many wrong codes"):
+        phone_verification_confirm(user=student, code=right)
+    student.refresh_from_db()
+    assert student.phone_verified_at is None

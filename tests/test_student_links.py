@@ -4,6 +4,8 @@ import time
 from unittest import mock
 
 import pytest
+from django.test import Client
+from django.utils import translation
 
 from notifications.models import InboxMessage, Notification, Preference
 from notifications.links import MAX_AGE, link_token
@@ -130,3 +132,19 @@ def test_it_answers_a_link_in_the_language_of_the_student_it_was_sent_to(client,
 
     assert '<html lang="fr">' in response.content.decode()
     assert "Se désabonner" in response.content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("language, heading", [("en", "This form could not be sent"),
+                                               ("fr", "Ce formulaire n’a pas pu être envoyé")])
+def test_it_answers_a_form_without_its_csrf_token_with_the_sites_own_page(student, alert, language, heading):
+    client = Client(enforce_csrf_checks=True, HTTP_ACCEPT_LANGUAGE=language)
+
+    with translation.override(None):  # the request activates its language in this thread: leave it as found
+        response = client.post(f"/ack/{token('acknowledge', student, alert)}/")
+
+    page = response.content.decode()
+    assert response.status_code == 403
+    assert heading in page and f'<html lang="{language}">' in page and "/static/css/site" in page
+    assert "CSRF verification failed" not in page  # not Django's bare page
+    assert InboxMessage.objects.get(notification=alert).acknowledged_at is None

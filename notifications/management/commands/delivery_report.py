@@ -1,8 +1,8 @@
-import csv
 from argparse import RawDescriptionHelpFormatter
 
 from django.core.management.base import BaseCommand, CommandError
 
+from flashnotify.csv_export import csv_writer
 from notifications.models import Delivery, Notification
 from notifications.selectors import delivery_counts, notification_reach
 
@@ -47,7 +47,7 @@ class Command(BaseCommand):
             self.stdout.write(f"  {channel:<6} " + ", ".join(f"{status} {n}" for status, n in sorted(statuses.items())))
 
     def as_csv(self, notification, status):
-        writer = csv.writer(self.stdout)
+        writer = csv_writer(self.stdout)
         writer.writerow(COLUMNS)
         deliveries = Delivery.objects.filter(notification=notification).select_related("recipient").order_by("pk")
         if status:
