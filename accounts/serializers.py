@@ -20,10 +20,19 @@ class ErrorSerializer(serializers.Serializer):
                                    help_text="Field name (dotted when nested) to its messages; filled for 400s.")
 
 
+class CohortCodeField(serializers.SlugRelatedField):
+    """A cohort by its code; a code with a NUL byte is refused before it reaches the database
+    (PostgreSQL cannot compare text with NUL: the lookup itself would fail)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("does_not_exist", slug_name=self.slug_field, value=data.replace("\x00", "\\x00"))
+        return super().to_internal_value(data)
+
+
 class ApiKeySerializer(serializers.ModelSerializer):
     scopes = serializers.ListField(child=serializers.ChoiceField(choices=ApiKey.Scope.choices), allow_empty=False)
-    cohorts = serializers.SlugRelatedField(slug_field="code", many=True, required=False,
-                                           queryset=Cohort.objects.all())
+    cohorts = CohortCodeField(slug_field="code", many=True, required=False, queryset=Cohort.objects.all())
     user = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:

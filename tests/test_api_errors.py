@@ -109,3 +109,11 @@ def test_it_answers_a_csrf_failure_under_the_api_in_the_error_shape(settings):
     assert response.status_code == 403 and response["Content-Type"] == "application/json"
     assert json.loads(response.content) == {"status": 403, "code": "csrf_failed",
                                             "message": "CSRF Failed: CSRF cookie not set.", "errors": {}}
+
+
+def test_it_refuses_a_cohort_code_with_a_nul_byte_with_a_field_error(admin_user):
+    response = jwt_client(admin_user).post(f"{API}api-keys/", {"name": "SIS", "scopes": ["send"],
+                                                                 "cohorts": ["cs\x00101"]}, format="json")
+
+    assert response.status_code == 400
+    assert "cohorts" in response.json()["errors"]
