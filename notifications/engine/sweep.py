@@ -51,11 +51,12 @@ def deliveries_sweep(*, now=None):
         if given_up:
             done["reclaimed_gave_up"] = given_up
             logger.warning("%d deliveries failed: their worker stopped on every attempt", given_up)
-        for pk, notification_id in expired:
+        for pk, notification_id in expired if done["reclaimed"] else ():
             logger.debug("delivery %s reclaimed", pk, extra={"delivery_id": pk, "notification_id": notification_id,
                                                              "status": Status.RETRYING})
-        logger.warning("reclaimed %d deliveries from dead workers", done["reclaimed"],
-                       extra={"notification_ids": sorted({n for _, n in expired})})
+        if done["reclaimed"]:
+            logger.warning("reclaimed %d deliveries from dead workers", done["reclaimed"],
+                           extra={"notification_ids": sorted({n for _, n in expired})})
 
     started = []
     for notification in Notification.objects.filter(status=Notification.Status.SCHEDULED, scheduled_for__lte=now):
