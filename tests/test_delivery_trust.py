@@ -183,3 +183,25 @@ def test_it_shows_a_possible_duplicate_in_the_api_and_the_report(smtp_peer, admi
     lines = csv_report.getvalue().splitlines()
     assert lines[0].endswith(",possible_duplicate")
     assert [line.rsplit(",", 1)[1] for line in lines[1:]] == ["yes", ""]
+
+
+@pytest.mark.django_db
+def test_it_hands_back_what_it_has_not_tried_when_its_time_budget_is_spent(smtp_peer, admin_user, settings):
+    settings.DELIVERY_RECORD_EVERY = 5
+    settings.DELIVERY_TASK_SECONDS = 0.3
+    smtp_peer.delay = 0.05  # ten messages take longer than the budget
+    users = students("s9600", 50)
+    notification = send(admin_user, users)
+
+    fan_out_and_send(notification)
+
+    deliveries = Delivery.objects.filter(notification=notification)
+    statuses = Counter(deliveries.values_list("status", flat=True))
+    assert set(statuses) == {"sent", "queued"}  # stopped at a recording window past the budget
+    assert statuses["sent"] == len(smtp_peer.messages)
+    assert set(deliveries.filter(status="queued").values_list("attempts", flat=True)) == {0}  # not an attempt
+
+    settings.DELIVERY_TASK_SECONDS = 60  # the next task takes the rest
+    fan_out_and_send(notification)
+    assert Counter(deliveries.values_list("status", flat=True)) == {"sent": 50}
+    assert Counter(str(m["To"]) for m in smtp_peer.messages) == Counter(u.email for u in users)
