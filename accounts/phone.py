@@ -46,7 +46,7 @@ def phone_code_send(*, user, phone, code):
         notification=SimpleNamespace(pk=None),
         recipient=Recipient(user_id=user.pk, username=user.username, phone=phone, language=user.language),
     )
-    return SMSMixin().send_sms([message])[0]
+    return next(iter(SMSMixin().send_sms([message])))
 
 
 def phone_verification_start(*, user, phone, now=None):

@@ -9,19 +9,19 @@ records the returned outcomes on the deliveries.
 
 import functools
 import logging
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.template import (
-    Context, Engine, Library, TemplateDoesNotExist, TemplateSyntaxError, defaultfilters, defaulttags, loader_tags,
-)
+from django.template import Context, Engine, Library, defaultfilters, defaulttags, loader_tags
 from django.template.loader import select_template
 from django.utils import timezone, translation
 
+from .errors import outcome_for_error
 from .fields import Email, Phone, Priority
+from .outcomes import Outcome, StopSending
 from .registry import NotificationMeta, TemplateMeta
+
+__all__ = ["Message", "Notifier", "Outcome", "Recipient", "StopSending", "personalise"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,34 +70,6 @@ class Message:
         self.ack_url = ack_url
         self.context = context or {}  # per-recipient template context (a personalised batch)
         self.content = {}
-
-
-@dataclass
-class Outcome:
-    """What happened to one message. The engine turns it into a delivery's state."""
-
-    delivery_id: int
-    ok: bool
-    provider_message_id: str = ""
-    error: str = ""
-    permanent: bool = False
-    retry_after: float | None = None
-    provider_failure: bool = False  # the provider itself failed (counts for the circuit breaker)
-    attempted: bool = True  # False when nothing was tried (breaker open): the attempt is not counted
-    extra: dict = field(default_factory=dict)
-
-    @classmethod
-    def sent(cls, message, provider_message_id=""):
-        return cls(message.delivery_id, True, provider_message_id=provider_message_id)
-
-    @classmethod
-    def permanent_failure(cls, message, error):
-        return cls(message.delivery_id, False, error=error, permanent=True)
-
-    @classmethod
-    def transient_failure(cls, message, error, *, retry_after=None, provider_failure=False, attempted=True):
-        return cls(message.delivery_id, False, error=error, retry_after=retry_after,
-                   provider_failure=provider_failure, attempted=attempted)
 
 
 # What a personalised (batch) title or body may use: every default filter, and the default tags that only shape the
@@ -168,32 +140,72 @@ class Notifier(metaclass=NotificationMeta):
     steps = {}  # channel -> send step, set by NotificationMeta (and wrapped by track_performance)
 
     # --- the fixed sequence -------------------------------------------------------------
-    def deliver(self, messages, *, now=None):
+    def deliver(self, messages, *, now=None, on_outcome=None):
         """Render and send `messages` (any channels), returning one Outcome per message.
+
+        Each outcome is handed to `on_outcome` as soon as it is known, so the caller records
+        as the batch goes; `on_outcome` may raise `StopSending` to take no more messages (a
+        cancel, the task's time budget), and the outcomes reported until then are returned.
+        Whatever one message raises fails that message alone (`outcome_for_error`); a step
+        that breaks as a whole fails the messages it had not reported, with the reason.
 
         `now` is the engine's clock for this batch (the circuit breaker reads it), so a
         test or a sweep can run the sequence at a chosen moment.
         """
         self.now = now or timezone.now()
         outcomes = []
+
+        def report(outcome):
+            outcomes.append(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
+
         by_channel = {}
         for message in messages:
             by_channel.setdefault(message.channel, []).append(message)
-        for channel, batch in by_channel.items():
-            if channel not in self.channels:
-                outcomes += [Outcome.permanent_failure(m, f"{self.key} does not send on {channel}") for m in batch]
-                continue
-            ready = []
-            for message in batch:
-                try:
-                    message.content = self.render(message)
-                except (TemplateDoesNotExist, TemplateSyntaxError, ValidationError) as exc:
-                    outcomes.append(Outcome.permanent_failure(message, f"cannot render: {exc}"))
-                else:
-                    ready.append(message)
-            if ready:
-                outcomes += self.steps[channel](self, ready)
+        try:
+            for channel, batch in by_channel.items():
+                if channel not in self.channels:
+                    for message in batch:
+                        report(Outcome.permanent_failure(message, f"{self.key} does not send on {channel}"))
+                    continue
+                ready = []
+                for message in batch:
+                    try:
+                        message.content = self.render(message)
+                    except Exception as exc:  # one message's template or data: that message alone
+                        report(outcome_for_error(message, exc, during="render"))
+                    else:
+                        ready.append(message)
+                if ready:
+                    self._send(channel, ready, report)
+        except StopSending:
+            pass
         return outcomes
+
+    def _send(self, channel, messages, report):
+        """Run the channel's step over `messages`, reporting each outcome as it is yielded."""
+        steps = iter(self.steps[channel](self, messages))
+        reported = set()
+        try:
+            while True:
+                try:
+                    outcome = next(steps)
+                except StopIteration:
+                    return
+                except Exception as exc:  # the step broke as a whole: what it had not reported fails
+                    logger.exception("%s step of %s broke", channel, self.key,
+                                     extra={"channel": channel, "notification_id": messages[0].notification.pk})
+                    for message in messages:
+                        if message.delivery_id not in reported:
+                            report(outcome_for_error(message, exc))
+                    return
+                reported.add(outcome.delivery_id)
+                report(outcome)
+        finally:
+            close = getattr(steps, "close", None)
+            if close:
+                close()
 
     # --- hooks --------------------------------------------------------------------------
     def template_names(self, channel, part, language, extension, category=None):

@@ -7,13 +7,14 @@ Each wraps one well-defined step and holds no business rule:
 - `circuit_breaker(provider)` on a channel mixin wraps its send step: refused while the
   provider's breaker (shared by all workers) is open, and counts the provider's failures;
 - `track_performance` on a notifier wraps each of its channels' steps: times the batch
+  (each wrapper passes the step's outcomes through as they are yielded)
   and buffers a metric, written in one insert by `flush_metrics()` once per task.
 """
 
 import functools
 import time
 
-from .base import Outcome
+from .outcomes import Outcome
 from .breaker import CircuitBreaker
 from .models import PerformanceMetric
 
@@ -36,15 +37,16 @@ def track_performance(cls):
             started = time.perf_counter()
             outcomes, error = [], ""
             try:
-                outcomes = step(self, messages, *args, **kwargs)
-                return outcomes
+                for outcome in step(self, messages, *args, **kwargs):
+                    outcomes.append(outcome)
+                    yield outcome
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"[:300]
                 raise
-            finally:
+            finally:  # also when the batch is stopped early: what was sent is measured
                 succeeded = sum(1 for outcome in outcomes if outcome.ok)
                 _metrics_buffer.append({
-                    "notifier": self.key, "channel": channel, "operation": "send", "items": len(messages),
+                    "notifier": self.key, "channel": channel, "operation": "send", "items": len(outcomes),
                     "succeeded": succeeded, "failed": len(outcomes) - succeeded,
                     "duration_ms": (time.perf_counter() - started) * 1000,
                     "ok": not error and succeeded == len(outcomes), "error": error,
@@ -74,7 +76,7 @@ def circuit_breaker(provider):
     def guarded(step):
         def wrapper(self, messages, *args, **kwargs):
             if not messages:
-                return []
+                return
             now = getattr(self, "now", None)
             breaker = CircuitBreaker(
                 provider, clock=now.timestamp if now else time.time,
@@ -83,14 +85,21 @@ def circuit_breaker(provider):
             )
             allowed, wait = breaker.allow()
             if not allowed:
-                return [Outcome.transient_failure(m, f"circuit breaker open for {provider}", retry_after=wait,
-                                                  attempted=False) for m in messages]
-            outcomes = step(self, messages, *args, **kwargs)
-            if any(outcome.ok for outcome in outcomes) or not any(o.provider_failure for o in outcomes):
-                breaker.record_success()  # the provider answered (even a refusal shows it is up)
-            else:
-                breaker.record_failure()
-            return outcomes
+                for m in messages:
+                    yield Outcome.transient_failure(m, f"circuit breaker open for {provider}", retry_after=wait,
+                                                    attempted=False)
+                return
+            outcomes = []
+            try:
+                for outcome in step(self, messages, *args, **kwargs):
+                    outcomes.append(outcome)
+                    yield outcome
+            finally:  # a batch stopped early still tells whether the provider answered
+                if any(outcome.ok for outcome in outcomes) or (
+                        outcomes and not any(o.provider_failure for o in outcomes)):
+                    breaker.record_success()  # the provider answered (even a refusal shows it is up)
+                elif outcomes:
+                    breaker.record_failure()
 
         return wrapper
 
@@ -109,8 +118,10 @@ def validate_config(config):
             problems = config.problems()
             if problems:
                 reason = f"{config.channel} is not configured: {'; '.join(problems)}"
-                return [Outcome.permanent_failure(m, reason) for m in messages]
-            return step(self, messages, *args, **kwargs)
+                for m in messages:
+                    yield Outcome.permanent_failure(m, reason)
+                return
+            yield from step(self, messages, *args, **kwargs)
 
         return wrapper
 

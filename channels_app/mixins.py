@@ -9,61 +9,29 @@ picks backends), so this layer knows nothing of the model that holds a student's
 import json
 import logging
 import smtplib
-import socket
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 
-from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.urls import reverse
 from django.utils.module_loading import import_string
 from py_vapid import Vapid02
-from pywebpush import WebPushException, webpush
+from pywebpush import webpush
 from requests import Session
-from requests.exceptions import RequestException
-from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from .base import Outcome
 from .config import EmailConfig, InboxConfig, PushConfig, SMSConfig
 from .constants import Channel, Priority
 from .decorators import circuit_breaker, validate_config
+from .errors import TWILIO_PERMANENT_CODES, outcome_for_error, retry_after_seconds
 from .models import PushSubscription
+from .outcomes import Outcome
 from .registry import ChannelMeta, send_step
 
 logger = logging.getLogger(__name__)
 
 
-def _log_provider_error(message, error):
-    logger.warning("provider error on %s: %s", message.channel, error,
-                   extra={"delivery_id": message.delivery_id, "notification_id": message.notification.pk,
-                          "channel": message.channel})
-
-
-def retry_after_seconds(headers):
-    """Seconds asked for by a Retry-After header (delta-seconds or HTTP-date), or None."""
-    value = (headers or {}).get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        return max((parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds(), 0.0)
-    except (TypeError, ValueError):
-        return None
-
-
-def _smtp_outcome(message, exc):
-    code = getattr(exc, "smtp_code", None)
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        code = next(iter(exc.recipients.values()), (None,))[0]
-    if isinstance(code, int) and 500 <= code < 600:
-        return Outcome.permanent_failure(message, f"SMTP {code}: refused")
-    return Outcome.transient_failure(message, f"{type(exc).__name__}: {exc}", provider_failure=True)
+__all__ = ["ArchiveMixin", "EmailMixin", "PushNotificationMixin", "SMSMixin", "fit_sms", "retry_after_seconds"]
 
 
 @validate_config(EmailConfig)
@@ -91,54 +59,40 @@ class EmailMixin(metaclass=ChannelMeta):
 
     @send_step
     def send_email(self, messages):
-        """Send the batch over one connection (one SMTP session or one ESP client)."""
-        outcomes = []
+        """Send the batch over one connection (one SMTP session or one ESP client), yielding as it goes."""
         connection = get_connection()
         try:
             connection.open()
         except (OSError, smtplib.SMTPException) as exc:
             for message in messages:
-                _log_provider_error(message, exc)
-            return [Outcome.transient_failure(m, f"cannot connect: {exc}", provider_failure=True) for m in messages]
+                outcome = outcome_for_error(message, exc)
+                outcome.error = f"cannot connect: {exc}"
+                yield outcome
+            return
         try:
-            for message in messages:
+            for index, message in enumerate(messages):
                 if not message.recipient.email:
-                    outcomes.append(Outcome.permanent_failure(message, "recipient has no email address"))
+                    yield Outcome.permanent_failure(message, "recipient has no email address")
                     continue
-                email = self.build_email(message)
                 try:
+                    email = self.build_email(message)
                     connection.send_messages([email])
-                except AnymailRecipientsRefused as exc:
-                    outcomes.append(Outcome.permanent_failure(message, f"refused: {exc}"))
-                except AnymailAPIError as exc:
-                    status = getattr(exc, "status_code", None)
-                    _log_provider_error(message, exc)
-                    if status and 400 <= status < 500 and status != 429:
-                        outcomes.append(Outcome.permanent_failure(message, f"provider answered {status}: {exc}"))
-                    else:
-                        response = getattr(exc, "response", None)
-                        outcomes.append(Outcome.transient_failure(
-                            message, f"provider error: {exc}", provider_failure=status != 429,
-                            retry_after=retry_after_seconds(response.headers) if response is not None else None))
-                except (smtplib.SMTPException, OSError, socket.timeout) as exc:
-                    _log_provider_error(message, exc)
-                    outcomes.append(_smtp_outcome(message, exc))
+                except Exception as exc:  # this message alone: a header error, a refusal, a lost connection
+                    yield outcome_for_error(message, exc)
                     if isinstance(exc, (smtplib.SMTPServerDisconnected, OSError)):
                         connection.close()
                         try:
                             connection.open()
                         except (OSError, smtplib.SMTPException):
-                            rest = messages[len(outcomes):]
-                            outcomes += [Outcome.transient_failure(m, "connection lost", provider_failure=True)
-                                         for m in rest]
-                            break
+                            for rest in messages[index + 1:]:
+                                yield Outcome.transient_failure(rest, "connection lost", provider_failure=True)
+                            return
                 else:
                     status = getattr(email, "anymail_status", None)
                     provider_id = (status.message_id if status and status.message_id else message.message_id)
-                    outcomes.append(Outcome.sent(message, str(provider_id)))
+                    yield Outcome.sent(message, str(provider_id))
         finally:
             connection.close()
-        return outcomes
 
 
 GSM7 = set(
@@ -164,8 +118,7 @@ class SMSMixin(metaclass=ChannelMeta):
     """SMS through the twilio client, with a status callback for delivery receipts."""
 
     channel = Channel.SMS
-    # Twilio error codes that will not succeed on retry (invalid or unreachable number, opted out).
-    PERMANENT_CODES = {21211, 21214, 21217, 21408, 21610, 21612, 21614, 30003, 30005, 30006}
+    PERMANENT_CODES = TWILIO_PERMANENT_CODES
 
     def twilio_client(self):
         """One client (one HTTP session) per batch, talking to TWILIO_API_BASE."""
@@ -193,10 +146,9 @@ class SMSMixin(metaclass=ChannelMeta):
         callback = settings.SITE_URL + reverse("twilio-status")
         sender = ({"messaging_service_sid": settings.TWILIO_MESSAGING_SERVICE_SID}
                   if settings.TWILIO_MESSAGING_SERVICE_SID else {"from_": settings.TWILIO_FROM_NUMBER})
-        outcomes = []
         for message in messages:
             if not message.recipient.phone:
-                outcomes.append(Outcome.permanent_failure(message, "recipient has no verified phone number"))
+                yield Outcome.permanent_failure(message, "recipient has no verified phone number")
                 continue
             try:
                 sent = client.messages.create(
@@ -204,21 +156,10 @@ class SMSMixin(metaclass=ChannelMeta):
                     # The delivery id rides in the (signed) URL: a receipt may beat the record of the send.
                     status_callback=f"{callback}?delivery={message.delivery_id}", **sender,
                 )
-            except TwilioRestException as exc:
-                _log_provider_error(message, exc)
-                if exc.code in self.PERMANENT_CODES or (400 <= exc.status < 500 and exc.status != 429):
-                    outcomes.append(Outcome.permanent_failure(message, f"Twilio {exc.status}/{exc.code}: {exc.msg}"))
-                else:
-                    retry_after = retry_after_seconds(self._last_headers(client)) if exc.status == 429 else None
-                    outcomes.append(Outcome.transient_failure(message, f"Twilio {exc.status}: {exc.msg}",
-                                                      retry_after=retry_after, provider_failure=exc.status >= 500))
-            except (RequestException, TwilioException, OSError) as exc:
-                _log_provider_error(message, exc)
-                outcomes.append(Outcome.transient_failure(message, f"{type(exc).__name__}: {exc}",
-                                                          provider_failure=True))
+            except Exception as exc:  # this message alone, whatever the client raised
+                yield outcome_for_error(message, exc, headers=self._last_headers(client))
             else:
-                outcomes.append(Outcome.sent(message, sent.sid))
-        return outcomes
+                yield Outcome.sent(message, sent.sid)
 
 
 @validate_config(PushConfig)
@@ -241,50 +182,50 @@ class PushNotificationMixin(metaclass=ChannelMeta):
 
     @send_step
     def send_push(self, messages):
-        outcomes, expired = [], []
         vapid = Vapid02.from_string(settings.VAPID_PRIVATE_KEY)  # parsed once per batch, not per push
         session = Session()  # one connection pool per batch
-        for message in messages:
-            subscriptions = message.recipient.push_subscriptions
-            if not subscriptions:
-                outcomes.append(Outcome.permanent_failure(message, "recipient has no push subscription"))
-                continue
-            payload, delivered, errors, transient, retry_after = self.push_payload(message), 0, [], False, None
-            headers = {"Urgency": self.URGENCY[message.priority]}
-            for subscription in subscriptions:
-                try:
-                    webpush(subscription, data=payload, vapid_private_key=vapid,
-                            vapid_claims={"sub": settings.VAPID_SUBJECT}, ttl=self.ttl, timeout=10, headers=dict(headers),
-                            requests_session=session)
-                    delivered += 1
-                except WebPushException as exc:
-                    status = exc.response.status_code if exc.response is not None else None
-                    if status in (404, 410):
-                        expired.append(subscription["endpoint"])
-                        errors.append(f"subscription expired ({status})")
-                    else:
-                        _log_provider_error(message, exc)
-                        transient = transient or status is None or status >= 500 or status == 429
-                        if status == 429:
-                            retry_after = retry_after_seconds(exc.response.headers)
-                        errors.append(f"push service answered {status}")
-                except (RequestException, OSError) as exc:
-                    _log_provider_error(message, exc)
-                    transient = True
-                    errors.append(f"{type(exc).__name__}: {exc}")
-            if delivered:
-                outcomes.append(Outcome.sent(message, f"{delivered} browser(s)"))
-            elif transient:
-                outcomes.append(Outcome.transient_failure(message, "; ".join(errors), retry_after=retry_after,
-                                                  provider_failure=retry_after is None))
-            else:
-                outcomes.append(Outcome.permanent_failure(message, "; ".join(errors)))
-        session.close()
-        if expired:
-            removed, _ = PushSubscription.objects.filter(endpoint__in=expired).delete()
-            logger.info("removed %d expired push subscription(s)", removed,
-                        extra={"notification_id": messages[0].notification.pk, "channel": Channel.PUSH})
-        return outcomes
+        expired = []
+        try:
+            for message in messages:
+                yield self._push_one(message, vapid, session, expired)
+        finally:
+            session.close()
+            if expired:
+                removed, _ = PushSubscription.objects.filter(endpoint__in=expired).delete()
+                logger.info("removed %d expired push subscription(s)", removed,
+                            extra={"notification_id": messages[0].notification.pk, "channel": Channel.PUSH})
+
+    def _push_one(self, message, vapid, session, expired):
+        """Push one message to each of its recipient's browsers: sent if any took it."""
+        subscriptions = message.recipient.push_subscriptions
+        if not subscriptions:
+            return Outcome.permanent_failure(message, "recipient has no push subscription")
+        try:
+            payload = self.push_payload(message)
+        except Exception as exc:
+            return outcome_for_error(message, exc)
+        delivered, failures = 0, []
+        headers = {"Urgency": self.URGENCY[message.priority]}
+        for subscription in subscriptions:
+            try:
+                webpush(subscription, data=payload, vapid_private_key=vapid,
+                        vapid_claims={"sub": settings.VAPID_SUBJECT}, ttl=self.ttl, timeout=10, headers=dict(headers),
+                        requests_session=session)
+                delivered += 1
+            except Exception as exc:  # this browser alone: a bad key, a VAPID error, an expired subscription
+                failure = outcome_for_error(message, exc)
+                if failure.extra.get("expired"):
+                    expired.append(subscription["endpoint"])
+                failures.append(failure)
+        if delivered:
+            return Outcome.sent(message, f"{delivered} browser(s)")
+        error = "; ".join(f.error for f in failures)
+        transient = [f for f in failures if not f.permanent]
+        if transient:
+            retry_after = max((f.retry_after for f in transient if f.retry_after), default=None)
+            return Outcome.transient_failure(message, error, retry_after=retry_after,
+                                             provider_failure=any(f.provider_failure for f in transient))
+        return Outcome.permanent_failure(message, error)
 
 
 @validate_config(InboxConfig)
@@ -300,5 +241,5 @@ class ArchiveMixin(metaclass=ChannelMeta):
 
     @send_step
     def send_inbox(self, messages):
-        import_string(settings.INBOX_STORE)(messages)
+        import_string(settings.INBOX_STORE)(messages)  # one write for the batch: it fails or succeeds whole
         return [Outcome.sent(m) for m in messages]

@@ -10,7 +10,9 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 def send_step(function):
     """Mark the one method of a channel mixin that sends a batch of its messages.
 
-    The step takes `(self, messages)` and returns one `Outcome` per message. ChannelMeta
+    The step takes `(self, messages)` and yields one `Outcome` per message, as each is known
+    (a list will do for a step that sends in one call); each message is sent in its own `try`
+    whose errors go to `channels_app.errors.outcome_for_error`. ChannelMeta
     finds it, the class decorators wrap it, and the notifier's fixed sequence calls it.
     """
     function.is_send_step = True

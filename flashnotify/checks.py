@@ -9,7 +9,8 @@ from django.core.checks import Error, Tags, Warning, register, run_checks
 INT_VARIABLES = (
     "PORT", "EMAIL_PORT", "Q_WORKERS", "Q_TIMEOUT", "FANOUT_CHUNK_SIZE", "DELIVERY_MAX_ATTEMPTS",
     "DELIVERY_RETRY_BASE_SECONDS", "DELIVERY_LEASE_SECONDS", "SMS_MAX_SEGMENTS",
-    "BREAKER_FAILURE_THRESHOLD", "BREAKER_RESET_SECONDS", "JWT_ACCESS_MINUTES",
+    "BREAKER_FAILURE_THRESHOLD", "BREAKER_RESET_SECONDS", "JWT_ACCESS_MINUTES", "DELIVERY_RECORD_EVERY",
+    "DELIVERY_TASK_SECONDS",
 )
 
 
@@ -40,6 +41,18 @@ def check_environment_values(app_configs, **kwargs):
                 problems.append(Error(f"{name}={value!r} is not a whole number.",
                                       hint=f"Set {name} to an integer or unset it to use the default.",
                                       id="flashnotify.E003"))
+    value = os.environ.get("DELIVERY_RECORD_SECONDS")
+    if value is not None:
+        try:
+            float(value)
+        except ValueError:
+            problems.append(Error(f"DELIVERY_RECORD_SECONDS={value!r} is not a number.",
+                                  hint="Set it to seconds (1.0 by default) or unset it.", id="flashnotify.E003"))
+    if settings.DELIVERY_TASK_SECONDS >= settings.Q_TIMEOUT:
+        problems.append(Error(
+            f"DELIVERY_TASK_SECONDS={settings.DELIVERY_TASK_SECONDS} is not below Q_TIMEOUT={settings.Q_TIMEOUT}: "
+            "a task would be killed mid-chunk instead of handing the rest back.",
+            hint="Unset DELIVERY_TASK_SECONDS (half of Q_TIMEOUT) or lower it.", id="flashnotify.E008"))
     if settings.LOG_FORMAT not in ("text", "json"):
         problems.append(Warning(f"LOG_FORMAT={settings.LOG_FORMAT!r} is neither 'text' nor 'json'; using text.",
                                 hint="Set LOG_FORMAT to text or json.", id="flashnotify.W001"))

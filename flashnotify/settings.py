@@ -35,6 +35,13 @@ def envint(name, default):
         return default
 
 
+def envfloat(name, default):
+    try:
+        return float(env(name, str(default)))
+    except ValueError:
+        return default  # reported by flashnotify.checks, like envint
+
+
 def envlist(name, default=""):
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
@@ -264,6 +271,13 @@ DELIVERY_LEASE_SECONDS = envint("DELIVERY_LEASE_SECONDS", Q_TIMEOUT + 60)
 # A queued delivery whose task has not run within this delay is enqueued again
 # (the Redis broker loses the tasks of a killed worker).
 DELIVERY_STALE_SECONDS = envint("DELIVERY_STALE_SECONDS", 300)
+# Outcomes are written while a chunk is sent, every N messages or T seconds (whichever first):
+# what a killed worker can lose, and how often a running task looks for a cancel.
+DELIVERY_RECORD_EVERY = envint("DELIVERY_RECORD_EVERY", 25)
+DELIVERY_RECORD_SECONDS = envfloat("DELIVERY_RECORD_SECONDS", 1.0)
+# A task stops taking messages after this long and hands the rest back to the queue,
+# well before Q_TIMEOUT kills it.
+DELIVERY_TASK_SECONDS = envint("DELIVERY_TASK_SECONDS", max(Q_TIMEOUT // 2, 1))
 BREAKER_FAILURE_THRESHOLD = envint("BREAKER_FAILURE_THRESHOLD", 5)
 BREAKER_RESET_SECONDS = envint("BREAKER_RESET_SECONDS", 60)
 

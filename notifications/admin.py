@@ -7,13 +7,14 @@ Staff see and act only on the notifications of the cohorts they manage (and thei
 from django.contrib import admin, messages
 from django.contrib.admin.filters import DateFieldListFilter
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
+from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from accounts.roles import console_role
 from channels_app.models import PerformanceMetric, PushSubscription
@@ -211,7 +212,7 @@ class NotificationAdmin(admin.ModelAdmin):
                 refused.append(" ".join(exc.messages))
                 continue
             self.log_change(request, notification, f"Cancelled; {count} pending deliveries cancelled.")
-            done.append(f"{notification.pk} ({count} pending deliveries cancelled)")
+            done.append(f"{notification.pk} ({count} pending deliveries cancelled; any being sent stop within seconds)")
         if done:
             self.message_user(request, f"Cancelled notification(s) {', '.join(done)}.")
         for reason in refused:
@@ -235,11 +236,28 @@ class NotificationAdmin(admin.ModelAdmin):
                                        f"acknowledged, as notification {resent.pk}.")
 
 
+class PossibleDuplicateFilter(admin.SimpleListFilter):
+    title = _("possible duplicate")
+    parameter_name = "possible_duplicate"
+
+    def lookups(self, request, model_admin):
+        return [("yes", _("Yes")), ("no", _("No"))]
+
+    def queryset(self, request, queryset):
+        maybe = Q(reclaims__gt=0, send_count__gt=0)
+        return {"yes": queryset.filter(maybe), "no": queryset.exclude(maybe)}.get(self.value(), queryset)
+
+
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdmin):
-    list_display = ("id", "notification", "recipient", "channel", "status", "attempts", "sent_at", "last_error")
-    list_filter = ("channel", "status")
+    list_display = ("id", "notification", "recipient", "channel", "status", "attempts", "sent_at",
+                    "possible_duplicate", "last_error")
+    list_filter = ("channel", "status", PossibleDuplicateFilter)
     search_fields = ("=recipient__username", "=recipient__email", "=provider_message_id")
+
+    @admin.display(boolean=True, description=_("possible duplicate"))
+    def possible_duplicate(self, delivery):
+        return delivery.possible_duplicate
     list_select_related = ("notification", "recipient")
     raw_id_fields = ("notification", "recipient")
 

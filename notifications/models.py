@@ -138,6 +138,11 @@ class Delivery(models.Model):
         return f"#{self.pk} {self.channel} → {self.recipient_id}: {self.status}"
 
     @property
+    def possible_duplicate(self):
+        """It was sent, and a worker also stopped while holding it: it may have reached its recipient twice."""
+        return self.reclaims > 0 and self.send_count > 0
+
+    @property
     def message_id(self):
         """The RFC 5322 Message-ID of this delivery's email: stable, so providers can deduplicate."""
         domain = settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip(">") or "flashnotify.localhost"

@@ -91,11 +91,14 @@ class NotificationDetailSerializer(NotificationSerializer):
 
 class DeliverySerializer(serializers.ModelSerializer):
     recipient = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    possible_duplicate = serializers.BooleanField(
+        read_only=True, help_text="Sent, and a worker also stopped while holding it: it may have arrived twice.")
 
     class Meta:
         model = Delivery
         fields = ["id", "recipient", "channel", "status", "attempts", "send_count", "last_error", "skip_reason",
-                  "next_attempt_at", "created_at", "sent_at", "delivered_at", "failed_at"]
+                  "next_attempt_at", "created_at", "sent_at", "delivered_at", "failed_at", "reclaims",
+                  "possible_duplicate"]
         read_only_fields = fields
 
 

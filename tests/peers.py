@@ -70,6 +70,7 @@ class _SMTPHandler:
             return "451 4.3.0 try again later"
         with self.peer.lock:
             self.peer.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+            self.peer.received_at.append(time.monotonic())
             self.peer.sessions.add(id(session))
         return "250 Message accepted"
 
@@ -79,6 +80,7 @@ class SMTPPeer:
 
     def __init__(self):
         self.messages = []
+        self.received_at = []  # time.monotonic() of each message in `messages`
         self.sessions = set()
         self.refuse = set()
         self.fail_next = 0

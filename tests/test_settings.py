@@ -47,6 +47,8 @@ def test_it_runs_with_the_development_key_only_in_debug():
     ({"PORT": "eighty"}, "flashnotify.E003"),
     ({"DATABASE_URL": "mysql://x@y/z"}, "flashnotify.E005"),
     ({"Q_BROKER": "sqs"}, "flashnotify.E007"),
+    ({"DELIVERY_RECORD_SECONDS": "soon"}, "flashnotify.E003"),
+    ({"Q_TIMEOUT": "60", "DELIVERY_TASK_SECONDS": "90"}, "flashnotify.E008"),
 ])
 def test_it_reports_bad_values_as_checks_with_hints(env, check_id):
     result = manage("check", DEBUG="true", **env)

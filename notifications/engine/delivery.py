@@ -1,20 +1,28 @@
-"""Delivering: claim due deliveries, hand them to their notifier, record every outcome.
+"""Delivering: claim due deliveries, hand them to their notifier, record every outcome as it goes.
 
 A delivery is claimed (`sending`, with a claim token and a lease) before it is sent, and
-its outcome is recorded on it: sent, failed with the reason, or retrying at a backoff.
+its outcome is recorded on it: sent, failed with the reason, or retrying at a backoff (and
+handed to the queue for its due time). Outcomes are written while the chunk is being sent —
+every DELIVERY_RECORD_EVERY messages or DELIVERY_RECORD_SECONDS, whichever comes first — so
+a worker that dies loses at most that window; at each write the task looks whether the
+notification was cancelled and whether its time budget (DELIVERY_TASK_SECONDS) is spent, and
+stops taking messages if so. Nothing it claimed is left `sending` when it ends.
 """
 
 import logging
 import random
+import time
 import uuid
+from collections import defaultdict
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from channels_app.base import Message, Recipient
+from channels_app.base import Message, Recipient, StopSending
 from channels_app.constants import Channel
 from channels_app.decorators import flush_metrics
 from channels_app.models import PushSubscription
@@ -22,6 +30,7 @@ from channels_app.registry import get_notifier
 
 from ..links import link_url
 from ..models import Delivery, Notification, RecipientContext
+from .queue import enqueue_deliveries, enqueue_deliveries_at
 
 logger = logging.getLogger(__name__)
 Status = Delivery.Status
@@ -58,7 +67,8 @@ def message_for(delivery, push_subscriptions, contexts=None):
 
 
 def deliveries_send(delivery_ids, *, now=None):
-    """Claim the given deliveries that are due, send them, and record every outcome."""
+    """Claim the given deliveries that are due, send them, and record every outcome as it goes."""
+    fixed_clock = now is not None
     now = now or timezone.now()
     token = uuid.uuid4().hex
     claimed = Delivery.objects.filter(
@@ -66,7 +76,7 @@ def deliveries_send(delivery_ids, *, now=None):
     ).update(status=Status.SENDING, claim_token=token, claimed_at=now, attempts=F("attempts") + 1)
     if not claimed:
         return {}
-    deliveries = list(Delivery.objects.filter(claim_token=token).select_related("recipient"))
+    deliveries = list(Delivery.objects.filter(claim_token=token, status=Status.SENDING).select_related("recipient"))
     # One row per notification (usually one), not one joined copy per delivery.
     notifications = Notification.objects.in_bulk({d.notification_id for d in deliveries})
     for delivery in deliveries:
@@ -101,21 +111,133 @@ def deliveries_send(delivery_ids, *, now=None):
                              "notification_id": delivery.notification_id, "status": Status.CANCELLED})
 
     summary = {}
-    for notification_id, batch in by_notification.items():
-        notification = batch[0].notification
-        notifier = get_notifier(notification.notifier)
-        messages = []
-        for delivery in batch:
-            try:
-                messages.append(message_for(delivery, subscriptions, contexts))
-            except ValidationError as exc:  # an address in the database no longer validates
-                delivery_fail(delivery, f"invalid address: {'; '.join(exc.messages)}", now)
-        outcomes = notifier.deliver(messages, now=now)
-        outcomes_record({d.pk: d for d in batch}, outcomes, now, summary)
-        # Read again: the fan-out may have finished while this batch was being sent.
-        notification_refresh_status(Notification.objects.only("pk", "status", "fanned_out_at").get(pk=notification_id))
-    flush_metrics()
+    budget_ends = time.monotonic() + settings.DELIVERY_TASK_SECONDS
+    try:
+        for notification_id, batch in by_notification.items():
+            recorder = OutcomeRecorder(batch, now=now, budget_ends=budget_ends, summary=summary,
+                                       fixed_clock=fixed_clock)
+            if not recorder.stop_reason():
+                _batch_deliver(recorder, batch, subscriptions, contexts, now)
+            recorder.settle()
+            # Read again: the fan-out may have finished while this batch was being sent.
+            notification_refresh_status(
+                Notification.objects.only("pk", "status", "fanned_out_at").get(pk=notification_id))
+    finally:
+        _release_leftovers(token, now)
+        flush_metrics()
     return summary
+
+
+def _batch_deliver(recorder, batch, subscriptions, contexts, now):
+    """One notification's share of the chunk through its notifier; whatever breaks fails its messages only."""
+    notification = batch[0].notification
+    messages = []
+    for delivery in batch:
+        try:
+            messages.append(message_for(delivery, subscriptions, contexts))
+        except ValidationError as exc:  # an address in the database no longer validates
+            recorder.fail(delivery, f"invalid address: {'; '.join(exc.messages)}")
+        except Exception as exc:
+            logger.exception("delivery %s: cannot build its message", delivery.pk)
+            recorder.fail(delivery, f"cannot prepare the message: {type(exc).__name__}: {exc}")
+    try:
+        get_notifier(notification.notifier).deliver(messages, now=now, on_outcome=recorder)
+    except Exception as exc:  # the sequence itself broke: the messages it had not reported fail with the reason
+        logger.exception("notification %s: the send sequence broke", notification.pk,
+                         extra={"notification_id": notification.pk})
+        recorder.flush()
+        recorder.fail_unreported(f"{type(exc).__name__}: {exc}")
+    recorder.flush()
+
+
+def _release_leftovers(token, now):
+    """A delivery this task claimed and still holds has no outcome: it fails with the reason."""
+    try:
+        left = Delivery.objects.filter(claim_token=token, status=Status.SENDING).update(
+            status=Status.FAILED, failed_at=now, claim_token="",
+            last_error="the worker's task ended without an outcome for it (it may or may not have been sent)")
+    except Exception:  # the database itself is gone: the lease and the sweep take them back
+        logger.exception("cannot release the deliveries of claim %s", token)
+        return
+    if left:
+        logger.error("%d deliveries of claim %s ended without an outcome", left, token)
+
+
+class OutcomeRecorder:
+    """The engine's `on_outcome` for one notification's share of a chunk: records as the batch goes.
+
+    Buffers outcomes and writes them every DELIVERY_RECORD_EVERY messages or
+    DELIVERY_RECORD_SECONDS, whichever comes first; after each write it stops the batch
+    (`StopSending`) if the notification was cancelled or the task's time budget is spent.
+    `settle()` then gives every claimed delivery that got no outcome its end: cancelled,
+    handed back to the queue (the budget), or failed with the reason.
+    """
+
+    def __init__(self, deliveries, *, now, budget_ends, summary, fixed_clock=False):
+        self.fixed_clock = fixed_clock
+        self.deliveries = {d.pk: d for d in deliveries}
+        self.notification_id = deliveries[0].notification_id
+        self.now, self.started = now, time.monotonic()
+        self.budget_ends = budget_ends
+        self.summary = summary
+        self.pending, self.reported = [], set()
+        self.flushed_at = self.started
+        self.stopped = ""
+
+    def __call__(self, outcome):
+        self.pending.append(outcome)
+        self.reported.add(outcome.delivery_id)
+        if (len(self.pending) >= settings.DELIVERY_RECORD_EVERY
+                or time.monotonic() - self.flushed_at >= settings.DELIVERY_RECORD_SECONDS):
+            self.flush()
+            if reason := self.stop_reason():
+                raise StopSending(reason)
+
+    def clock(self):
+        """The time of a write: the batch's chosen moment (a test, a sweep at a chosen `now`) or the real time."""
+        return self.now if self.fixed_clock else timezone.now()
+
+    def flush(self):
+        if self.pending:
+            pending, self.pending = self.pending, []
+            outcomes_record(self.deliveries, pending, self.clock(), self.summary)
+        self.flushed_at = time.monotonic()
+
+    def stop_reason(self):
+        if Notification.objects.filter(pk=self.notification_id, status=Notification.Status.CANCELLED).exists():
+            self.stopped = "cancelled"
+        elif time.monotonic() >= self.budget_ends:
+            self.stopped = "budget"
+        return self.stopped
+
+    def fail(self, delivery, error):
+        self.reported.add(delivery.pk)
+        delivery_fail(delivery, error, self.clock())
+
+    def fail_unreported(self, error):
+        unreported = [pk for pk in self.deliveries if pk not in self.reported]
+        self.reported.update(unreported)
+        Delivery.objects.filter(pk__in=unreported, status=Status.SENDING).update(
+            status=Status.FAILED, failed_at=self.clock(), last_error=error[:2000], claim_token="")
+
+    def settle(self):
+        unreported = [pk for pk in self.deliveries if pk not in self.reported]
+        if self.stopped == "cancelled":
+            rows = Delivery.objects.filter(notification_id=self.notification_id)
+            rows.filter(pk__in=unreported, status=Status.SENDING).update(status=Status.CANCELLED, claim_token="")
+            # A retry recorded while the cancel went through is cancelled too.
+            rows.filter(status__in=[Status.QUEUED, Status.RETRYING]).update(status=Status.CANCELLED, claim_token="")
+            logger.info("notification %s: sending stopped by its cancel", self.notification_id,
+                        extra={"notification_id": self.notification_id, "status": "cancelled"})
+        elif self.stopped == "budget" and unreported:
+            # Not attempted: back to the queue for another task, the attempt not counted.
+            Delivery.objects.filter(pk__in=unreported, status=Status.SENDING).update(
+                status=Status.QUEUED, attempts=F("attempts") - 1, claim_token="", enqueued_at=timezone.now())
+            enqueue_deliveries(unreported)
+            logger.info("handed %d deliveries back to the queue: the task's time budget is spent", len(unreported),
+                        extra={"notification_id": self.notification_id})
+        elif unreported:
+            self.fail_unreported("the notifier returned no outcome for it")
 
 
 def delivery_fail(delivery, error, now):
@@ -165,8 +287,16 @@ def outcomes_record(deliveries, outcomes, now, summary):
     if failed:
         Delivery.objects.bulk_update(failed, ["status", "failed_at", "last_error", "claim_token"], batch_size=500)
     if retrying:
+        due = defaultdict(list)  # retries handed to the queue for their due time, to the second
+        for delivery in retrying:
+            if not delivery.digest:
+                due_at = delivery.next_attempt_at
+                delivery.enqueued_at = due_at.replace(microsecond=0) + timedelta(seconds=1 if due_at.microsecond else 0)
+                due[delivery.enqueued_at].append(delivery.pk)
         Delivery.objects.bulk_update(retrying, ["status", "attempts", "next_attempt_at", "enqueued_at", "last_error",
                                                 "claim_token"], batch_size=500)
+        for when, ids in due.items():
+            transaction.on_commit(lambda when=when, ids=ids: enqueue_deliveries_at(ids, when))
     for status, rows in ((Status.SENT, sent), (Status.FAILED, failed), (Status.RETRYING, retrying)):
         if rows:
             summary[status] = summary.get(status, 0) + len(rows)

@@ -6,6 +6,8 @@ Redis) and the task paths are known in one place. Tasks are the thin functions o
 """
 
 from django.conf import settings
+from django_q.brokers.orm import ORM
+from django_q.conf import Conf
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
@@ -26,6 +28,40 @@ def enqueue_deliveries(delivery_ids):
     size = settings.FANOUT_CHUNK_SIZE
     for start in range(0, len(delivery_ids), size):
         async_task("notifications.tasks.send_deliveries", delivery_ids[start:start + size])
+
+
+class _ORMAt(ORM):
+    """The ORM broker, writing a task that no worker takes before `when`.
+
+    Its queue is a table whose `lock` column says when a task may be taken (`lock < now`),
+    so a lock in the future is a delayed task, taken within a poll of its time.
+    """
+
+    def __init__(self, when):
+        super().__init__(list_key=Conf.CLUSTER_NAME)
+        self.when = when
+
+    def enqueue(self, task):
+        return self.get_connection().create(key=self.list_key, payload=task, lock=self.when).pk
+
+
+def enqueue_deliveries_at(delivery_ids, when):
+    """Hand delivery ids to the workers at `when` (a retry's due time), one task per chunk.
+
+    ORM broker: a delayed task in its table, taken within a poll (0.2 s) of `when`. Redis
+    broker (no delayed tasks): a once-off Schedule, which django-q2's scheduler starts on its
+    next pass (it runs every 30 s). The sweep enqueues anything still due after
+    DELIVERY_STALE_SECONDS either way.
+    """
+    size = settings.FANOUT_CHUNK_SIZE
+    for start in range(0, len(delivery_ids), size):
+        chunk = list(delivery_ids[start:start + size])
+        if Conf.ORM:
+            async_task("notifications.tasks.send_deliveries", chunk, broker=_ORMAt(when))
+        else:
+            Schedule.objects.create(func="notifications.tasks.send_deliveries", args=repr(chunk),
+                                    schedule_type=Schedule.ONCE, next_run=when, repeats=-1,
+                                    name=f"retry-{chunk[0]}-{when.timestamp():.0f}"[:100])
 
 
 def enqueue_digests(recipient_ids):

@@ -34,17 +34,29 @@ def deliveries_sweep(*, now=None):
     expired = list(lease_expired.values_list("id", "notification_id")[:10_000])
     expired_ids = [pk for pk, _ in expired]
     if expired_ids:
-        done["reclaimed"] = Delivery.objects.filter(pk__in=expired_ids, status=Status.SENDING).update(
+        # The claim counted the attempt: one that has used the last attempt fails here, so a
+        # chunk that kills its task each time cannot cycle forever.
+        done["reclaimed"] = Delivery.objects.filter(
+            pk__in=expired_ids, status=Status.SENDING, attempts__lt=settings.DELIVERY_MAX_ATTEMPTS).update(
             # Due since it was claimed: a sweep run at a chosen `now` leaves it due for the workers too.
             status=Status.RETRYING, next_attempt_at=F("claimed_at"), enqueued_at=None, claim_token="",
             reclaims=F("reclaims") + 1,
             last_error="taken back from a worker that stopped while sending (a duplicate is possible)",
         )
-        for pk, notification_id in expired:
+        given_up = Delivery.objects.filter(pk__in=expired_ids, status=Status.SENDING).update(
+            status=Status.FAILED, failed_at=now, claim_token="", reclaims=F("reclaims") + 1,
+            last_error=f"gave up after {settings.DELIVERY_MAX_ATTEMPTS} attempts: the worker stopped while "
+                       "sending each time (a duplicate is possible)",
+        )
+        if given_up:
+            done["reclaimed_gave_up"] = given_up
+            logger.warning("%d deliveries failed: their worker stopped on every attempt", given_up)
+        for pk, notification_id in expired if done["reclaimed"] else ():
             logger.debug("delivery %s reclaimed", pk, extra={"delivery_id": pk, "notification_id": notification_id,
                                                              "status": Status.RETRYING})
-        logger.warning("reclaimed %d deliveries from dead workers", done["reclaimed"],
-                       extra={"notification_ids": sorted({n for _, n in expired})})
+        if done["reclaimed"]:
+            logger.warning("reclaimed %d deliveries from dead workers", done["reclaimed"],
+                           extra={"notification_ids": sorted({n for _, n in expired})})
 
     started = []
     for notification in Notification.objects.filter(status=Notification.Status.SCHEDULED, scheduled_for__lte=now):

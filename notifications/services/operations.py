@@ -23,14 +23,21 @@ Status = Delivery.Status
 
 
 def notification_cancel(notification, *, by=None):
-    """Cancel a scheduled or running notification: pending deliveries are cancelled, sent ones stay."""
+    """Cancel a scheduled or running notification: pending deliveries are cancelled, sent ones stay.
+
+    Returns how many queued or retrying deliveries were cancelled here; the workers sending the
+    rest see the cancel at their next recording window (DELIVERY_RECORD_SECONDS), stop, and
+    cancel what they had not sent.
+    """
     with transaction.atomic():
         changed = Notification.objects.filter(
             pk=notification.pk,
             status__in=[Notification.Status.SCHEDULED, Notification.Status.QUEUED, Notification.Status.SENDING],
         ).update(status=Notification.Status.CANCELLED, completed_at=timezone.now())
         if not changed:
-            raise ValidationError(f"Notification {notification.pk} is {notification.status} and cannot be cancelled.")
+            status = Notification.objects.filter(pk=notification.pk).values_list("status", flat=True).first()
+            raise ValidationError(f"Notification {notification.pk} is {status or notification.status} and cannot "
+                                  "be cancelled: only a scheduled, queued or running notification can.")
         cancelled = Delivery.objects.filter(
             notification=notification, status__in=[Status.QUEUED, Status.RETRYING]
         ).update(status=Status.CANCELLED, claim_token="")

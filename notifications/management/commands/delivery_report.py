@@ -14,7 +14,7 @@ examples:
 """
 
 COLUMNS = ("delivery_id", "username", "email", "channel", "status", "attempts", "sent_at", "delivered_at",
-           "failed_at", "provider_message_id", "error")
+           "failed_at", "provider_message_id", "error", "possible_duplicate")
 
 
 class Command(BaseCommand):
@@ -45,6 +45,10 @@ class Command(BaseCommand):
             if options["status"]:
                 statuses = {options["status"]: statuses.get(options["status"], 0)}
             self.stdout.write(f"  {channel:<6} " + ", ".join(f"{status} {n}" for status, n in sorted(statuses.items())))
+        duplicates = Delivery.objects.filter(notification=notification, reclaims__gt=0, send_count__gt=0).count()
+        if duplicates:
+            self.stdout.write(f"Possible duplicates: {duplicates} (sent, and a worker stopped while holding them; "
+                              "see --csv)")
 
     def as_csv(self, notification, status):
         writer = csv_writer(self.stdout)
@@ -56,4 +60,4 @@ class Command(BaseCommand):
             writer.writerow([d.pk, d.recipient.username, d.recipient.email, d.channel, d.status, d.attempts,
                              d.sent_at and d.sent_at.isoformat(), d.delivered_at and d.delivered_at.isoformat(),
                              d.failed_at and d.failed_at.isoformat(), d.provider_message_id,
-                             d.last_error or d.skip_reason])
+                             d.last_error or d.skip_reason, "yes" if d.possible_duplicate else ""])
