@@ -263,6 +263,9 @@ DELIVERY_LEASE_SECONDS = envint("DELIVERY_LEASE_SECONDS", Q_TIMEOUT + 60)
 # A queued delivery whose task has not run within this delay is enqueued again
 # (the Redis broker loses the tasks of a killed worker).
 DELIVERY_STALE_SECONDS = envint("DELIVERY_STALE_SECONDS", 300)
+# After a hard bounce or a complaint on an address, that channel is skipped ("suppressed") for the
+# user for this many days, except for mandatory (security) notifications; 0 turns it off.
+DELIVERY_SUPPRESSION_DAYS = envint("DELIVERY_SUPPRESSION_DAYS", 30)
 BREAKER_FAILURE_THRESHOLD = envint("BREAKER_FAILURE_THRESHOLD", 5)
 BREAKER_RESET_SECONDS = envint("BREAKER_RESET_SECONDS", 60)
 
