@@ -188,7 +188,12 @@ def recipient_explanation(notification, recipient):
     return lines
 
 
-def is_recipient(notification, recipient):
-    """Whether `recipient` has a delivery of `notification`, or is in its audience."""
-    return (Delivery.objects.filter(notification=notification, recipient=recipient).exists()
-            or audience_users(notification.audience).filter(pk=recipient.pk).exists())
+def notification_recipient(notification, username):
+    """The user `username` if they have a delivery of `notification` or are in its audience, else None."""
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        return None
+    if Delivery.objects.filter(notification=notification, recipient=user).exists() \
+            or audience_users(notification.audience).filter(pk=user.pk).exists():
+        return user
+    return None
