@@ -1,6 +1,7 @@
 """Fan-out benchmark: one notification to N recipients through the whole pipeline.
 
     .venv/bin/python bench/fanout.py [--recipients 10000] [--channels email] [--workers 2] [--chunk 500]
+                                     [--opt-out-half] [--database fn_bench]
 
 It starts real local peers in a process of their own (an aiosmtpd server, and HTTP
 servers on 127.0.0.1 standing in for Twilio's API and a push service), measures each
@@ -14,6 +15,17 @@ drops its database and its Redis keys at the end, and ends with one line:
 The limit of a run on several channels is the rate at which one client would pass all its
 deliveries through each peer in turn at that peer's raw rate; the inbox's limit is the raw
 rate of a bulk insert of inbox rows. Run it by hand on a quiet machine; never in tests.
+
+With --opt-out-half, half the audience (every other recipient) has turned the category off on
+every channel sent, and the run sends two notifications: first with those opt-outs (their skipped
+rows, with reasons, are written in the same bulk inserts as the others), then, opt-outs removed,
+to everyone. Before those, it times the planning and writing of every page in its own process,
+with the opt-outs on and, alternately, turned back into choices to receive (best of three each).
+It ends with both ratios, which should stay near 1 (≤ 1.1): recording why half the audience gets
+nothing costs no more than planning to send to them.
+
+    opt-out half, planning in this process (best of 3): <s> s vs <s> s with none opted out; ratio <x>
+    opt-out half: fan-out <s> s vs <s> s with none opted out; ratio <x>; skipped rows <n>; until final ...
 """
 
 import argparse
@@ -226,6 +238,8 @@ def main():
     parser.add_argument("--chunk", type=int, default=int(os.environ.get("FANOUT_CHUNK_SIZE", 500)))
     parser.add_argument("--database", default="fn_bench", help="PostgreSQL database to create and drop")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--opt-out-half", action="store_true",
+                        help="also time a fan-out where half the audience opted out, and compare")
     args = parser.parse_args()
     channels = [c.strip() for c in args.channels.split(",") if c.strip()]
     if not channels or set(channels) - set(CHANNELS):
@@ -264,7 +278,23 @@ def main():
         notification_args, users = prepare(args.recipients, channels, ports)
         limits = measure_limits(channels, ports, control, users, notification_args)
         wait_for_workers()
+        if args.opt_out_half:
+            opted_out = opt_out_half(channels)
+            planning = compare_planning(notification_args, opted_out, args.chunk)
+            halved = run(notification_args, channels, args, control, cluster, opted_out=len(opted_out))
+            from notifications.models import Preference
+
+            Preference.objects.filter(user_id__in=opted_out).delete()
+            control.send("reset")
+            control.recv()
         result = run(notification_args, channels, args, control, cluster)
+        if args.opt_out_half:
+            print(f"opt-out half, planning in this process (best of {len(planning['opted_out'])}): "
+                  f"{min(planning['opted_out']):.2f} s vs {min(planning['none']):.2f} s with none opted out; "
+                  f"ratio {min(planning['opted_out']) / min(planning['none']):.2f}")
+            print(f"opt-out half: fan-out {halved['planned']:.2f} s vs {result['planned']:.2f} s with none opted "
+                  f"out; ratio {halved['planned'] / result['planned']:.2f}; skipped rows {halved['skipped']}; "
+                  f"until final {halved['seconds']:.2f} s vs {result['seconds']:.2f} s")
         rate = result["deliveries"] / result["seconds"]
         expected = args.recipients * len(channels)
         limit = expected / sum(args.recipients / limits[c] for c in channels)
@@ -352,6 +382,55 @@ def prepare(recipients, channels, ports):
                 audience={"cohorts": ["bench"]}, channels=channels), users
 
 
+def opt_out_half(channels):
+    """Every other recipient turns the benchmark's category off on every channel sent; returns their ids."""
+    from accounts.models import User
+    from notifications.models import Preference
+
+    ids = list(User.objects.filter(username__startswith="b").order_by("pk").values_list("pk", flat=True))[::2]
+    for start in range(0, len(ids), 5000):
+        Preference.objects.bulk_create([Preference(user_id=pk, category="announcement", channel=channel, enabled=False)
+                                        for pk in ids[start:start + 5000] for channel in channels])
+    return ids
+
+
+def compare_planning(notification_args, opted_out, chunk, repeats=3):
+    """Time planning + writing every page of the audience here, as a page task does, with the opt-outs
+    on and then turned back on as choices (same preference rows, so only the outcome differs), alternately.
+
+    Returns {"opted_out": [seconds], "none": [seconds]}; the end-to-end runs depend on the workers'
+    scheduling and the machine's load, this measures the representation's own cost.
+    """
+    from channels_app.registry import get_notifier
+    from django.db import transaction
+    from notifications.engine.audience import audience_users
+    from notifications.engine.planning import RECIPIENT_FIELDS, DeliveryPlanner
+    from notifications.models import Delivery, Notification, Preference
+
+    def plan_all():
+        notification = Notification.objects.create(**notification_args, status="cancelled")  # workers ignore it
+        planner = DeliveryPlanner(notification, get_notifier(notification.notifier))
+        audience, cursor = audience_users(notification.audience).order_by("pk"), 0
+        started = time.perf_counter()
+        while users := list(audience.filter(pk__gt=cursor).only(*RECIPIENT_FIELDS)[:chunk]):
+            cursor = users[-1].pk
+            with transaction.atomic():
+                Delivery.objects.bulk_create(planner.plan(users), ignore_conflicts=True)
+        seconds = time.perf_counter() - started
+        notification.delete()
+        return seconds
+
+    times = {"opted_out": [], "none": []}
+    preferences = Preference.objects.filter(user_id__in=opted_out)
+    for _ in range(repeats):
+        preferences.update(enabled=False)
+        times["opted_out"].append(plan_all())
+        preferences.update(enabled=True)
+        times["none"].append(plan_all())
+    preferences.update(enabled=False)
+    return times
+
+
 def measure_limits(channels, ports, control, users, notification_args):
     from notifications.models import Notification
 
@@ -387,7 +466,7 @@ def wait_for_workers(timeout=60):
         time.sleep(0.1)
 
 
-def run(notification_args, channels, args, control, cluster):
+def run(notification_args, channels, args, control, cluster, opted_out=0):
     from django.db.models import Count, Sum
 
     from notifications.models import InboxMessage
@@ -412,7 +491,9 @@ def run(notification_args, channels, args, control, cluster):
         time.sleep(0.05)
     notification.refresh_from_db()
     seconds = notification.completed_at.timestamp() - started
-    print(f"fan-out planned in {notification.fanned_out_at.timestamp() - started:.2f} s", file=sys.stderr)
+    planned = notification.fanned_out_at.timestamp() - started
+    print(f"fan-out planned in {planned:.2f} s" + (f" ({opted_out} opted out)" if opted_out else ""),
+          file=sys.stderr)
     stop.set()
     watcher.join()
     rss[0] = max(rss[0], peak_rss_mb(cluster.pid))
@@ -422,14 +503,14 @@ def run(notification_args, channels, args, control, cluster):
     received = dict(control.send("stats") or control.recv())
     lost = duplicates = 0
     for channel in channels:
-        expected = args.recipients
+        expected = args.recipients - opted_out
         if channel == "inbox":
             got = distinct = InboxMessage.objects.filter(notification=notification).count()
         else:
             got, distinct = received[channel]
         lost += expected - distinct
         duplicates += got - distinct
-    if set(statuses) != {"sent"}:
+    if set(statuses) - {"sent", "skipped"}:
         print(f"delivery statuses: {statuses}", file=sys.stderr)
     from channels_app.models import PerformanceMetric
 
@@ -439,8 +520,9 @@ def run(notification_args, channels, args, control, cluster):
     recorded = deliveries.aggregate(reclaims=Sum("reclaims"))["reclaims"] or 0
     if recorded:
         print(f"reclaimed deliveries (possible duplicates, recorded): {recorded}", file=sys.stderr)
-    return {"deliveries": deliveries.count(), "seconds": seconds, "lost": lost, "duplicates": duplicates,
-            "rss": rss[0]}
+    skipped = statuses.get("skipped", 0)
+    return {"deliveries": deliveries.count() - skipped, "seconds": seconds, "lost": lost, "duplicates": duplicates,
+            "rss": rss[0], "planned": planned, "skipped": skipped}
 
 
 if __name__ == "__main__":

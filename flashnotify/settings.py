@@ -278,6 +278,9 @@ DELIVERY_RECORD_SECONDS = envfloat("DELIVERY_RECORD_SECONDS", 1.0)
 # A task stops taking messages after this long and hands the rest back to the queue,
 # well before Q_TIMEOUT kills it.
 DELIVERY_TASK_SECONDS = envint("DELIVERY_TASK_SECONDS", max(Q_TIMEOUT // 2, 1))
+# After a hard bounce or a complaint on an address, that channel is skipped ("suppressed") for the
+# user for this many days, except for mandatory (security) notifications; 0 turns it off.
+DELIVERY_SUPPRESSION_DAYS = envint("DELIVERY_SUPPRESSION_DAYS", 30)
 BREAKER_FAILURE_THRESHOLD = envint("BREAKER_FAILURE_THRESHOLD", 5)
 BREAKER_RESET_SECONDS = envint("BREAKER_RESET_SECONDS", 60)
 

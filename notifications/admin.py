@@ -26,7 +26,7 @@ from .health import health_channel, health_index
 from .models import CategoryDefault, Delivery, InboxMessage, Notification
 from .selectors import (
     acknowledgement_counts, audience_users, delivery_counts, notification_plan_counts, notification_progress, notification_reach,
-    notifications_visible_to,
+    notifications_visible_to, reason_counts,
 )
 
 
@@ -68,6 +68,16 @@ def _reached_subquery():
         .order_by().values("notification").annotate(n=Count("recipient", distinct=True)).values("n"),
         output_field=IntegerField(),
     )
+
+
+def _reason_table(counts):
+    """[(reason label, [n per channel])] and the channels, for the watch page's "not delivered" table."""
+    channels = sorted(counts)
+    codes = sorted({code for by_reason in counts.values() for code in by_reason})
+    labels = dict(Delivery.Reason.choices)
+    rows = [(labels.get(code, "Skipped (see each delivery)"), code or "other",
+             [counts[channel].get(code, 0) for channel in channels]) for code in codes]
+    return {"channels": channels, "rows": rows}
 
 
 @admin.register(Notification)
@@ -135,6 +145,7 @@ class NotificationAdmin(admin.ModelAdmin):
             "counts": sorted(delivery_counts(notification).items()), "statuses": Delivery.Status.choices,
             "reach": notification_reach(notification), "progress": notification_progress(notification),
             "failed": failed, "acks": acks, "can_act": self.has_change_permission(request, notification),
+            "reasons": _reason_table(reason_counts(notification)),
             "has_view_permission": True,
         }
         return TemplateResponse(request, "admin/notifications/notification/watch.html", context)
@@ -175,7 +186,9 @@ class NotificationAdmin(admin.ModelAdmin):
         recipients = audience_users(kwargs["audience"])
         plan = notification_plan_counts(draft, recipients)
         sample = recipients.order_by("pk").first() or request.user
-        return {"plan": plan, "plan_channels": sorted(plan["channels"].items()), "draft": draft,
+        plan_channels = sorted((channel, {**row, "other_skipped": row["skipped"] - row["opted_out"]})
+                               for channel, row in plan["channels"].items())
+        return {"plan": plan, "plan_channels": plan_channels, "draft": draft,
                 "preview": sorted(services.notification_preview(draft, sample).items()), "sample": sample,
                 "title": "Confirm: " + kwargs["title"]}
 

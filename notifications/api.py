@@ -16,7 +16,7 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -35,6 +35,7 @@ from .services import inbox
 from .services.preferences import preference_grid, preferences_save
 from .serializers import (
     DeliverySerializer,
+    ExplainQuerySerializer,
     InboxMessageSerializer,
     MetricsQuerySerializer,
     MetricsSerializer,
@@ -45,6 +46,7 @@ from .serializers import (
     PreviewSerializer,
     PushSubscriptionOutSerializer,
     PushSubscriptionSerializer,
+    RecipientExplanationSerializer,
 )
 
 IDEMPOTENCY_KEY_MAX = 150
@@ -123,6 +125,8 @@ def notifications_for(request):
         OpenApiParameter("channel", str, enum=Channel.values),
         OpenApiParameter("recipient", str, description="Username of the recipient."),
     ], responses=DeliverySerializer(many=True)),
+    explain=extend_schema(summary="Why a recipient got it, or did not: each requested channel, its state and reason",
+                          parameters=[ExplainQuerySerializer], responses=RecipientExplanationSerializer),
     preview=extend_schema(summary="Render a notification for one recipient on each channel",
                           parameters=[PreviewSerializer],
                           responses={200: OpenApiResponse(
@@ -137,9 +141,10 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
         "list": ["notifications.view_notification"], "retrieve": ["notifications.view_notification"],
         "create": ["notifications.add_notification"], "cancel": ["notifications.change_notification"],
         "deliveries": ["notifications.view_delivery"], "preview": ["notifications.view_notification"],
+        "explain": ["notifications.view_delivery"],
     }
     required_scopes = {"list": "read_deliveries", "retrieve": "read_deliveries", "deliveries": "read_deliveries",
-                       "preview": "read_deliveries", "create": "send", "cancel": "send"}
+                       "preview": "read_deliveries", "explain": "read_deliveries", "create": "send", "cancel": "send"}
     lookup_value_regex = ID_REGEX
     filterset_class = NotificationFilter
     pagination_class = cursor_pagination("-created_at")
@@ -192,6 +197,20 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
             raise ValidationError(deliveries.errors)
         page = self.paginate_queryset(deliveries.qs)
         return self.get_paginated_response(DeliverySerializer(page, many=True).data)
+
+    @action(detail=True, methods=["get"])
+    def explain(self, request, pk=None):
+        notification = self.get_object()
+        query = ExplainQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        recipient = selectors.notification_recipient(notification, query.validated_data["recipient"])
+        if recipient is None:
+            raise NotFound("No such recipient of this notification.")
+        channels = selectors.recipient_explanation(notification, recipient)
+        return Response(RecipientExplanationSerializer({
+            "notification": notification.pk, "recipient": recipient.username, "channels": channels,
+            "reached": any(line["status"] in Delivery.REACHED_STATUSES for line in channels),
+        }).data)
 
     @action(detail=True, methods=["get"])
     def preview(self, request, pk=None):

@@ -82,8 +82,24 @@ class Delivery(models.Model):
         SKIPPED = "skipped", _("Skipped")
         CANCELLED = "cancelled", _("Cancelled")
 
+    class Reason(models.TextChoices):
+        """Why a delivery was not made (skipped, cancelled) or not yet (held): "why didn't X get it?"."""
+
+        OPTED_OUT = "opted_out", _("Opted out")
+        DEFAULT_OFF = "default_off", _("Category default off")
+        NO_ADDRESS = "no_address", _("No email address")
+        PHONE_NOT_VERIFIED = "phone_not_verified", _("Phone not verified")
+        NO_PUSH_SUBSCRIPTION = "no_push_subscription", _("No push subscription")
+        ACCOUNT_INACTIVE = "account_inactive", _("Account inactive")
+        SUPPRESSED = "suppressed", _("Suppressed after a bounce or complaint")
+        QUIET_HOURS = "quiet_hours", _("Held for quiet hours")
+        DIGEST = "digest", _("Held for the daily digest")
+        CANCELLED = "cancelled", _("Cancelled")
+
     PENDING_STATUSES = (Status.QUEUED, Status.SENDING, Status.RETRYING)
     REACHED_STATUSES = (Status.SENT, Status.DELIVERED)
+    # Rows that stand for a delivery not made, whose reason the console counts.
+    NOT_MADE_STATUSES = (Status.SKIPPED, Status.CANCELLED)
 
     notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="deliveries")
     recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="deliveries")
@@ -96,7 +112,10 @@ class Delivery(models.Model):
     )
     provider_message_id = models.CharField(_("provider message id"), max_length=200, blank=True)
     last_error = models.TextField(_("last error"), blank=True)
-    skip_reason = models.CharField(_("skip reason"), max_length=200, blank=True)
+    reason = models.CharField(_("reason"), max_length=20, choices=Reason.choices, blank=True,
+                              help_text=_("Why it was not made, or not yet (held); see reason_text."))
+    skip_reason = models.CharField(_("skip reason"), max_length=200, blank=True,
+                                   help_text=_("The reason in words, with its details (e.g. until when it is held)."))
     next_attempt_at = models.DateTimeField(_("next attempt at"), default=timezone.now)
     enqueued_at = models.DateTimeField(null=True, blank=True,
                                        help_text=_("When it was last handed to the workers' queue."))
@@ -143,10 +162,30 @@ class Delivery(models.Model):
         return self.reclaims > 0 and self.send_count > 0
 
     @property
+    def reason_code(self):
+        """The reason, or `cancelled` for a row cancelled without one (by the engine, or before reasons)."""
+        if not self.reason and self.status == self.Status.CANCELLED:
+            return self.Reason.CANCELLED
+        return self.reason
+
+    @property
+    def reason_text(self):
+        """The reason as a staff member reads it, with its details; rows older than reasons keep their text."""
+        return reason_text(self.reason_code, self.skip_reason)
+
+    @property
     def message_id(self):
         """The RFC 5322 Message-ID of this delivery's email: stable, so providers can deduplicate."""
         domain = settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip(">") or "flashnotify.localhost"
         return f"<delivery-{self.pk}.notification-{self.notification_id}@{domain}>"
+
+
+def reason_text(code, detail=""):
+    """The sentence the engine wrote (e.g. "held for quiet hours until 2026-01-16 06:00 UTC"), else the
+    reason's label ("Opted out"); rows from before reasons keep their free text."""
+    if detail or not code:
+        return detail
+    return str(Delivery.Reason(code).label)
 
 
 class InboxMessage(models.Model):

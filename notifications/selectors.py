@@ -4,7 +4,7 @@
 """
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, F, Max, Min, OuterRef, Q, Subquery
+from django.db.models import Case, CharField, Count, F, Max, Min, OuterRef, Q, Subquery, Value, When
 
 from accounts.models import Cohort
 from accounts.roles import is_admin
@@ -13,6 +13,15 @@ from channels_app.registry import get_notifier
 from .engine.audience import audience_users
 from .engine.planning import RECIPIENT_FIELDS, DeliveryPlanner
 from .models import Delivery, InboxMessage, Notification
+
+Reason = Delivery.Reason
+# Rows whose reason answers "why not (yet)?": not made (skipped, cancelled), or held and still pending.
+EXPLAINED = Q(status__in=Delivery.NOT_MADE_STATUSES) | Q(
+    status__in=Delivery.PENDING_STATUSES, reason__in=[Reason.QUIET_HOURS, Reason.DIGEST])
+# The reason, with `cancelled` for rows cancelled without one (Delivery.reason_code, in SQL).
+REASON_CODE = Case(When(reason="", status=Delivery.Status.CANCELLED, then=Value(Reason.CANCELLED)),
+                   default=F("reason"), output_field=CharField())
+
 
 User = get_user_model()
 
@@ -65,7 +74,9 @@ def notification_plan_counts(notification, recipients, *, chunk_size=2000):
 
     Runs the engine's DeliveryPlanner over the recipients chunk by chunk, so preferences,
     defaults, reachability and fallbacks count exactly as they will at fan-out. Returns
-    {"people": n, "channels": {channel: {"send": n, "digest": n, "skipped": n}}}.
+    {"people": n, "channels": {channel: {"send": n, "digest": n, "skipped": n, "opted_out": n,
+    "reasons": {reason: n}}}}: `skipped` counts every delivery not to be made, `opted_out` those
+    the users turned off themselves, `reasons` all of them (held ones too) by Delivery.Reason.
     """
     planner = DeliveryPlanner(notification, get_notifier(notification.notifier))
     recipients = recipients.order_by("pk").only(*RECIPIENT_FIELDS)
@@ -77,9 +88,13 @@ def notification_plan_counts(notification, recipients, *, chunk_size=2000):
         cursor = users[-1].pk
         people += len(users)
         for delivery in planner.plan(users):
-            row = channels.setdefault(delivery.channel, {"send": 0, "digest": 0, "skipped": 0})
+            row = channels.setdefault(delivery.channel,
+                                      {"send": 0, "digest": 0, "skipped": 0, "opted_out": 0, "reasons": {}})
+            if delivery.reason:
+                row["reasons"][delivery.reason] = row["reasons"].get(delivery.reason, 0) + 1
             if delivery.status == Delivery.Status.SKIPPED:
                 row["skipped"] += 1
+                row["opted_out"] += delivery.reason == Reason.OPTED_OUT
             elif delivery.digest:
                 row["digest"] += 1
             else:
@@ -87,10 +102,42 @@ def notification_plan_counts(notification, recipients, *, chunk_size=2000):
     return {"people": people, "channels": channels}
 
 
+def reason_counts(notification):
+    """{channel: {reason: n}} over the deliveries not made, or held, of one notification; one query."""
+    counts = {}
+    rows = (Delivery.objects.filter(EXPLAINED, notification=notification).annotate(code=REASON_CODE)
+            .values("channel", "code").annotate(n=Count("id")).order_by())
+    for row in rows:
+        counts.setdefault(row["channel"], {})[row["code"] or ""] = row["n"]
+    return counts
+
+
+def unreached_reasons(notification):
+    """Why recipients not reached were not: [{"reason", "label", "people"}], most people first.
+
+    A person counts once per reason (an opt-out on email and a missing phone count under both).
+    """
+    reached = Delivery.objects.filter(notification=notification, status__in=Delivery.REACHED_STATUSES)
+    rows = (Delivery.objects.filter(EXPLAINED, notification=notification)
+            .exclude(recipient_id__in=reached.values("recipient_id")).annotate(code=REASON_CODE)
+            .values("code").annotate(people=Count("recipient", distinct=True)).order_by())
+    found = [{"reason": row["code"], "label": reason_label(row["code"]), "people": row["people"]} for row in rows]
+    return sorted(found, key=lambda row: (-row["people"], row["reason"]))
+
+
+def reason_label(code):
+    """"opted out", "held for quiet hours": the label of a reason, to follow a count."""
+    if not code:
+        return "skipped"  # rows from before reasons: their text is on each delivery
+    label = str(Reason(code).label)
+    return label[:1].lower() + label[1:]
+
+
 def notification_reach(notification):
     """How far a notification got: recipients reached, and after how many seconds 50/95/100% were.
 
-    Returns {"recipients", "reached", "share", "after": {50: seconds or None, 95: ..., 100: ...}}.
+    Returns {"recipients", "reached", "share", "after": {50: seconds or None, 95: ..., 100: ...},
+    "unreached": unreached_reasons(notification)}.
     """
     firsts = sorted(
         Delivery.objects.filter(notification=notification, status__in=Delivery.REACHED_STATUSES,
@@ -105,7 +152,7 @@ def notification_reach(notification):
         after[percent] = (max((firsts[needed - 1] - start).total_seconds(), 0.0)
                           if total and len(firsts) >= needed else None)
     return {"recipients": total, "reached": len(firsts), "share": (len(firsts) / total) if total else 0.0,
-            "after": after}
+            "after": after, "unreached": unreached_reasons(notification)}
 
 
 def notification_progress(notification):
@@ -139,3 +186,38 @@ def acknowledgement_counts(notification):
     recipients = Delivery.objects.filter(notification=notification).values("recipient_id").distinct().count()
     acknowledged = InboxMessage.objects.filter(notification=notification, acknowledged_at__isnull=False).count()
     return {"recipients": recipients, "acknowledged": acknowledged, "waiting": recipients - acknowledged}
+
+
+def recipient_explanation(notification, recipient):
+    """Each requested channel (and every escalation rung) for one recipient: its state and why.
+
+    Returns [{"channel", "escalation_level", "status", "reason", "reason_text", "delivery", ...}];
+    a requested channel without a row yet reads `pending`, "not planned yet" until the fan-out
+    has reached the recipient.
+    """
+    rows = list(Delivery.objects.filter(notification=notification, recipient=recipient)
+                .order_by("escalation_level", "id"))
+    lines = [{"channel": d.channel, "escalation_level": d.escalation_level, "status": d.status,
+              "reason": d.reason_code, "reason_text": d.reason_text, "delivery": d.pk, "attempts": d.attempts,
+              "next_attempt_at": d.next_attempt_at if d.status in Delivery.PENDING_STATUSES else None,
+              "sent_at": d.sent_at, "delivered_at": d.delivered_at, "failed_at": d.failed_at,
+              "last_error": d.last_error} for d in rows]
+    planned = {d.channel for d in rows}
+    for channel in notification.channels:
+        if channel not in planned:
+            text = "no delivery recorded" if notification.fanned_out_at else "not planned yet"
+            lines.append({"channel": channel, "escalation_level": 0, "status": "pending", "reason": "",
+                          "reason_text": text, "delivery": None, "attempts": 0, "next_attempt_at": None,
+                          "sent_at": None, "delivered_at": None, "failed_at": None, "last_error": ""})
+    return lines
+
+
+def notification_recipient(notification, username):
+    """The user `username` if they have a delivery of `notification` or are in its audience, else None."""
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        return None
+    if Delivery.objects.filter(notification=notification, recipient=user).exists() \
+            or audience_users(notification.audience).filter(pk=user.pk).exists():
+        return user
+    return None

@@ -96,10 +96,42 @@ class DeliverySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Delivery
-        fields = ["id", "recipient", "channel", "status", "attempts", "send_count", "last_error", "skip_reason",
-                  "next_attempt_at", "created_at", "sent_at", "delivered_at", "failed_at", "reclaims",
-                  "possible_duplicate"]
+        fields = ["id", "recipient", "channel", "status", "reason", "reason_text", "attempts", "send_count",
+                  "last_error", "skip_reason", "next_attempt_at", "created_at", "sent_at", "delivered_at", "failed_at",
+                  "reclaims", "possible_duplicate"]
         read_only_fields = fields
+
+    reason = serializers.ChoiceField(
+        source="reason_code", choices=Delivery.Reason.choices, allow_blank=True, read_only=True,
+        help_text="Why it was not made (skipped, cancelled) or not yet (held); empty otherwise.")
+    reason_text = serializers.CharField(read_only=True, help_text="The reason as a person reads it, with details.")
+
+
+class ExplainQuerySerializer(serializers.Serializer):
+    recipient = serializers.CharField(max_length=150, help_text="Username of the recipient to explain.")
+
+
+class ChannelStateSerializer(serializers.Serializer):
+    channel = serializers.ChoiceField(choices=Channel.choices)
+    escalation_level = serializers.IntegerField(help_text="0: the first send; k: the k-th escalation rung.")
+    status = serializers.ChoiceField(choices=[*Delivery.Status.choices, ("pending", "Pending")],
+                                     help_text="The delivery's status; `pending` when none is recorded yet.")
+    reason = serializers.ChoiceField(choices=Delivery.Reason.choices, allow_blank=True)
+    reason_text = serializers.CharField()
+    delivery = serializers.IntegerField(allow_null=True, help_text="The delivery's id, if one is recorded.")
+    attempts = serializers.IntegerField()
+    next_attempt_at = serializers.DateTimeField(allow_null=True, help_text="When a pending delivery is due.")
+    sent_at = serializers.DateTimeField(allow_null=True)
+    delivered_at = serializers.DateTimeField(allow_null=True)
+    failed_at = serializers.DateTimeField(allow_null=True)
+    last_error = serializers.CharField(allow_blank=True)
+
+
+class RecipientExplanationSerializer(serializers.Serializer):
+    notification = serializers.IntegerField()
+    recipient = serializers.CharField()
+    reached = serializers.BooleanField(help_text="Sent or delivered on at least one channel.")
+    channels = ChannelStateSerializer(many=True)
 
 
 class PreviewSerializer(serializers.Serializer):

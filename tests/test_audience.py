@@ -53,12 +53,16 @@ def test_it_delivers_once_per_channel_to_a_student_in_two_targeted_cohorts(cohor
     assert notification.recipient_count == 3
 
 
-def test_it_skips_inactive_accounts(cohorts, admin_user):
+def test_it_skips_inactive_accounts_and_says_so_for_those_named(cohorts, admin_user):
     notification = send(admin_user, {"cohorts": ["cs101"], "users": ["s4"]})
 
-    assert not Delivery.objects.filter(notification=notification, recipient=cohorts["gone"]).exists()
-    assert set(Delivery.objects.filter(notification=notification).values_list("recipient__username", flat=True)) \
-        == {"s1", "s2"}
+    gone = Delivery.objects.filter(notification=notification, recipient=cohorts["gone"])
+    assert set(gone.values_list("channel", "status", "reason")) == {
+        ("email", "skipped", "account_inactive"), ("inbox", "skipped", "account_inactive")}
+    reached = Delivery.objects.filter(notification=notification).exclude(status="skipped")
+    assert set(reached.values_list("recipient__username", flat=True)) == {"s1", "s2"}
+    notification.refresh_from_db()
+    assert notification.recipient_count == 2  # the audience: active users
 
 
 def test_it_records_the_audience_as_it_was_asked(cohorts, admin_user):

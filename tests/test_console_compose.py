@@ -32,8 +32,10 @@ def test_it_confirms_with_counts_after_preferences_and_a_preview_before_sending(
     assert "admin/notifications/notification/confirm.html" in [t.name for t in response.templates]
     plan = response.context["plan"]
     assert plan["people"] == 2
-    assert plan["channels"]["email"] == {"send": 1, "digest": 0, "skipped": 0}
-    assert plan["channels"]["inbox"] == {"send": 2, "digest": 0, "skipped": 0}
+    assert plan["channels"]["email"] == {"send": 1, "digest": 0, "skipped": 1, "opted_out": 1,
+                                         "reasons": {"opted_out": 1}}
+    assert plan["channels"]["inbox"] == {"send": 2, "digest": 0, "skipped": 0, "opted_out": 0, "reasons": {}}
+    assert response.context["plan_channels"][0][1]["opted_out"] == 1  # the "Opted out" column
     preview = dict(response.context["preview"])
     assert preview["email"]["subject"] == "Room change"
     assert "Tomorrow's lecture moves to B12." in preview["email"]["text"]

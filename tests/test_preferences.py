@@ -35,6 +35,17 @@ def planned(notification, user):
             for d in Delivery.objects.filter(notification=notification, recipient=user)}
 
 
+def made(notification, user):
+    """The channels a recipient gets it on (not skipped)."""
+    return {d.channel for d in Delivery.objects.filter(notification=notification, recipient=user)
+            .exclude(status="skipped")}
+
+
+def reasons(notification, user):
+    """{channel: reason} for one recipient's deliveries."""
+    return dict(Delivery.objects.filter(notification=notification, recipient=user).values_list("channel", "reason"))
+
+
 NOON = dt.datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 
 
@@ -46,9 +57,10 @@ def test_it_follows_each_users_choice_per_category_and_channel(db):
     grade = fan_out([keen, quiet], now=NOON, category="grade", channels=["email", "inbox"])
     announcement = fan_out([keen, quiet], now=NOON, category="announcement", channels=["email", "inbox"])
 
-    assert set(planned(grade, keen)) == {"email", "inbox"}
-    assert set(planned(grade, quiet)) == {"inbox"}
-    assert set(planned(announcement, quiet)) == {"email", "inbox"}  # only grades were turned off
+    assert made(grade, keen) == {"email", "inbox"}
+    assert made(grade, quiet) == {"inbox"}
+    assert reasons(grade, quiet) == {"email": "opted_out", "inbox": ""}  # recorded, with why
+    assert made(announcement, quiet) == {"email", "inbox"}  # only grades were turned off
 
 
 def test_it_uses_the_administrators_category_defaults_until_the_user_chooses(db):
@@ -59,8 +71,9 @@ def test_it_uses_the_administrators_category_defaults_until_the_user_chooses(db)
 
     notification = fan_out([undecided, chooser], now=NOON, category="timetable", channels=["email", "inbox"])
 
-    assert set(planned(notification, undecided)) == {"inbox"}
-    assert set(planned(notification, chooser)) == {"email", "inbox"}
+    assert made(notification, undecided) == {"inbox"}
+    assert reasons(notification, undecided)["email"] == "default_off"  # nobody chose: not an opt-out
+    assert made(notification, chooser) == {"email", "inbox"}
 
 
 def test_it_sends_no_sms_by_default_except_for_security(db):
@@ -70,7 +83,8 @@ def test_it_sends_no_sms_by_default_except_for_security(db):
     alert = fan_out([student], now=NOON, notifier="security", category="security", channels=["sms", "inbox"],
                     severity="high")
 
-    assert set(planned(announcement, student)) == {"inbox"}
+    assert made(announcement, student) == {"inbox"}
+    assert reasons(announcement, student)["sms"] == "default_off"
     assert planned(alert, student)["sms"][0] == "queued"
 
 

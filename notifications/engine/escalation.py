@@ -88,12 +88,13 @@ def notification_escalate(notification, *, notifier=None, now=None):
     for user in users:
         for level in range(levels[user.pk] + 1, len(ladder)):
             channel = ladder[level]
-            reason = planner.reachable(user, channel, with_push) or (
-                "" if planner.wants(user, channel, preferences) else "turned off for this category")
-            if reason:
+            reason, text = planner.unreachable(user, channel, with_push)
+            refusal = planner.refusal(user, channel, preferences)
+            if reason or refusal:
                 planned.append(Delivery(notification=notification, recipient=user, channel=channel,
-                                        escalation_level=level, status=Status.SKIPPED,
-                                        skip_reason=f"escalation: {reason}", next_attempt_at=now))
+                                        escalation_level=level, status=Status.SKIPPED, reason=reason or refusal,
+                                        skip_reason=f"escalation: {text or 'turned off for this category'}",
+                                        next_attempt_at=now))
                 continue
             quiet_end = None if planner.urgent else quiet_hours_end(user, now)
             planned.append(Delivery(notification=notification, recipient=user, channel=channel,

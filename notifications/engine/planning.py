@@ -1,18 +1,27 @@
 """Deciding, for a chunk of recipients, which deliveries a notification makes and when.
 
-Preferences, defaults, quiet hours, digests and reachability are applied here with a
-fixed number of queries per chunk, whatever its size.
+Preferences, defaults, quiet hours, digests, reachability and suppression are applied here with a
+fixed number of queries per chunk, whatever its size. Every requested channel of every recipient
+gets a row: one not made is `skipped` with its `Delivery.Reason`, one held (quiet hours, digest)
+is `queued` with its reason and until when, so "why didn't X get it?" always has an answer.
 """
 
 import datetime as dt
 import zoneinfo
 
+from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from channels_app.constants import MANDATORY_CATEGORIES, URGENT_PRIORITIES, Category, Channel, Priority
 from channels_app.models import PushSubscription
 
 from ..models import CategoryDefault, Delivery, Preference
+
+Reason = Delivery.Reason
+# Receipts record a hard bounce or a complaint as a failure whose error starts with the event.
+SUPPRESSING_ERRORS = ("bounced", "complained")
+SUPPRESSIBLE_CHANNELS = (Channel.EMAIL, Channel.SMS)
 
 # What the planner reads of each recipient (one `.only()` for every page).
 RECIPIENT_FIELDS = ("pk", "email", "phone", "phone_verified_at", "timezone", "quiet_hours_start", "quiet_hours_end",
@@ -99,7 +108,7 @@ class DeliveryPlanner:
         self.defaults = category_defaults(notification.category)
 
     def plan(self, users):
-        """Return unsaved Delivery objects for `users` (a list)."""
+        """Return unsaved Delivery objects for `users` (a list): one per requested channel, at least."""
         user_ids = [user.pk for user in users]
         preferences = {
             (pref.user_id, pref.channel): (pref.enabled, pref.digest)
@@ -108,43 +117,73 @@ class DeliveryPlanner:
         with_push = set()
         if Channel.PUSH in self.channels or any(self.notifier.fallback.get(c) == Channel.PUSH for c in self.channels):
             with_push = set(PushSubscription.objects.filter(user_id__in=user_ids).values_list("user_id", flat=True))
+        suppressed = self.suppressed(user_ids)
         deliveries = []
         for user in users:
-            deliveries += self.plan_user(user, preferences, with_push)
+            deliveries += self.plan_user(user, preferences, with_push, suppressed)
         return deliveries
+
+    def suppressed(self, user_ids):
+        """{(user id, channel)} with a hard bounce or complaint recorded within DELIVERY_SUPPRESSION_DAYS."""
+        channels = {c for c in self.channels} | {self.notifier.fallback.get(c) for c in self.channels}
+        channels &= set(SUPPRESSIBLE_CHANNELS)
+        if self.mandatory or not channels or settings.DELIVERY_SUPPRESSION_DAYS <= 0:
+            return set()
+        errors = Q()
+        for prefix in SUPPRESSING_ERRORS:
+            errors |= Q(last_error__startswith=prefix)
+        since = self.now - dt.timedelta(days=settings.DELIVERY_SUPPRESSION_DAYS)
+        return set(Delivery.objects.filter(errors, recipient_id__in=user_ids, channel__in=channels,
+                                           status=Delivery.Status.FAILED, failed_at__gte=since)
+                   .values_list("recipient_id", "channel").distinct().order_by())
+
+    def refusal(self, user, channel, preferences):
+        """Why the user does not take this category on `channel` (opted out, default off), or ""."""
+        if self.mandatory:
+            return ""
+        choice = preferences.get((user.pk, channel))
+        if choice is not None:
+            return "" if choice[0] else Reason.OPTED_OUT
+        return "" if self.defaults[channel][0] else Reason.DEFAULT_OFF
 
     def wants(self, user, channel, preferences):
         """Whether the user takes this notification's category on `channel` (always, when mandatory)."""
-        if self.mandatory:
-            return True
-        return preferences.get((user.pk, channel), self.defaults[channel])[0]
+        return not self.refusal(user, channel, preferences)
+
+    def unreachable(self, user, channel, with_push, suppressed=frozenset()):
+        """(reason, text) when the user cannot receive on `channel`, or ("", "") when they can."""
+        if channel == Channel.EMAIL and not user.email:
+            return Reason.NO_ADDRESS, "no email address"
+        if channel == Channel.SMS and not (user.phone and user.phone_verified_at):
+            return Reason.PHONE_NOT_VERIFIED, "no verified phone number"
+        if channel == Channel.PUSH and user.pk not in with_push:
+            return Reason.NO_PUSH_SUBSCRIPTION, "no push subscription"
+        if (user.pk, channel) in suppressed:
+            return Reason.SUPPRESSED, f"suppressed: a hard bounce or complaint on this {channel} address"
+        return "", ""
 
     def reachable(self, user, channel, with_push):
         """Why the user cannot receive on `channel`, or "" when they can."""
-        if channel == Channel.EMAIL and not user.email:
-            return "no email address"
-        if channel == Channel.SMS and not (user.phone and user.phone_verified_at):
-            return "no verified phone number"
-        if channel == Channel.PUSH and user.pk not in with_push:
-            return "no push subscription"
-        return ""
+        return self.unreachable(user, channel, with_push)[1]
 
-    def plan_user(self, user, preferences, with_push):
+    def plan_user(self, user, preferences, with_push, suppressed=frozenset()):
         planned, chosen = [], set()
         quiet_end = None if self.urgent else quiet_hours_end(user, self.now)
         for channel in self.channels:
-            enabled, digest = preferences.get((user.pk, channel), self.defaults[channel])
-            if not enabled and not self.mandatory:
-                continue  # the user opted out: no delivery at all
-            reason = self.reachable(user, channel, with_push)
+            digest = preferences.get((user.pk, channel), self.defaults[channel])[1]
+            refusal = self.refusal(user, channel, preferences)
+            if refusal and not (channel == Channel.INBOX and self.notification.requires_ack):  # the user's choice, or the category's default: recorded, never sent
+                planned.append(self.skipped(user, channel, refusal))
+                continue
+            reason, text = self.unreachable(user, channel, with_push, suppressed)
             if reason:
                 fallback = self.notifier.fallback.get(channel)
                 if fallback and fallback not in chosen and fallback not in self.channels \
-                        and self.wants(user, fallback, preferences) and not self.reachable(user, fallback, with_push):
+                        and self.wants(user, fallback, preferences) \
+                        and not self.unreachable(user, fallback, with_push, suppressed)[0]:
                     chosen.add(fallback)
                     planned.append(self.delivery(user, fallback, quiet_end))
-                planned.append(Delivery(notification=self.notification, recipient=user, channel=channel,
-                                        status=Delivery.Status.SKIPPED, skip_reason=reason))
+                planned.append(self.skipped(user, channel, reason, text))
                 continue
             if channel in chosen:
                 continue
@@ -158,7 +197,21 @@ class DeliveryPlanner:
             planned.append(self.delivery(user, Channel.INBOX, None))
         return planned
 
+    def plan_inactive(self, users):
+        """Skipped rows, one per requested channel, for inactive users the audience names explicitly."""
+        return [self.skipped(user, channel, Reason.ACCOUNT_INACTIVE) for user in users for channel in self.channels]
+
+    def skipped(self, user, channel, reason, text=""):
+        return Delivery(notification=self.notification, recipient=user, channel=channel, status=Delivery.Status.SKIPPED,
+                        reason=reason, skip_reason=text, next_attempt_at=self.now)
+
     def delivery(self, user, channel, quiet_end, digest_at=None):
         when = digest_at or quiet_end or self.now
-        return Delivery(notification=self.notification, recipient=user, channel=channel,
-                        status=Delivery.Status.QUEUED, next_attempt_at=when, digest=digest_at is not None)
+        reason, text = "", ""
+        if digest_at:
+            reason, text = Reason.DIGEST, f"held for the daily digest at {digest_at:%Y-%m-%d %H:%M} UTC"
+        elif quiet_end:
+            reason, text = Reason.QUIET_HOURS, f"held for quiet hours until {quiet_end:%Y-%m-%d %H:%M} UTC"
+        return Delivery(notification=self.notification, recipient=user, channel=channel, reason=reason,
+                        skip_reason=text, status=Delivery.Status.QUEUED, next_attempt_at=when,
+                        digest=digest_at is not None)
