@@ -149,3 +149,52 @@ def test_it_prints_plain_progress_lines_when_not_on_a_terminal(tmp_path, student
         out, _ = run(csv_file(tmp_path, good_rows(students)), *TEMPLATE, "--chunk-size", "1")
     assert "accepted: 1/5 (20%)" in out and "accepted: 5/5 (100%)" in out
     assert "\r" not in out
+
+
+def run_queued_tasks(on_commit):
+    """Take every task waiting in the (ORM) queue and run it here, as a worker would (each in its own
+    transaction, its on-commit hand-offs run), until none is left. `on_commit`: django_capture_on_commit_callbacks."""
+    from django.utils.module_loading import import_string
+    from django_q.models import OrmQ
+
+    ran = []
+    while OrmQ.objects.exists():
+        for queued in list(OrmQ.objects.order_by("pk")):
+            task = queued.task
+            queued.delete()
+            with on_commit(execute=True):
+                import_string(task["func"])(*task["args"], **task["kwargs"])
+            ran.append(task["func"])
+    return ran
+
+
+def test_a_rerun_queues_every_accepted_part_whose_fan_out_never_started(
+        broker, tmp_path, students, mailoutbox, django_capture_on_commit_callbacks):
+    path = csv_file(tmp_path, good_rows(students))
+    # Ctrl-C after the parts were accepted and before their fan-outs were queued: the commits
+    # happened, the on-commit enqueues never ran.
+    with django_capture_on_commit_callbacks(execute=False) as lost:
+        run(path, *TEMPLATE, "--chunk-size", "2")
+    assert len(lost) == 3 and run_queued_tasks(django_capture_on_commit_callbacks) == []
+    assert set(Notification.objects.values_list("status", flat=True)) == {"queued"}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        out, _ = run(path, *TEMPLATE, "--chunk-size", "2")
+
+    assert "(0 new, 3 already accepted)" in out
+    assert run_queued_tasks(django_capture_on_commit_callbacks).count("notifications.tasks.fan_out") == 3
+    assert sorted(m.to[0] for m in mailoutbox) == sorted(s.email for s in students)
+    assert Notification.objects.filter(fanned_out_at__isnull=False).count() == 3
+
+
+def test_a_rerun_does_not_queue_a_part_already_fanned_out(broker, tmp_path, students, django_capture_on_commit_callbacks):
+    path = csv_file(tmp_path, good_rows(students))
+    with django_capture_on_commit_callbacks(execute=True):
+        run(path, *TEMPLATE)
+    run_queued_tasks(django_capture_on_commit_callbacks)
+    assert Notification.objects.get().fanned_out_at is not None
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        run(path, *TEMPLATE)
+
+    assert callbacks == [] and run_queued_tasks(django_capture_on_commit_callbacks) == []

@@ -3,8 +3,9 @@
 A batch is sent as one notification per part (`chunk_size` rows), each through
 `notification_send` with an idempotency key derived from the batch key and the part number,
 its per-recipient contexts written in the same transaction. Rerunning an interrupted batch
-with the same key replays the parts already accepted (nothing is sent twice) and sends the
-parts that are missing. The fan-out and delivery of each part are the engine's, unchanged.
+with the same key replays the parts already accepted (nothing is sent twice), queues again the
+fan-out of every accepted part that never finished it (still `queued`, or `sending` and not fanned
+out: its task may have been lost with the interruption) and sends the parts that are missing. The fan-out and delivery of each part are the engine's, unchanged.
 """
 
 import csv
@@ -128,6 +129,15 @@ def batch_key(batch, options):
     return "batch:" + hashlib.sha256((batch.digest + fingerprint).encode()).hexdigest()[:40]
 
 
+def _fan_out_unfinished(notification):
+    """A part whose fan-out never started (queued, not scheduled for later) or started and never finished."""
+    if notification.fanned_out_at:
+        return False
+    if notification.status == Notification.Status.QUEUED:
+        return notification.started_at is None
+    return notification.status == Notification.Status.SENDING
+
+
 def batch_send(*, rows, key, sender=None, notifier, title, body, category=None, priority="normal", channels=None,
                data=None, chunk_size=5000, progress=None):
     """Send `rows` (BatchRow list) as personalised notifications, one per part of `chunk_size` rows.
@@ -151,8 +161,10 @@ def batch_send(*, rows, key, sender=None, notifier, title, body, category=None, 
                     [RecipientContext(notification=notification, recipient_id=row.user_id, context=row.context)
                      for row in part], batch_size=2000,
                 )
-            elif notification.status == Notification.Status.SENDING and not notification.fanned_out_at:
-                # Accepted before the interruption but its fan-out may have been lost with it: resume.
+            elif _fan_out_unfinished(notification):
+                # Accepted before the interruption, but its fan-out task may have been lost with it
+                # (never queued, or queued and never taken): hand it to the workers again. A fan-out
+                # that runs twice is a no-op the second time.
                 transaction.on_commit(lambda pk=notification.pk: enqueue_fan_out(pk))
         results.append((notification, created))
         done += len(part)
