@@ -155,6 +155,7 @@ def notification_send(*, sender, notifier, title, body, audience, category=None,
         with transaction.atomic():
             notification = Notification.objects.create(
                 sender=sender, idempotency_key=idempotency_key, request_fingerprint=fingerprint, parent=parent,
+                family_root_id=parent.child_family_root() if parent else None,
                 status=Notification.Status.SCHEDULED if scheduled else Notification.Status.QUEUED, **fields,
             )
             if audience.get("cohorts"):
@@ -196,7 +197,7 @@ def _schedule_reminders(notification, *, now=None):
             title=notification.title, body=notification.body, data={**notification.data, "reminder_minutes": minutes},
             channels=notification.channels, audience=notification.audience, sender=notification.sender,
             status=Notification.Status.SCHEDULED, scheduled_for=at, deadline=notification.deadline,
-            requires_ack=False, parent=notification,
+            requires_ack=False, parent=notification, family_root_id=notification.child_family_root(),
         ).cohorts.set(notification.cohorts.all())
 
 
