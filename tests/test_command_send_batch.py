@@ -198,3 +198,43 @@ def test_a_rerun_does_not_queue_a_part_already_fanned_out(broker, tmp_path, stud
         run(path, *TEMPLATE)
 
     assert callbacks == [] and run_queued_tasks(django_capture_on_commit_callbacks) == []
+
+
+def test_it_refuses_on_a_dry_run_what_sending_would_refuse_naming_every_argument(tmp_path, students):
+    path = csv_file(tmp_path, good_rows(students))
+
+    with pytest.raises(CommandError) as refused:
+        run(path, "--dry-run", "--category", "nonsense", "--channels", "fax", "--priority", "bogus",
+            "--title", "Room\nchange", "--body", "B12")
+
+    message = str(refused.value)
+    assert "--category: Unknown category 'nonsense'" in message
+    assert "--channels: Academic does not send on fax (fax: no such channel)" in message
+    assert "--priority: Unknown priority 'bogus'" in message
+    assert "--title: A title is one line of text: it contains a line break." in message
+    assert Notification.objects.count() == 0
+
+
+def test_it_refuses_a_security_alert_without_severity_on_a_dry_run(students):
+    Cohort.objects.create(code="cs101", name="CS").members.add(*students)
+
+    with pytest.raises(CommandError, match=r"--data: .*'severity'"):
+        run("--cohort", "cs101", "--notifier", "security", "--title", "Gas leak", "--body", "Leave now.",
+            "--dry-run")
+    out, _ = run("--cohort", "cs101", "--notifier", "security", "--title", "Gas leak", "--body", "Leave now.",
+                 "--data", '{"severity": "high"}', "--dry-run")
+    assert "People: 5" in out
+
+
+def test_it_names_the_line_whose_cell_would_break_the_title(tmp_path, students, django_capture_on_commit_callbacks):
+    rows = good_rows(students)
+    rows[1] = f'{students[1].username},Student2,"CS101\nBcc: x@y",11'  # a quoted cell with a line break: line 3
+    path = csv_file(tmp_path, rows)
+
+    with pytest.raises(CommandError, match=r"1 invalid row\(s\); nothing sent"):
+        _, err = run(path, *TEMPLATE, "--dry-run")
+    with django_capture_on_commit_callbacks():
+        out, err = run(path, *TEMPLATE, "--skip-invalid")
+
+    assert "line 4: title: A title is one line of text: it contains a line break." in err
+    assert students[1].username not in Notification.objects.get().audience["users"]

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.template import Engine, TemplateSyntaxError
+from django.template import Context, Engine, TemplateSyntaxError
 
 from ..engine.queue import enqueue_fan_out
 from ..models import Notification, RecipientContext
-from .sending import notification_send
+from .sending import notification_send, text_problem
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
@@ -121,6 +121,25 @@ def batch_templates_check(title, body):
             errors[name] = [f"Template error: {exc}"]
     if errors:
         raise ValidationError(errors)
+
+
+def batch_titles_check(batch, title, data=None):
+    """Move to `batch.problems` the rows whose rendered title could not be sent (a control character
+    such as a line break coming from a cell), as notification_validate refuses such a title."""
+    if "{" not in (title or ""):
+        return batch  # a plain title: notification_validate checks it once
+    template = Engine.get_default().from_string(title)
+    kept = []
+    for row in batch.rows:
+        rendered = template.render(Context({**(data or {}), **row.context}, autoescape=False)).strip()
+        problem = text_problem(rendered, title=True)
+        if problem:
+            batch.problems.append((row.line, f"title: {problem}"))
+        else:
+            kept.append(row)
+    batch.rows = kept
+    batch.problems.sort()
+    return batch
 
 
 def batch_key(batch, options):
