@@ -23,8 +23,8 @@ def test_it_creates_the_cache_table_on_a_fresh_database_with_migrate_alone(tmp_p
 
     migrated = manage("migrate", "--noinput", "-v0", **database)
     assert migrated.returncode == 0, migrated.stderr
-    used = manage("shell", "-v0", "-c", "from django.core.cache import cache; cache.set('k', 'v'); print(cache.get('k'))",
-                  **database)
+    used = manage("shell", "-v0", "-c",
+                  "from django.core.cache import cache; cache.set('k', 'v'); print(cache.get('k'))", **database)
 
     assert used.returncode == 0, used.stderr
     assert used.stdout.strip().splitlines()[-1] == "v"

@@ -5,7 +5,8 @@ A batch is sent as one notification per part (`chunk_size` rows), each through
 its per-recipient contexts written in the same transaction. Rerunning an interrupted batch
 with the same key replays the parts already accepted (nothing is sent twice), queues again the
 fan-out of every accepted part that never finished it (still `queued`, or `sending` and not fanned
-out: its task may have been lost with the interruption) and sends the parts that are missing. The fan-out and delivery of each part are the engine's, unchanged.
+out: its task may have been lost with the interruption) and sends the parts that are missing.
+The fan-out and delivery of each part are the engine's, unchanged.
 """
 
 import csv
@@ -126,8 +127,8 @@ def batch_templates_check(title, body):
 def batch_titles_check(batch, title, data=None):
     """Move to `batch.problems` the rows whose rendered title could not be sent (a control character
     such as a line break coming from a cell), as notification_validate refuses such a title."""
-    if "{" not in (title or ""):
-        return batch  # a plain title: notification_validate checks it once
+    if "{" not in (title or "") or text_problem(title, title=True):
+        return batch  # a plain title, or a template already refused as such: notification_validate says it once
     template = Engine.get_default().from_string(title)
     kept = []
     for row in batch.rows:

@@ -80,7 +80,8 @@ def clean_audience(audience):
         errors.append(f"Unknown cohort(s): {', '.join(sorted(missing))}.")
     unknown_users = audience_unknown_users(cleaned["users"])
     if unknown_users:
-        shown = ", ".join(unknown_users[:20]) + (f" and {len(unknown_users) - 20} more" if len(unknown_users) > 20 else "")
+        more = len(unknown_users) - 20
+        shown = ", ".join(unknown_users[:20]) + (f" and {more} more" if more > 0 else "")
         errors.append(f"Unknown user(s): {shown}.")
     bad_roles = set(cleaned["roles"]) - set(Role.values)
     if bad_roles:
