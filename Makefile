@@ -39,7 +39,6 @@ axe:
 
 run: setup
 	DEBUG=$${DEBUG:-true} $(MANAGE) migrate --noinput
-	DEBUG=$${DEBUG:-true} $(MANAGE) createcachetable
 	DEBUG=$${DEBUG:-true} $(MANAGE) seed_demo
 	DEBUG=$${DEBUG:-true} $(MANAGE) serve --mail-sink
 

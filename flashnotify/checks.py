@@ -6,6 +6,8 @@ import sys
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register, run_checks
 
+from .cache_tables import missing_cache_tables
+
 INT_VARIABLES = (
     "PORT", "EMAIL_PORT", "Q_WORKERS", "Q_TIMEOUT", "FANOUT_CHUNK_SIZE", "DELIVERY_MAX_ATTEMPTS",
     "DELIVERY_RETRY_BASE_SECONDS", "DELIVERY_LEASE_SECONDS", "SMS_MAX_SEGMENTS",
@@ -77,6 +79,15 @@ def check_environment_values(app_configs, **kwargs):
         problems.append(Error(f"Q_BROKER={settings.Q_BROKER!r} cannot be used here.",
                               hint="Q_BROKER is orm, or redis together with REDIS_URL.", id="flashnotify.E007"))
     return problems
+
+
+@register(Tags.caches)
+def check_cache_tables(app_configs, **kwargs):
+    """A database migrated before `migrate` created the cache table would answer 500 on every request."""
+    return [Error(f"The database cache table {table!r} does not exist.",
+                  hint="Run `python manage.py createcachetable` (a fresh database gets it from "
+                       "`python manage.py migrate`).", id="flashnotify.E009")
+            for table in missing_cache_tables()]
 
 
 def refuse_to_start_if_misconfigured():

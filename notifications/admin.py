@@ -18,7 +18,6 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.roles import console_role
 from channels_app.models import PerformanceMetric, PushSubscription
-from channels_app.registry import get_notifier
 
 from . import services
 from .console_forms import ComposeForm
@@ -161,36 +160,34 @@ class NotificationAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             kwargs = form.send_kwargs()
             try:
-                services.audience_check(request.user, services.clean_audience(kwargs["audience"]))
+                # What sending would refuse is refused here, before the confirmation is shown.
+                cleaned = services.notification_validate(**kwargs)
+                services.audience_check(request.user, cleaned["audience"])
                 if request.POST.get("stage") == "confirm":
                     return self._send(request, form, kwargs)
-                context.update(self._confirmation(request, kwargs))
+                context.update(self._confirmation(request, cleaned))
                 return TemplateResponse(request, "admin/notifications/notification/confirm.html", context)
             except services.IdempotencyConflict:
                 form.add_error(None, "This form was already sent with other content; start again to send another.")
             except PermissionDenied as exc:
                 form.add_error(None, str(exc) or "You may not send to this audience.")
             except ValidationError as exc:
-                for field, errors in getattr(exc, "message_dict", {None: exc.messages}).items():
-                    form.add_error(field if field in form.fields else None, errors)
+                form.add_service_errors(exc)
         return TemplateResponse(request, "admin/notifications/notification/compose.html", context)
 
-    def _confirmation(self, request, kwargs):
-        notifier = type(get_notifier(kwargs["notifier"]))
-        draft = Notification(
-            notifier=kwargs["notifier"], category=kwargs["category"], priority=kwargs["priority"],
-            title=kwargs["title"], body=kwargs["body"], data=kwargs["data"],
-            channels=kwargs["channels"] or list(notifier.channels), audience=kwargs["audience"],
-            deadline=kwargs["deadline"], requires_ack=bool(kwargs["requires_ack"]) or getattr(notifier, "requires_ack", False),
-        )
-        recipients = audience_users(kwargs["audience"])
+    def _confirmation(self, request, cleaned):
+        """The confirmation of `cleaned` (notification_validate's fields): what sending it would do."""
+        draft = Notification(**{name: cleaned[name] for name in (
+            "notifier", "category", "priority", "title", "body", "data", "channels", "audience", "deadline",
+            "requires_ack")})
+        recipients = audience_users(cleaned["audience"])
         plan = notification_plan_counts(draft, recipients)
         sample = recipients.order_by("pk").first() or request.user
         plan_channels = sorted((channel, {**row, "other_skipped": row["skipped"] - row["opted_out"]})
                                for channel, row in plan["channels"].items())
         return {"plan": plan, "plan_channels": plan_channels, "draft": draft,
                 "preview": sorted(services.notification_preview(draft, sample).items()), "sample": sample,
-                "title": "Confirm: " + kwargs["title"]}
+                "title": "Confirm: " + cleaned["title"]}
 
     def _send(self, request, form, kwargs):
         key = f"console:{request.user.pk}:{form.cleaned_data['token']}"

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 
 from accounts.models import Cohort, Role
 from channels_app.constants import Category, Channel, Priority
-from channels_app.registry import NotificationMeta, notifier_choices
+from channels_app.registry import notifier_choices
 
 
 class ComposeForm(forms.Form):
@@ -49,14 +49,19 @@ class ComposeForm(forms.Form):
         data = super().clean()
         if not (data.get("cohorts") or data.get("users") or data.get("roles") or data.get("everyone")):
             raise ValidationError("Choose an audience: cohorts, users, roles or everyone.")
-        notifier = NotificationMeta.registry.get(data.get("notifier"))
-        if notifier and data.get("channels"):
-            bad = [c for c in data["channels"] if c not in notifier.channels]
-            if bad:
-                self.add_error("channels", f"{notifier.label} does not send on {', '.join(bad)}.")
         if not data.get("token"):
             data["token"] = uuid.uuid4().hex
         return data
+
+    # The service's field names that are not this form's: the notifier's required data is asked for
+    # as `severity`; the audience is the cohorts, users, roles and everyone boxes together.
+    SERVICE_FIELDS = {"data": "severity"}
+
+    def add_service_errors(self, exc):
+        """Show notification_validate's (or notification_send's) ValidationError on the form, by field."""
+        for field, errors in getattr(exc, "message_dict", {None: exc.messages}).items():
+            field = self.SERVICE_FIELDS.get(field, field)
+            self.add_error(field if field in self.fields else None, errors)
 
     def audience(self):
         data = self.cleaned_data

@@ -6,8 +6,17 @@ from django.utils.translation import gettext_lazy as _
 from channels_app.constants import Category, Channel, Priority
 
 
+class NotificationQuerySet(models.QuerySet):
+    def family_of(self, notification):
+        """`notification`'s family: the first of its `parent` chain and every resend and reminder under it."""
+        root = notification.family_root_id or notification.pk
+        return self.filter(models.Q(pk=root) | models.Q(family_root_id=root))
+
+
 class Notification(models.Model):
     """What was sent, by whom, to which audience. Its deliveries say what happened."""
+
+    objects = NotificationQuerySet.as_manager()
 
     class Status(models.TextChoices):
         SCHEDULED = "scheduled", _("Scheduled")
@@ -46,6 +55,10 @@ class Notification(models.Model):
     requires_ack = models.BooleanField(_("requires acknowledgement"), default=False)
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="reminders",
                                help_text=_("The notification this one reminds of."))
+    family_root = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+        help_text=_("The first notification of its `parent` chain (empty for that first one): an acknowledgement "
+                    "of any notification of the family counts for all of them."))
     recipient_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -67,6 +80,10 @@ class Notification(models.Model):
     @property
     def is_final(self):
         return self.status in self.FINAL_STATUSES
+
+    def child_family_root(self):
+        """The `family_root` of a notification whose `parent` is this one."""
+        return self.family_root_id or self.pk
 
 
 class Delivery(models.Model):
@@ -188,8 +205,19 @@ def reason_text(code, detail=""):
     return str(Delivery.Reason(code).label)
 
 
+class InboxMessageQuerySet(models.QuerySet):
+    def of_family(self, notification):
+        """Messages of any notification of `notification`'s family (Notification.objects.family_of)."""
+        return self.filter(notification__in=Notification.objects.family_of(notification).values("pk"))
+
+    def acknowledged(self):
+        return self.filter(acknowledged_at__isnull=False)
+
+
 class InboxMessage(models.Model):
     """The in-app record of a notification for one recipient (written by the inbox channel, ArchiveMixin)."""
+
+    objects = InboxMessageQuerySet.as_manager()
 
     notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="inbox_messages")
     recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="inbox_messages")

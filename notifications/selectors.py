@@ -171,10 +171,12 @@ def notification_progress(notification):
 
 def notification_acknowledgements(notification):
     """Its recipients, each annotated with `acknowledged_at` (None: not yet) and `escalation_level`
-    (0: not escalated), acknowledged first then by name; one query."""
+    (0: not escalated), acknowledged first then by name; one query. An acknowledgement of any message
+    of the notification's family (the original, a resend) counts."""
     levels = (Delivery.objects.filter(notification=notification, recipient=OuterRef("pk")).values("recipient")
               .annotate(level=Max("escalation_level")).values("level"))
-    acknowledged = InboxMessage.objects.filter(notification=notification, recipient=OuterRef("pk"))
+    acknowledged = (InboxMessage.objects.of_family(notification).acknowledged()
+                    .filter(recipient=OuterRef("pk")).order_by("acknowledged_at"))
     return (User.objects.filter(pk__in=Delivery.objects.filter(notification=notification).values("recipient_id"))
             .annotate(acknowledged_at=Subquery(acknowledged.values("acknowledged_at")[:1]),
                       escalation_level=Subquery(levels[:1]))
@@ -182,10 +184,12 @@ def notification_acknowledgements(notification):
 
 
 def acknowledgement_counts(notification):
-    """{"recipients", "acknowledged", "waiting"} for one notification."""
-    recipients = Delivery.objects.filter(notification=notification).values("recipient_id").distinct().count()
-    acknowledged = InboxMessage.objects.filter(notification=notification, acknowledged_at__isnull=False).count()
-    return {"recipients": recipients, "acknowledged": acknowledged, "waiting": recipients - acknowledged}
+    """{"recipients", "acknowledged", "waiting"} for one notification (people; the family's acknowledgements count)."""
+    recipients = Delivery.objects.filter(notification=notification).order_by().values("recipient_id").distinct()
+    total = recipients.count()
+    acknowledged = (InboxMessage.objects.of_family(notification).acknowledged()
+                    .filter(recipient_id__in=recipients).order_by().values("recipient_id").distinct().count())
+    return {"recipients": total, "acknowledged": acknowledged, "waiting": total - acknowledged}
 
 
 def recipient_explanation(notification, recipient):
@@ -221,3 +225,16 @@ def notification_recipient(notification, username):
             or audience_users(notification.audience).filter(pk=user.pk).exists():
         return user
     return None
+
+
+def inbox_message_for(user_id, notification_id):
+    """`user_id`'s inbox message of a notification, or of its family when that one has none (a resend
+    whose inbox copy was not written because the original's was there); None if neither."""
+    messages = InboxMessage.objects.select_related("notification").filter(recipient_id=user_id)
+    message = messages.filter(notification_id=notification_id).first()
+    if message is None:
+        notification = Notification.objects.filter(pk=notification_id).only("pk", "family_root_id").first()
+        if notification is not None:
+            message = (messages.filter(notification__in=Notification.objects.family_of(notification).values("pk"))
+                       .order_by("created_at", "pk").first())
+    return message

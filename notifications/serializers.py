@@ -1,5 +1,6 @@
 import json
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from accounts.models import Role
@@ -9,6 +10,7 @@ from channels_app.registry import notifier_choices
 
 from .models import Delivery, InboxMessage, Notification
 from .selectors import delivery_counts
+from .services import notification_validate
 
 
 MAX_DATA_BYTES = 16_384
@@ -61,6 +63,14 @@ class NotificationCreateSerializer(serializers.Serializer):
         if len(json.dumps(value, default=str)) > MAX_DATA_BYTES:
             raise serializers.ValidationError(f"data is larger than {MAX_DATA_BYTES} bytes.")
         return value
+
+    def validate(self, attrs):
+        """The send's own validation (notification_validate), so the API refuses what sending would."""
+        try:
+            notification_validate(**attrs)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
+        return attrs
 
 
 class NotificationSerializer(serializers.ModelSerializer):

@@ -10,7 +10,7 @@ from django.contrib.staticfiles import finders
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import formats, translation
 from django.utils.translation import gettext as _
@@ -24,6 +24,7 @@ from channels_app.models import PushSubscription
 from .models import InboxMessage, Notification
 from channels_app.subscriptions import push_subscription_delete, push_subscription_save
 
+from .selectors import inbox_message_for
 from .services import inbox
 from .forms import AccountSettingsForm, InboxFilterForm, PreferenceGridForm
 from .links import link_check
@@ -56,8 +57,9 @@ def inbox_list(request):
 @require_http_methods(["GET", "POST"])
 def inbox_detail(request, notification_id):
     """A notification's full text. Opening it marks it read; POST acknowledges it when it asks for that."""
-    message = get_object_or_404(InboxMessage.objects.select_related("notification"),
-                                recipient=request.user, notification_id=notification_id)
+    message = inbox_message_for(request.user.pk, notification_id)  # a resend's link opens the family's message
+    if message is None:
+        raise Http404("No such message in your inbox.")
     if request.method == "POST":
         if message.notification.requires_ack:
             inbox.message_acknowledge(message)
@@ -188,8 +190,7 @@ def acknowledge(request, token):
     check = link_check("acknowledge", token)
     message = None
     if not check.problem:
-        message = (InboxMessage.objects.select_related("notification")
-                   .filter(recipient_id=check.user_id, notification_id=check.notification_id).first())
+        message = inbox_message_for(check.user_id, check.notification_id)
         if message is None:
             check.problem = "invalid"
     if check.problem:

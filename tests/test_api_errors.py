@@ -6,6 +6,8 @@ import pytest
 from django.test import RequestFactory
 from django.utils.module_loading import import_string
 
+from notifications.models import Notification
+
 from .api_support import *  # noqa: F403
 from .api_support import API, jwt_client, send_body
 
@@ -117,3 +119,42 @@ def test_it_refuses_a_cohort_code_with_a_nul_byte_with_a_field_error(admin_user)
 
     assert response.status_code == 400
     assert "cohorts" in response.json()["errors"]
+
+
+@pytest.mark.parametrize("title, what", [
+    ("Room change\nBcc: x@y", "a line break"),
+    ("Room\rchange", "a carriage return"),
+    ("Room\tchange", "a tab"),
+    ("Room \x1b[2J", "U+001B"),
+    ("Room\x85change", "U+0085"),
+])
+def test_it_refuses_control_characters_in_a_title_with_a_field_error(staff_user, cohort, title, what):
+    response = jwt_client(staff_user).post(f"{API}notifications/", send_body(title=title), format="json")
+
+    assert response.status_code == 400
+    body = response.json()
+    assert set(body) == SHAPE and list(body["errors"]) == ["title"]
+    assert what in body["errors"]["title"][0]
+    assert Notification.objects.count() == 0
+
+
+def test_it_keeps_line_breaks_and_tabs_in_a_body_and_refuses_other_controls(staff_user, cohort):
+    client = jwt_client(staff_user)
+
+    refused = client.post(f"{API}notifications/", send_body(body="Room B12.\x07"), format="json")
+    accepted = client.post(f"{API}notifications/", send_body(body="Room B12.\r\n\tBring a pen."), format="json")
+
+    assert refused.status_code == 400 and "U+0007" in refused.json()["errors"]["body"][0]
+    assert accepted.status_code == 201, accepted.json()
+
+
+def test_it_names_unknown_usernames_and_lists_every_problem(staff_user, cohort):
+    response = jwt_client(staff_user).post(f"{API}notifications/", send_body(
+        notifier="security", category="grade", title="Gas\nleak", audience={"users": ["nobody99", "ghost"]}),
+        format="json")
+
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert set(errors) == {"category", "title", "data", "audience"}
+    assert errors["audience"] == ["Unknown user(s): ghost, nobody99."]
+    assert "severity" in errors["data"][0]

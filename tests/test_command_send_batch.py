@@ -174,3 +174,92 @@ def test_it_still_allows_the_default_tags_and_filters(tmp_path, students, django
         out, _ = run(csv_file(tmp_path, good_rows(students)), "--title", "t", "--body", body, "--dry-run")
 
     assert "Keep going, STUDENT1." in out
+
+
+def run_queued_tasks(on_commit):
+    """Take every task waiting in the (ORM) queue and run it here, as a worker would (each in its own
+    transaction, its on-commit hand-offs run), until none is left. `on_commit`: django_capture_on_commit_callbacks."""
+    from django.utils.module_loading import import_string
+    from django_q.models import OrmQ
+
+    ran = []
+    while OrmQ.objects.exists():
+        for queued in list(OrmQ.objects.order_by("pk")):
+            task = queued.task
+            queued.delete()
+            with on_commit(execute=True):
+                import_string(task["func"])(*task["args"], **task["kwargs"])
+            ran.append(task["func"])
+    return ran
+
+
+def test_a_rerun_queues_every_accepted_part_whose_fan_out_never_started(
+        broker, tmp_path, students, mailoutbox, django_capture_on_commit_callbacks):
+    path = csv_file(tmp_path, good_rows(students))
+    # Ctrl-C after the parts were accepted and before their fan-outs were queued: the commits
+    # happened, the on-commit enqueues never ran.
+    with django_capture_on_commit_callbacks(execute=False) as lost:
+        run(path, *TEMPLATE, "--chunk-size", "2")
+    assert len(lost) == 3 and run_queued_tasks(django_capture_on_commit_callbacks) == []
+    assert set(Notification.objects.values_list("status", flat=True)) == {"queued"}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        out, _ = run(path, *TEMPLATE, "--chunk-size", "2")
+
+    assert "(0 new, 3 already accepted)" in out
+    assert run_queued_tasks(django_capture_on_commit_callbacks).count("notifications.tasks.fan_out") == 3
+    assert sorted(m.to[0] for m in mailoutbox) == sorted(s.email for s in students)
+    assert Notification.objects.filter(fanned_out_at__isnull=False).count() == 3
+
+
+def test_a_rerun_does_not_queue_a_part_already_fanned_out(broker, tmp_path, students, django_capture_on_commit_callbacks):
+    path = csv_file(tmp_path, good_rows(students))
+    with django_capture_on_commit_callbacks(execute=True):
+        run(path, *TEMPLATE)
+    run_queued_tasks(django_capture_on_commit_callbacks)
+    assert Notification.objects.get().fanned_out_at is not None
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        run(path, *TEMPLATE)
+
+    assert callbacks == [] and run_queued_tasks(django_capture_on_commit_callbacks) == []
+
+
+def test_it_refuses_on_a_dry_run_what_sending_would_refuse_naming_every_argument(tmp_path, students):
+    path = csv_file(tmp_path, good_rows(students))
+
+    with pytest.raises(CommandError) as refused:
+        run(path, "--dry-run", "--category", "nonsense", "--channels", "fax", "--priority", "bogus",
+            "--title", "Room\nchange", "--body", "B12")
+
+    message = str(refused.value)
+    assert "--category: Unknown category 'nonsense'" in message
+    assert "--channels: Academic does not send on fax (fax: no such channel)" in message
+    assert "--priority: Unknown priority 'bogus'" in message
+    assert "--title: A title is one line of text: it contains a line break." in message
+    assert Notification.objects.count() == 0
+
+
+def test_it_refuses_a_security_alert_without_severity_on_a_dry_run(students):
+    Cohort.objects.create(code="cs101", name="CS").members.add(*students)
+
+    with pytest.raises(CommandError, match=r"--data: .*'severity'"):
+        run("--cohort", "cs101", "--notifier", "security", "--title", "Gas leak", "--body", "Leave now.",
+            "--dry-run")
+    out, _ = run("--cohort", "cs101", "--notifier", "security", "--title", "Gas leak", "--body", "Leave now.",
+                 "--data", '{"severity": "high"}', "--dry-run")
+    assert "People: 5" in out
+
+
+def test_it_names_the_line_whose_cell_would_break_the_title(tmp_path, students, django_capture_on_commit_callbacks):
+    rows = good_rows(students)
+    rows[1] = f'{students[1].username},Student2,"CS101\nBcc: x@y",11'  # a quoted cell with a line break: line 3
+    path = csv_file(tmp_path, rows)
+
+    with pytest.raises(CommandError, match=r"1 invalid row\(s\); nothing sent"):
+        _, err = run(path, *TEMPLATE, "--dry-run")
+    with django_capture_on_commit_callbacks():
+        out, err = run(path, *TEMPLATE, "--skip-invalid")
+
+    assert "line 4: title: A title is one line of text: it contains a line break." in err
+    assert students[1].username not in Notification.objects.get().audience["users"]

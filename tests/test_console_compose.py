@@ -95,8 +95,68 @@ def test_it_shows_the_services_errors_on_the_form(client, admin_user):
                                      "stage": "confirm"})
 
     assert response.status_code == 200
-    assert "severity" in str(response.context["form"].non_field_errors())
+    assert "severity" in response.context["form"].errors
     assert Notification.objects.count() == 0
+
+
+def confirm(client, form):
+    response = client.post(COMPOSE, form)
+    assert response.status_code == 200
+    return response, [t.name for t in response.templates]
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_security_alert_without_severity_at_the_confirmation_step(client, admin_user):
+    mine, _, _ = two_cohorts(admin_user)
+    client.force_login(admin_user)
+
+    response, templates = confirm(client, compose_form(mine, notifier="security", category="security",
+                                                       channels=["inbox"], title="Evacuate"))
+
+    assert "admin/notifications/notification/confirm.html" not in templates
+    assert "severity" in response.context["form"].errors["severity"][0]
+    with_severity, templates = confirm(client, compose_form(mine, notifier="security", category="security",
+                                                            channels=["inbox"], title="Evacuate", severity="high"))
+    assert "admin/notifications/notification/confirm.html" in templates
+
+
+@pytest.mark.django_db
+def test_it_names_an_unknown_username_instead_of_dropping_it(client, admin_user):
+    two_cohorts(admin_user)
+    client.force_login(admin_user)
+
+    response, templates = confirm(client, compose_form(None, users="s1000001 nobody99"))
+
+    assert "admin/notifications/notification/confirm.html" not in templates
+    assert "Unknown user(s): nobody99." in str(response.context["form"].non_field_errors())
+    assert "It will reach" not in response.content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("title", ["Room change\nBcc: x@y", "Room\rchange", "Room\tchange", "Room \x1b[2J",
+                                   "Room\x85change"])
+def test_it_refuses_control_characters_in_the_title_on_the_form(client, staff_user, title):
+    mine, _, _ = two_cohorts(staff_user)
+    client.force_login(staff_user)
+
+    for stage in ({}, {"stage": "confirm"}):
+        response, templates = confirm(client, compose_form(mine, title=title, **stage))
+        assert "admin/notifications/notification/confirm.html" not in templates
+        assert "title" in response.context["form"].errors
+    assert Notification.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_it_lists_every_problem_at_once(client, admin_user):
+    two_cohorts(admin_user)
+    client.force_login(admin_user)
+
+    response, _ = confirm(client, compose_form(None, notifier="security", category="grade", channels=["sms"],
+                                               title="Alert\nnow", users="ghost1 ghost2"))
+
+    errors = response.context["form"].errors
+    assert {"category", "title", "severity"} <= set(errors)
+    assert "Unknown user(s): ghost1, ghost2." in str(response.context["form"].non_field_errors())
 
 
 @pytest.mark.django_db

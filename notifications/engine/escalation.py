@@ -58,7 +58,7 @@ def notification_escalate(notification, *, notifier=None, now=None):
     notifier = notifier or get_notifier(notification.notifier)
     ladder = escalation_ladder(notifier)
     overdue_before = now - notifier.escalation_delay
-    acknowledged = InboxMessage.objects.filter(notification=notification, acknowledged_at__isnull=False)
+    acknowledged = InboxMessage.objects.of_family(notification).acknowledged()  # a resend's counts too
     rows = (Delivery.objects.filter(notification=notification)
             .exclude(recipient_id__in=acknowledged.values("recipient_id"))
             .values("recipient_id")

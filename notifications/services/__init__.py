@@ -1,6 +1,6 @@
 """Services: what the doors (admin, pages, API, commands) call. Writes go through here.
 
-    sending      notification_send, audience checks, previews
+    sending      notification_validate (every door's one validation), notification_send, audience checks, previews
     operations   cancel, retry, resend to the unacknowledged, channel tests, purge
     receipts     provider receipts applied to deliveries
     preferences  a user's category × channel grid
@@ -19,10 +19,17 @@ from .operations import (
     notification_resend_unacknowledged,
 )
 from .receipts import delivery_record_receipt
-from .sending import IdempotencyConflict, audience_check, clean_audience, notification_preview, notification_send
+from .sending import (
+    IdempotencyConflict,
+    audience_check,
+    clean_audience,
+    notification_preview,
+    notification_send,
+    notification_validate,
+)
 
 __all__ = [
     "TESTABLE_CHANNELS", "IdempotencyConflict", "audience_check", "channel_send_test", "clean_audience",
     "deliveries_purge", "deliveries_retry", "delivery_record_receipt", "notification_cancel",
-    "notification_preview", "notification_resend_unacknowledged", "notification_send",
+    "notification_preview", "notification_resend_unacknowledged", "notification_send", "notification_validate",
 ]

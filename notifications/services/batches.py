@@ -3,8 +3,10 @@
 A batch is sent as one notification per part (`chunk_size` rows), each through
 `notification_send` with an idempotency key derived from the batch key and the part number,
 its per-recipient contexts written in the same transaction. Rerunning an interrupted batch
-with the same key replays the parts already accepted (nothing is sent twice) and sends the
-parts that are missing. The fan-out and delivery of each part are the engine's, unchanged.
+with the same key replays the parts already accepted (nothing is sent twice), queues again the
+fan-out of every accepted part that never finished it (still `queued`, or `sending` and not fanned
+out: its task may have been lost with the interruption) and sends the parts that are missing.
+The fan-out and delivery of each part are the engine's, unchanged.
 """
 
 import csv
@@ -24,7 +26,7 @@ from channels_app.base import BATCH_TAGS, REFUSED_TAGS, batch_template_engine
 
 from ..engine.queue import enqueue_fan_out
 from ..models import Notification, RecipientContext
-from .sending import notification_send
+from .sending import notification_send, text_problem
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
@@ -145,10 +147,41 @@ def batch_templates_check(title, body):
         raise ValidationError(errors)
 
 
+def batch_titles_check(batch, title, data=None):
+    """Move to `batch.problems` the rows whose rendered title could not be sent (a control character
+    such as a line break coming from a cell), as notification_validate refuses such a title."""
+    if "{" not in (title or "") or text_problem(title, title=True):
+        return batch  # a plain title, or a template already refused as such: notification_validate says it once
+    try:
+        template = batch_template_engine().from_string(title)
+    except TemplateSyntaxError:
+        return batch  # refused as a template by batch_templates_check, once
+    kept = []
+    for row in batch.rows:
+        rendered = template.render(Context({**(data or {}), **row.context}, autoescape=False)).strip()
+        problem = text_problem(rendered, title=True)
+        if problem:
+            batch.problems.append((row.line, f"title: {problem}"))
+        else:
+            kept.append(row)
+    batch.rows = kept
+    batch.problems.sort()
+    return batch
+
+
 def batch_key(batch, options):
     """A default idempotency key: the same file sent with the same options is the same batch."""
     fingerprint = json.dumps({key: options[key] for key in sorted(options)}, sort_keys=True, default=str)
     return "batch:" + hashlib.sha256((batch.digest + fingerprint).encode()).hexdigest()[:40]
+
+
+def _fan_out_unfinished(notification):
+    """A part whose fan-out never started (queued, not scheduled for later) or started and never finished."""
+    if notification.fanned_out_at:
+        return False
+    if notification.status == Notification.Status.QUEUED:
+        return notification.started_at is None
+    return notification.status == Notification.Status.SENDING
 
 
 def batch_send(*, rows, key, sender=None, notifier, title, body, category=None, priority="normal", channels=None,
@@ -174,8 +207,10 @@ def batch_send(*, rows, key, sender=None, notifier, title, body, category=None, 
                     [RecipientContext(notification=notification, recipient_id=row.user_id, context=row.context)
                      for row in part], batch_size=2000,
                 )
-            elif notification.status == Notification.Status.SENDING and not notification.fanned_out_at:
-                # Accepted before the interruption but its fan-out may have been lost with it: resume.
+            elif _fan_out_unfinished(notification):
+                # Accepted before the interruption, but its fan-out task may have been lost with it
+                # (never queued, or queued and never taken): hand it to the workers again. A fan-out
+                # that runs twice is a no-op the second time.
                 transaction.on_commit(lambda pk=notification.pk: enqueue_fan_out(pk))
         results.append((notification, created))
         done += len(part)

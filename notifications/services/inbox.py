@@ -17,12 +17,17 @@ def message_mark_read(message):
 
 
 def message_acknowledge(message):
+    """Acknowledge `message` and, with it, the recipient's messages of the whole family (the original, its
+    resends, its reminders): acknowledging any one of them acknowledges the notification and stops its
+    escalation (notifications.engine.escalation reads the family too)."""
     if message.acknowledged_at is None:
         now = timezone.now()
         message.acknowledged_at = now
         message.read_at = message.read_at or now
-        InboxMessage.objects.filter(pk=message.pk, acknowledged_at__isnull=True).update(
-            acknowledged_at=now, read_at=message.read_at)
+        family = InboxMessage.objects.of_family(message.notification).filter(
+            recipient_id=message.recipient_id, acknowledged_at__isnull=True)
+        family.filter(read_at__isnull=True).update(read_at=now)
+        family.update(acknowledged_at=now)
         logger.info("notification %s acknowledged by user %s", message.notification_id, message.recipient_id,
                     extra={"notification_id": message.notification_id, "user_id": message.recipient_id})
     return message

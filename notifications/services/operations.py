@@ -69,17 +69,19 @@ def deliveries_retry(deliveries):
 def notification_resend_unacknowledged(notification, *, by):
     """Send `notification` again to the recipients who have not acknowledged it.
 
-    Returns (new notification or None, how many recipients). The resend is a child of the
-    original (`parent`), goes through `notification_send` like any other, and is itself to be
-    acknowledged.
+    Returns (new notification or None, how many people). The resend is a child of the original
+    (`parent`, in its family), goes through `notification_send` like any other, and is itself to
+    be acknowledged; an acknowledgement of any message of the family (the original's, a resend's)
+    counts for all of them, so whoever acknowledged anything of it is not sent it again.
     """
     if not notification.requires_ack:
         raise ValidationError(f"Notification {notification.pk} does not ask for acknowledgement.")
-    acknowledged = InboxMessage.objects.filter(notification=notification, acknowledged_at__isnull=False) \
-        .values("recipient_id")
+    acknowledged = InboxMessage.objects.of_family(notification).acknowledged().values("recipient_id")
+    # People, not deliveries: one per recipient whatever their channels and escalation rungs
+    # (`.order_by()` drops Delivery's default ordering, which would make every delivery distinct).
     usernames = sorted(
         Delivery.objects.filter(notification=notification).exclude(recipient_id__in=acknowledged)
-        .values_list("recipient__username", flat=True).distinct()
+        .order_by().values_list("recipient__username", flat=True).distinct()
     )
     if not usernames:
         return None, 0

@@ -7,18 +7,19 @@ the notification and hands its fan-out to the workers (notifications.engine).
 import hashlib
 import json
 import logging
+import re
 from datetime import timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import Cohort, Role
+from accounts.models import Cohort, Role, User
 from accounts.roles import is_admin
 from accounts.services import api_key_reach
 from channels_app.base import Message, Recipient
 from channels_app.constants import Category, Channel, Priority
-from channels_app.registry import get_notifier
+from channels_app.registry import NotificationMeta, get_notifier, notifier_choices
 
 from ..engine.delivery import log_notification
 from ..engine.queue import enqueue_fan_out
@@ -81,6 +82,11 @@ def clean_audience(audience):
                                           .values_list("code", flat=True))
     if missing:
         errors.append(f"Unknown cohort(s): {', '.join(sorted(missing))}.")
+    unknown_users = audience_unknown_users(cleaned["users"])
+    if unknown_users:
+        more = len(unknown_users) - 20
+        shown = ", ".join(unknown_users[:20]) + (f" and {more} more" if more > 0 else "")
+        errors.append(f"Unknown user(s): {shown}.")
     bad_roles = set(cleaned["roles"]) - set(Role.values)
     if bad_roles:
         errors.append(f"Unknown role(s): {', '.join(sorted(bad_roles))}.")
@@ -93,36 +99,78 @@ def _fingerprint(fields):
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def notification_send(*, sender, notifier, title, body, audience, category=None, priority=Priority.NORMAL,
-                      channels=None, data=None, scheduled_for=None, deadline=None, reminder_offsets=None,
-                      requires_ack=None, idempotency_key=None, api_key=None, parent=None):
-    """Accept a notification and hand its fan-out to the workers. Returns (notification, created).
+# Any C0 or C1 control character, DEL, and the Unicode line and paragraph separators: nothing a
+# title (an email Subject, an SMS, a push title) may carry. A body may hold tabs and line breaks.
+TITLE_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+BODY_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
-    With an `idempotency_key`, sending the same request again returns the first
-    notification (created False); the same key with a different request raises
-    IdempotencyConflict.
+
+def text_problem(value, *, title):
+    """Why `value` cannot be a title (title=True) or a body, or "" if it can."""
+    match = (TITLE_FORBIDDEN if title else BODY_FORBIDDEN).search(value or "")
+    if not match:
+        return ""
+    what = {"\n": "a line break", "\r": "a carriage return", "\t": "a tab", "\x00": "a NUL character"}.get(
+        match.group(), f"a control character (U+{ord(match.group()):04X})")
+    return (f"A title is one line of text: it contains {what}." if title
+            else f"The body contains {what}, which no channel can carry.")
+
+
+def audience_unknown_users(usernames):
+    """The usernames in `usernames` that belong to nobody (inactive users exist: they are skipped at fan-out)."""
+    usernames = list(usernames)
+    known = set()
+    for start in range(0, len(usernames), 2000):
+        known.update(User.objects.filter(username__in=usernames[start:start + 2000])
+                     .values_list("username", flat=True))
+    return sorted(set(usernames) - known)
+
+
+def notification_validate(*, notifier, title, body, audience, category=None, priority=Priority.NORMAL,
+                          channels=None, data=None, scheduled_for=None, deadline=None, reminder_offsets=None,
+                          requires_ack=None):
+    """Check a notification as sending it would; return its cleaned fields or raise ValidationError.
+
+    The one validation of every door: `notification_send` runs it, and so do the console's
+    confirmation step, the API's serializer and `send_batch --dry-run`, so none of them shows or
+    accepts what sending (or a worker) would refuse. Every problem is reported, by field:
+    notifier, category, priority, channels, title, body, data (the notifier's required fields,
+    such as a security alert's severity), audience (unknown cohorts, roles and usernames, by
+    name), reminder_offsets. Returns a dict with notifier, title, body, category (defaulted),
+    priority, channels (defaulted, deduplicated), data, audience (cleaned), scheduled_for,
+    deadline, reminder_offsets (sorted) and requires_ack (the notifier's default applied).
     """
-    notifier_cls = type(get_notifier(notifier))
+    notifier_cls = NotificationMeta.registry.get(notifier)
+    if notifier_cls is None:
+        raise ValidationError({"notifier": [f"Unknown notifier {notifier!r}; choose one of "
+                                            f"{', '.join(key for key, _ in notifier_choices())}."]})
     if getattr(notifier_cls, "internal", False):
         raise ValidationError({"notifier": [f"{notifier_cls.label} messages are made by FlashNotify, not sent."]})
     data = dict(data or {})
     errors = {}
     category = category or (notifier_cls.categories[0] if notifier_cls.categories else None)
     if category not in Category.values:
-        errors["category"] = [f"Choose one of {', '.join(Category.values)}."]
+        errors["category"] = [f"Unknown category {category!r}; choose one of {', '.join(Category.values)}."]
     elif notifier_cls.categories and category not in notifier_cls.categories:
-        errors["category"] = [f"{notifier_cls.label} notifications cannot be of category {category!r}."]
+        errors["category"] = [f"{notifier_cls.label} notifications cannot be of category {category!r}; "
+                              f"choose one of {', '.join(notifier_cls.categories)}."]
     if priority not in Priority.values:
-        errors["priority"] = [f"Choose one of {', '.join(Priority.values)}."]
+        errors["priority"] = [f"Unknown priority {priority!r}; choose one of {', '.join(Priority.values)}."]
     channels = list(dict.fromkeys(channels or notifier_cls.channels))
     bad = [c for c in channels if c not in notifier_cls.channels]
     if bad:
-        errors["channels"] = [f"{notifier_cls.label} does not send on {', '.join(bad)}; "
-                              f"it sends on {', '.join(notifier_cls.channels)}."]
+        unknown = [c for c in bad if c not in Channel.values]
+        errors["channels"] = [f"{notifier_cls.label} does not send on {', '.join(bad)}"
+                              + (f" ({', '.join(unknown)}: no such channel)" if unknown else "")
+                              + f"; it sends on {', '.join(notifier_cls.channels)}."]
     if not (title or "").strip():
         errors["title"] = ["A title is required."]
+    elif text_problem(title, title=True):
+        errors["title"] = [text_problem(title, title=True)]
     if not (body or "").strip():
         errors["body"] = ["A body is required."]
+    elif text_problem(body, title=False):
+        errors["body"] = [text_problem(body, title=False)]
     try:
         notifier_cls.validate_data(data)
     except ValidationError as exc:
@@ -142,12 +190,30 @@ def notification_send(*, sender, notifier, title, body, audience, category=None,
         errors["reminder_offsets"] = ["Reminders need a deadline."]
     if errors:
         raise ValidationError(errors)
-    audience_check(sender, audience, api_key=api_key)
-    requires_ack = bool(requires_ack) or getattr(notifier_cls, "requires_ack", False)
+    return dict(notifier=notifier, title=title, body=body, category=category, priority=priority, channels=channels,
+                data=data, audience=audience, scheduled_for=scheduled_for, deadline=deadline,
+                reminder_offsets=reminder_offsets,
+                requires_ack=bool(requires_ack) or getattr(notifier_cls, "requires_ack", False))
 
-    fields = dict(notifier=notifier, title=title, body=body, category=category, priority=priority,
-                  channels=channels, data=data, audience=audience, scheduled_for=scheduled_for,
-                  deadline=deadline, requires_ack=requires_ack, reminder_offsets=reminder_offsets)
+
+def notification_send(*, sender, notifier, title, body, audience, category=None, priority=Priority.NORMAL,
+                      channels=None, data=None, scheduled_for=None, deadline=None, reminder_offsets=None,
+                      requires_ack=None, idempotency_key=None, api_key=None, parent=None):
+    """Accept a notification and hand its fan-out to the workers. Returns (notification, created).
+
+    Validated by `notification_validate` (what every door runs before it shows or accepts
+    anything), then the audience by `audience_check`. With an `idempotency_key`, sending the same
+    request again returns the first notification (created False); the same key with a different
+    request raises IdempotencyConflict.
+    """
+    cleaned = notification_validate(
+        notifier=notifier, title=title, body=body, audience=audience, category=category, priority=priority,
+        channels=channels, data=data, scheduled_for=scheduled_for, deadline=deadline,
+        reminder_offsets=reminder_offsets, requires_ack=requires_ack)
+    audience, reminder_offsets = cleaned["audience"], cleaned["reminder_offsets"]
+    audience_check(sender, audience, api_key=api_key)
+
+    fields = cleaned
     fingerprint = _fingerprint(fields) if idempotency_key else ""
     if idempotency_key:
         existing = Notification.objects.filter(idempotency_key=idempotency_key).first()
@@ -159,6 +225,7 @@ def notification_send(*, sender, notifier, title, body, audience, category=None,
         with transaction.atomic():
             notification = Notification.objects.create(
                 sender=sender, idempotency_key=idempotency_key, request_fingerprint=fingerprint, parent=parent,
+                family_root_id=parent.child_family_root() if parent else None,
                 status=Notification.Status.SCHEDULED if scheduled else Notification.Status.QUEUED, **fields,
             )
             if audience.get("cohorts"):
@@ -200,7 +267,7 @@ def _schedule_reminders(notification, *, now=None):
             title=notification.title, body=notification.body, data={**notification.data, "reminder_minutes": minutes},
             channels=notification.channels, audience=notification.audience, sender=notification.sender,
             status=Notification.Status.SCHEDULED, scheduled_for=at, deadline=notification.deadline,
-            requires_ack=False, parent=notification,
+            requires_ack=False, parent=notification, family_root_id=notification.child_family_root(),
         ).cohorts.set(notification.cohorts.all())
 
 

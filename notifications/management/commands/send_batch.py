@@ -8,12 +8,18 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import Cohort
-from channels_app.registry import NotificationMeta, get_notifier
+from channels_app.registry import NotificationMeta
 from notifications.management.progress import Progress
 from notifications.models import Delivery, Notification
 from notifications.selectors import audience_users, notification_plan_counts
-from notifications.services import IdempotencyConflict, notification_preview, notification_send
-from notifications.services.batches import batch_key, batch_read, batch_send, batch_templates_check
+from notifications.services import IdempotencyConflict, notification_preview, notification_send, notification_validate
+from notifications.services.batches import (
+    batch_key,
+    batch_read,
+    batch_send,
+    batch_templates_check,
+    batch_titles_check,
+)
 
 User = get_user_model()
 
@@ -95,21 +101,26 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError(self.describe(exc))
 
-    @staticmethod
-    def describe(exc):
+    # The service's field names as this command's arguments, so a refusal names what to change.
+    ARGUMENTS = {"notifier": "--notifier", "category": "--category", "priority": "--priority",
+                 "channels": "--channels", "title": "--title", "body": "--body", "data": "--data"}
+
+    @classmethod
+    def describe(cls, exc):
         if hasattr(exc, "message_dict"):
-            return "; ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items())
+            return "; ".join(f"{cls.ARGUMENTS.get(field, field)}: {' '.join(messages)}"
+                             for field, messages in exc.message_dict.items())
         return " ".join(exc.messages)
 
-    def draft(self, fields, audience):
+    @staticmethod
+    def validate(fields, audience):
+        """notification_validate, as sending will run it: a dry run refuses exactly what sending would."""
+        return notification_validate(audience=audience, **{k: v for k, v in fields.items() if k != "sender"})
 
-        notifier = type(get_notifier(fields["notifier"]))
-        return Notification(
-            notifier=fields["notifier"], title=fields["title"], body=fields["body"], priority=fields["priority"],
-            category=fields["category"] or notifier.categories[0], data=fields["data"],
-            channels=fields["channels"] or list(notifier.channels), audience=audience,
-            requires_ack=getattr(notifier, "requires_ack", False),
-        )
+    @staticmethod
+    def draft(cleaned):
+        return Notification(**{name: cleaned[name] for name in (
+            "notifier", "category", "priority", "title", "body", "data", "channels", "audience", "requires_ack")})
 
     def show_plan(self, notification, recipients, first_user, context):
         counts = notification_plan_counts(notification, recipients)
@@ -133,16 +144,26 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"Cannot read {options['csv_file']}: {exc.strerror}.")
         with stream:
-            batch = batch_read(stream)
+            batch = batch_titles_check(batch_read(stream), fields["title"], fields["data"])
         for line, reason in batch.problems:
             self.stderr.write(f"line {line}: {reason}")
+        refused = ""
+        try:
+            # With no valid row, the arguments are still checked (against an audience that needs no row).
+            cleaned = self.validate(fields, {"users": [row.username for row in batch.rows]} if batch.rows
+                                    else {"everyone": True})
+        except ValidationError as exc:
+            refused = self.describe(exc)
         if batch.problems and not options["skip_invalid"]:
             raise CommandError(f"{len(batch.problems)} invalid row(s); nothing sent. Fix the file, or send the "
-                               f"{len(batch.rows)} valid row(s) with --skip-invalid.")
+                               f"{len(batch.rows)} valid row(s) with --skip-invalid."
+                               + (f" Also: {refused}" if refused else ""))
+        if refused:
+            raise CommandError(refused)
         if not batch.rows:
             raise CommandError("No valid row to send.")
         if options["dry_run"]:
-            draft = self.draft(fields, {"users": [row.username for row in batch.rows]})
+            draft = self.draft(cleaned)
             first = User.objects.get(pk=batch.rows[0].user_id)
             recipients = User.objects.filter(pk__in=[row.user_id for row in batch.rows])
             self.show_plan(draft, recipients, first, batch.rows[0].context)
@@ -167,9 +188,10 @@ class Command(BaseCommand):
         if cohort is None:
             raise CommandError(f"Unknown cohort {options['cohort']!r}.")
         audience = {"cohorts": [cohort.code]}
+        cleaned = self.validate(fields, audience)
         if options["dry_run"]:
             recipients = audience_users(audience)
-            self.show_plan(self.draft(fields, audience), recipients, recipients.order_by("pk").first(), None)
+            self.show_plan(self.draft(cleaned), recipients, recipients.order_by("pk").first(), None)
             return
         notification, created = notification_send(audience=audience, idempotency_key=options["idempotency_key"],
                                                   **fields)
