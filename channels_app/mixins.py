@@ -31,6 +31,7 @@ from .config import EmailConfig, InboxConfig, PushConfig, SMSConfig
 from .constants import Channel, Priority
 from .decorators import circuit_breaker, validate_config
 from .models import PushSubscription
+from .push_hosts import endpoint_problem
 from .registry import ChannelMeta, send_step
 
 logger = logging.getLogger(__name__)
@@ -252,6 +253,10 @@ class PushNotificationMixin(metaclass=ChannelMeta):
             payload, delivered, errors, transient, retry_after = self.push_payload(message), 0, [], False, None
             headers = {"Urgency": self.URGENCY[message.priority]}
             for subscription in subscriptions:
+                problem = endpoint_problem(subscription["endpoint"])  # again now: DNS may have changed
+                if problem:
+                    errors.append(f"push refused: {problem}")
+                    continue
                 try:
                     webpush(subscription, data=payload, vapid_private_key=vapid,
                             vapid_claims={"sub": settings.VAPID_SUBJECT}, ttl=self.ttl, timeout=10, headers=dict(headers),
