@@ -67,6 +67,16 @@ def _smtp_outcome(message, exc):
     return Outcome.transient_failure(message, f"{type(exc).__name__}: {exc}", provider_failure=True)
 
 
+def esp_message_id(connection, email, message):
+    """The id a sent email is recorded under: the ESP's own id behind the ESP's name ("Postmark:<id>"), so
+    a receipt moves only emails sent through the ESP that reports it; our Message-ID over SMTP."""
+    status = getattr(email, "anymail_status", None)
+    esp = getattr(connection, "esp_name", "")
+    if status is not None and status.message_id and esp:
+        return f"{esp}:{status.message_id}"
+    return f"{esp}:{message.message_id}" if esp else str(message.message_id)
+
+
 @validate_config(EmailConfig)
 @circuit_breaker("email")
 class EmailMixin(metaclass=ChannelMeta):
@@ -134,9 +144,7 @@ class EmailMixin(metaclass=ChannelMeta):
                                          for m in rest]
                             break
                 else:
-                    status = getattr(email, "anymail_status", None)
-                    provider_id = (status.message_id if status and status.message_id else message.message_id)
-                    outcomes.append(Outcome.sent(message, str(provider_id)))
+                    outcomes.append(Outcome.sent(message, esp_message_id(connection, email, message)))
         finally:
             connection.close()
         return outcomes
