@@ -11,6 +11,7 @@ import logging
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from .models import PushSubscription
 from .push_hosts import endpoint_problem
@@ -56,7 +57,8 @@ def push_subscription_save(*, user, endpoint, p256dh, auth, user_agent=""):
     if existing is not None and existing.user_id != user.pk:
         logger.warning("user %s registered a push endpoint that belongs to another user; kept with its owner",
                        user.pk, extra={"user_id": user.pk})
-        return PushSubscription(user=user, endpoint=endpoint, p256dh=p256dh, auth=auth, user_agent=user_agent), True
+        return PushSubscription(user=user, endpoint=endpoint, p256dh=p256dh, auth=auth, user_agent=user_agent,
+                                created_at=timezone.now()), True
     subscription, created = PushSubscription.objects.update_or_create(
         endpoint=endpoint, user=user, defaults={"p256dh": p256dh, "auth": auth, "user_agent": user_agent},
     )
