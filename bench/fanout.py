@@ -262,6 +262,7 @@ def main():
         "TWILIO_ACCOUNT_SID": "AC" + "1" * 32, "TWILIO_AUTH_TOKEN": "bench-token",
         "TWILIO_MESSAGING_SERVICE_SID": "MG" + "2" * 32, "TWILIO_API_BASE": f"http://127.0.0.1:{ports['twilio']}",
         "VAPID_PUBLIC_KEY": vapid[0], "VAPID_PRIVATE_KEY": vapid[1],
+        "PUSH_ALLOW_HTTP_ENDPOINTS": "true",  # the push service is a local http peer
     })
     cluster = None
     try:

@@ -26,12 +26,23 @@ from .decorators import circuit_breaker, validate_config
 from .errors import TWILIO_PERMANENT_CODES, outcome_for_error, retry_after_seconds
 from .models import PushSubscription
 from .outcomes import Outcome
+from .push_hosts import endpoint_problem
 from .registry import ChannelMeta, send_step
 
 logger = logging.getLogger(__name__)
 
 
 __all__ = ["ArchiveMixin", "EmailMixin", "PushNotificationMixin", "SMSMixin", "fit_sms", "retry_after_seconds"]
+
+
+def esp_message_id(connection, email, message):
+    """The id a sent email is recorded under: the ESP's own id behind the ESP's name ("Postmark:<id>"), so
+    a receipt moves only emails sent through the ESP that reports it; our Message-ID over SMTP."""
+    status = getattr(email, "anymail_status", None)
+    esp = getattr(connection, "esp_name", "")
+    if status is not None and status.message_id and esp:
+        return f"{esp}:{status.message_id}"
+    return f"{esp}:{message.message_id}" if esp else str(message.message_id)
 
 
 @validate_config(EmailConfig)
@@ -88,9 +99,7 @@ class EmailMixin(metaclass=ChannelMeta):
                                 yield Outcome.transient_failure(rest, "connection lost", provider_failure=True)
                             return
                 else:
-                    status = getattr(email, "anymail_status", None)
-                    provider_id = (status.message_id if status and status.message_id else message.message_id)
-                    yield Outcome.sent(message, str(provider_id))
+                    yield Outcome.sent(message, esp_message_id(connection, email, message))
         finally:
             connection.close()
 
@@ -207,6 +216,10 @@ class PushNotificationMixin(metaclass=ChannelMeta):
         delivered, failures = 0, []
         headers = {"Urgency": self.URGENCY[message.priority]}
         for subscription in subscriptions:
+            problem = endpoint_problem(subscription["endpoint"])  # again now: DNS may have changed
+            if problem:
+                failures.append(Outcome.permanent_failure(message, f"push refused: {problem}"))
+                continue
             try:
                 webpush(subscription, data=payload, vapid_private_key=vapid,
                         vapid_claims={"sub": settings.VAPID_SUBJECT}, ttl=self.ttl, timeout=10, headers=dict(headers),

@@ -3,6 +3,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .push_hosts import endpoint_summary
+
 
 class PushSubscription(models.Model):
     """One browser of a user, subscribed to web push (the PushSubscription of the Push API)."""
@@ -19,7 +21,12 @@ class PushSubscription(models.Model):
         verbose_name_plural = _("push subscriptions")
 
     def __str__(self):
-        return f"{self.user} — {self.endpoint[:60]}"
+        return f"{self.user} — {self.endpoint_summary}"
+
+    @property
+    def endpoint_summary(self):
+        """The push service's host and a short hash: the endpoint itself is a bearer capability."""
+        return endpoint_summary(self.endpoint)
 
     def as_subscription_info(self):
         return {"endpoint": self.endpoint, "keys": {"p256dh": self.p256dh, "auth": self.auth}}

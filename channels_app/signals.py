@@ -3,7 +3,9 @@ channels_app knows nothing of whoever records them (notifications connects in it
 
 from django.dispatch import Signal
 
-# Sent by the webhooks with channel, provider_message_id, event ("delivered", "bounced",
-# "failed", "rejected", "complained", "undelivered"), reason and delivery_id (or None).
+# Sent by the webhooks with sender=<the provider's name> ("twilio", or anymail's esp_name such as
+# "Postmark"), channel, provider_message_id, event ("delivered", "bounced", "failed", "rejected",
+# "complained", "undelivered"), reason, delivery_id (or None) and signed (the provider signed the
+# callback that carries delivery_id: Twilio's status callback).
 receipt = Signal()
 

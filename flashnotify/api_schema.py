@@ -74,13 +74,14 @@ def add_webhooks(result, generator, request, public):
             "tags": ["webhooks"],
             "summary": "Email tracking events (django-anymail)",
             "description": "Public, protected by HTTP basic auth with ANYMAIL_WEBHOOK_SECRET; the body is the "
-                           "email provider's own event format. Also served at /webhooks/anymail/.",
+                           "email provider's own event format. Exists only for the ESP that EMAIL_BACKEND names "
+                           "(any other `esp` answers 404). Also served at /webhooks/anymail/{esp}/tracking/.",
             "security": [{"anymailBasic": []}],
             "parameters": [{"name": "esp", "in": "path", "required": True,
                             "schema": {"type": "string", "example": "postmark"}}],
             "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
             "responses": {"200": {"description": "Events applied."}, "400": public_error,
-                          "401": public_error, "403": public_error},
+                          "401": public_error, "403": public_error, "404": public_error},
         }
     }
     schemes = result.setdefault("components", {}).setdefault("securitySchemes", {})

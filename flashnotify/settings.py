@@ -249,7 +249,12 @@ SMS_MAX_SEGMENTS = envint("SMS_MAX_SEGMENTS", 3)
 VAPID_PUBLIC_KEY = env("VAPID_PUBLIC_KEY")
 VAPID_PRIVATE_KEY = env("VAPID_PRIVATE_KEY")
 VAPID_SUBJECT = env("VAPID_SUBJECT", "mailto:notifications@flashnotify.localhost")
-# Browsers' push services are always https; plain http endpoints are accepted only when this is on (tests).
+# Endpoints must be https URLs on a browser's push service (channels_app/push_hosts.py) that resolve to
+# public addresses. PUSH_SERVICE_HOSTS adds host names ("*.example.net" for any name below it).
+PUSH_SERVICE_HOSTS = envlist("PUSH_SERVICE_HOSTS")
+# How push hosts are resolved (a dotted path to a function (host, port) -> [addresses]); tests swap it.
+PUSH_HOST_RESOLVER = env("PUSH_HOST_RESOLVER", "channels_app.push_hosts.resolve_host")
+# Tests only: accept http(s) endpoints on any host, local addresses included (a deploy check refuses it).
 PUSH_ALLOW_HTTP_ENDPOINTS = envbool("PUSH_ALLOW_HTTP_ENDPOINTS")
 
 # --- Inbox -------------------------------------------------------------------------------

@@ -306,9 +306,23 @@ class InboxMessageAdmin(ReadOnlyAdmin):
 
 @admin.register(PushSubscription)
 class PushSubscriptionAdmin(admin.ModelAdmin):
-    list_display = ("user", "endpoint", "created_at")
-    search_fields = ("user__username", "endpoint")
-    raw_id_fields = ("user",)
+    """Look and remove only: an endpoint is a bearer capability (staff see its host and a hash), and
+    subscriptions come from browsers through push_subscription_save, which checks them."""
+
+    list_display = ("user", "endpoint_summary", "created_at")
+    search_fields = ("=user__username",)
+    fields = ("user", "endpoint_summary", "user_agent", "created_at")
+    readonly_fields = fields
+
+    @admin.display(description="endpoint")
+    def endpoint_summary(self, subscription):
+        return subscription.endpoint_summary
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 admin.site.register_page("health/", health_index, name="health")

@@ -25,6 +25,7 @@ from accounts.permissions import DEFAULT, NotApiKey, api_key_of
 from channels_app.breaker import CircuitBreaker
 from channels_app.constants import MANDATORY_CATEGORIES, Category, Channel
 from channels_app.models import PushSubscription
+from channels_app.subscriptions import push_subscription_save
 from .models import Delivery, InboxMessage, Notification
 from flashnotify.api_errors import Conflict
 from flashnotify.api_pagination import CheckedCursorPagination, cursor_pagination
@@ -362,11 +363,14 @@ class PushSubscriptionApi(APIView):
         serializer = PushSubscriptionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        subscription, created = PushSubscription.objects.update_or_create(
-            endpoint=data["endpoint"],
-            defaults={"user": request.user, "p256dh": data["keys"]["p256dh"], "auth": data["keys"]["auth"],
-                      "user_agent": data.get("user_agent", "")},
-        )
+        try:
+            subscription, created = push_subscription_save(
+                user=request.user, endpoint=data["endpoint"], p256dh=data["keys"]["p256dh"],
+                auth=data["keys"]["auth"], user_agent=data.get("user_agent", ""))
+        except DjangoValidationError as exc:
+            errors = dict(exc.message_dict)
+            keys = {name: errors.pop(name) for name in ("p256dh", "auth") if name in errors}
+            raise ValidationError({**errors, **({"keys": keys} if keys else {})})
         return Response(PushSubscriptionOutSerializer(subscription).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

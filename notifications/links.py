@@ -20,7 +20,7 @@ MAX_AGE = {
 class LinkCheck:
     user_id: int | None = None
     notification_id: int | None = None
-    problem: str = ""  # "", "expired" or "invalid"
+    problem: str = ""  # "", "expired", "invalid" or "preview"
 
 
 def _signer(action):
@@ -31,14 +31,23 @@ def link_token(action, *, user_id, notification_id):
     return _signer(action).sign(f"{user_id}:{notification_id}")
 
 
-def link_url(action, *, user_id, notification_id):
-    """The absolute URL of a signed link; a draft (no notification id yet) gets a placeholder token."""
-    token = link_token(action, user_id=user_id, notification_id=notification_id) if notification_id else "preview"
+PREVIEW_TOKEN = "preview"  # never a signed token (those hold a ":"): its page says so and changes nothing
+
+
+def link_url(action, *, user_id, notification_id, preview=False):
+    """The absolute URL of a signed link. A preview (and a draft, which has no id yet) gets a placeholder:
+    a preview is read by staff, and a live link in it would act for the recipient."""
+    if preview or not notification_id:
+        token = PREVIEW_TOKEN
+    else:
+        token = link_token(action, user_id=user_id, notification_id=notification_id)
     return settings.SITE_URL + reverse(action, args=[token])
 
 
 def link_check(action, token):
-    """Who and what a token is for, or why it cannot be used."""
+    """Who and what a token is for, or why it cannot be used ("preview": a preview's placeholder)."""
+    if token == PREVIEW_TOKEN:
+        return LinkCheck(problem="preview")
     try:
         value = _signer(action).unsign(token, max_age=MAX_AGE[action])
         user_id, notification_id = (int(part) for part in value.split(":"))

@@ -176,7 +176,8 @@ def service_worker(request):
 
 
 def _link_problem(request, problem):
-    return render(request, "notifications/link_problem.html", {"problem": problem}, status=400)
+    return render(request, "notifications/link_problem.html", {"problem": problem},
+                  status=200 if problem == "preview" else 400)
 
 
 def _user_language(user_id):

@@ -7,7 +7,7 @@ from django_q.conf import Conf
 from accounts.models import Cohort, Role, User
 
 from .browser import browser, live_server, page  # noqa: F401  (fixtures)
-from .peers import HTTPPeer, SMTPPeer, Worker
+from .peers import PUSH_DNS, HTTPPeer, SMTPPeer, Worker
 
 
 def redis_available():
@@ -61,6 +61,16 @@ def http_peer():
     yield start
     for peer in peers:
         peer.stop()
+
+
+@pytest.fixture
+def push_dns(settings):
+    """Push hosts resolve from this table ({host: [addresses]}); Google's and Mozilla's to public addresses."""
+    settings.PUSH_HOST_RESOLVER = "tests.peers.resolve_push_host"
+    settings.PUSH_ALLOW_HTTP_ENDPOINTS = False
+    PUSH_DNS.update({"fcm.googleapis.com": ["142.250.74.74"], "updates.push.services.mozilla.com": ["34.117.59.81"]})
+    yield PUSH_DNS
+    PUSH_DNS.clear()
 
 
 @pytest.fixture

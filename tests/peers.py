@@ -209,3 +209,15 @@ class Worker:
         self.log.flush()
         self.log.seek(0)
         return self.log.read()
+
+
+# What push hosts resolve to in tests (PUSH_HOST_RESOLVER = "tests.peers.resolve_push_host", set by
+# the `push_dns` fixture): there is no DNS here, and a test must be able to make a name resolve to
+# 127.0.0.1 (or change its answer between subscribing and sending: DNS rebinding).
+PUSH_DNS = {}
+
+
+def resolve_push_host(host, port):
+    if host not in PUSH_DNS:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    return list(PUSH_DNS[host])

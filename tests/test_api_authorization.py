@@ -16,6 +16,7 @@ from notifications.services import notification_send
 from .api_support import *  # noqa: F403
 from .api_support import API, jwt_client, key_client, send_body
 from .conftest import make_user
+from .delivery_helpers import BrowserKeys
 
 METHODS = ("get", "post", "put", "patch", "delete")
 
@@ -63,6 +64,7 @@ def test_it_refuses_every_unlisted_route_without_authentication():
 ROLES = ["anonymous", "student", "staff", "api_user", "admin", "key_send", "key_read", "key_manage"]
 
 # endpoint: (method, path, body, {role: status}); roles not named get `other`.
+BROWSER = BrowserKeys()  # what a browser makes when it subscribes to web push
 ENDPOINTS = {
     "notifications.list": ("get", "notifications/", None,
                            dict(staff=200, api_user=200, admin=200, key_read=200, other=403)),
@@ -91,7 +93,8 @@ ENDPOINTS = {
                           {"preferences": [{"category": "grade", "channel": "sms", "enabled": False}]},
                           dict(student=200, staff=200, api_user=200, admin=200, other=403)),
     "push.subscribe": ("post", "me/push-subscriptions/",
-                       {"endpoint": "https://push.example.test/abc", "keys": {"p256dh": "BEl6", "auth": "k8J"}},
+                       {"endpoint": "https://fcm.googleapis.com/fcm/send/abc",
+                        "keys": {"p256dh": BROWSER.p256dh, "auth": BROWSER.auth}},
                        dict(student=201, staff=201, api_user=201, admin=201, other=403)),
     "push.unsubscribe": ("delete", "me/push-subscriptions/?endpoint=https://push.example.test/none", None,
                          dict(student=404, staff=404, api_user=404, admin=404, other=403)),
@@ -143,7 +146,7 @@ def client_for(role, student, staff_user, admin_user):
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("endpoint", sorted(ENDPOINTS))
-def test_it_answers_each_role_as_its_rights_allow(endpoint, role, world, student, staff_user, admin_user):
+def test_it_answers_each_role_as_its_rights_allow(endpoint, role, world, student, staff_user, admin_user, push_dns):
     method, path, body, expected = ENDPOINTS[endpoint]
     client = client_for(role, student, staff_user, admin_user)
     response = getattr(client, method)(API + path.format(**world), body, format="json")

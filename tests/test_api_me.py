@@ -8,6 +8,7 @@ from notifications.services import notification_send
 from .api_support import *  # noqa: F403
 from .api_support import API, jwt_client, key_client
 from .conftest import make_user
+from .delivery_helpers import BrowserKeys
 
 
 def inbox_for(user, sender, n):
@@ -77,9 +78,10 @@ def test_it_requires_the_whole_grid_for_put(student):
     assert Preference.objects.filter(user=student, enabled=False).count() == 5
 
 
-def test_it_registers_and_removes_push_subscriptions(student):
+def test_it_registers_and_removes_push_subscriptions(student, push_dns):
     client = jwt_client(student)
-    body = {"endpoint": "https://push.example.test/sub/1", "keys": {"p256dh": "BPk", "auth": "a1"}}
+    keys = BrowserKeys()
+    body = {"endpoint": "https://fcm.googleapis.com/fcm/send/sub-1", "keys": {"p256dh": keys.p256dh, "auth": keys.auth}}
     assert client.post(f"{API}me/push-subscriptions/", body, format="json").status_code == 201
     assert client.post(f"{API}me/push-subscriptions/", body, format="json").status_code == 200
     assert PushSubscription.objects.filter(user=student).count() == 1

@@ -13,7 +13,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 def manage(*args, **env):
     # Without the test run's own relaxations (tests/testenv.py), as a real deployment would be.
     relaxed = {"SECRET_KEY", "DEBUG", "REDIS_URL", "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE",
-               "CSRF_COOKIE_SECURE", "SECURE_HSTS_SECONDS", "ALLOWED_HOSTS", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+               "CSRF_COOKIE_SECURE", "SECURE_HSTS_SECONDS", "ALLOWED_HOSTS", "DJANGO_ALLOW_ASYNC_UNSAFE",
+               "PUSH_ALLOW_HTTP_ENDPOINTS"}
     environment = {k: v for k, v in os.environ.items() if k not in relaxed}
     environment["DATABASE_URL"] = "sqlite:///" + str(BASE_DIR / "var" / "settings-check.sqlite3")
     environment.update(env)
@@ -63,3 +64,26 @@ def test_it_passes_the_deploy_checks_with_production_settings():
                     TWILIO_FROM_NUMBER="+15005550006", VAPID_PUBLIC_KEY="public", VAPID_PRIVATE_KEY="private")
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+PRODUCTION = {"DEBUG": "false", "SECRET_KEY": "a-long-random-production-secret-key-0123456789-abcdefghijklmnop",
+              "ALLOWED_HOSTS": "notify.example.edu"}
+
+
+@pytest.mark.parametrize("env, check_id", [
+    ({"PUSH_ALLOW_HTTP_ENDPOINTS": "true"}, "channels_app.E001"),
+    ({"EMAIL_BACKEND": "anymail.backends.postmark.EmailBackend", "ANYMAIL_POSTMARK_SERVER_TOKEN": "t"},
+     "channels_app.E002"),
+])
+def test_it_fails_the_deploy_checks_with_a_test_escape_or_unauthenticated_receipts(env, check_id):
+    result = manage("check", "--deploy", **PRODUCTION, **env)
+
+    assert result.returncode != 0
+    assert check_id in result.stderr and "HINT" in result.stderr
+
+
+def test_it_passes_the_deploy_checks_with_an_esp_and_its_webhook_secret():
+    result = manage("check", "--deploy", **PRODUCTION, EMAIL_BACKEND="anymail.backends.postmark.EmailBackend",
+                    ANYMAIL_POSTMARK_SERVER_TOKEN="t", ANYMAIL_WEBHOOK_SECRET="hook:a-long-random-password")
+
+    assert "channels_app.E00" not in result.stderr

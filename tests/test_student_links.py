@@ -1,5 +1,6 @@
 """Signed links from emails: acknowledge and one-click unsubscribe, with tampered and expired tokens."""
 
+import re
 import time
 from unittest import mock
 
@@ -148,3 +149,31 @@ def test_it_answers_a_form_without_its_csrf_token_with_the_sites_own_page(studen
     assert heading in page and f'<html lang="{language}">' in page and "/static/css/site" in page
     assert "CSRF verification failed" not in page  # not Django's bare page
     assert InboxMessage.objects.get(notification=alert).acknowledged_at is None
+
+
+@pytest.mark.django_db
+def test_it_previews_with_placeholder_links_that_act_for_nobody(client, student, admin_user, settings):
+    from channels_app.constants import Category
+
+    from .api_support import API, jwt_client
+
+    notification = Notification.objects.create(
+        notifier="academic", category=Category.GRADE, title="Marks out", body="See them.", requires_ack=True,
+        status="sent", channels=["email"], audience={"users": [student.username]}, sender=admin_user)
+    InboxMessage.objects.create(notification=notification, recipient=student, title=notification.title,
+                                body=notification.body, category=Category.GRADE)
+
+    preview = jwt_client(admin_user).get(f"{API}notifications/{notification.pk}/preview/",
+                                         {"recipient": student.username}).json()
+
+    text = preview["email"]["text"] + preview["email"]["html"]
+    ack, unsubscribe = f"{settings.SITE_URL}/ack/preview/", f"{settings.SITE_URL}/unsubscribe/preview/"
+    assert ack in text and unsubscribe in text
+    assert {token for _, token in re.findall(r"/(ack|unsubscribe)/([^/\s\"'<>]+)/", text)} == {"preview"}
+    for url in (ack, unsubscribe):
+        response = client.post(url.removeprefix(settings.SITE_URL), "List-Unsubscribe=One-Click",
+                               content_type="application/x-www-form-urlencoded")
+        assert response.status_code == 200
+        assert "This is a preview link" in response.content.decode()
+    assert InboxMessage.objects.get(notification=notification).acknowledged_at is None
+    assert not Preference.objects.exists()

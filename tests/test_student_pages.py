@@ -13,6 +13,7 @@ from notifications.models import InboxMessage, Notification, Preference
 from notifications.engine.planning import all_category_defaults
 
 from .conftest import make_user
+from .delivery_helpers import BrowserKeys
 
 
 def make_messages(user, count, *, category="announcement", requires_ack=False, title="Notice"):
@@ -208,17 +209,13 @@ def test_it_refuses_half_given_quiet_hours_and_keeps_the_rest_unsaved(signed_in,
     assert not Preference.objects.filter(user=student).exists()
 
 
-def push_body(endpoint="https://push.example.net/abc"):
-    import base64
-    import os
-
-    p256dh = base64.urlsafe_b64encode(b"\x04" + os.urandom(64)).decode().rstrip("=")
-    auth = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
-    return {"endpoint": endpoint, "keys": {"p256dh": p256dh, "auth": auth}}
+def push_body(endpoint="https://fcm.googleapis.com/fcm/send/abc"):
+    keys = BrowserKeys()
+    return {"endpoint": endpoint, "keys": {"p256dh": keys.p256dh, "auth": keys.auth}}
 
 
 @pytest.mark.django_db
-def test_it_stores_and_removes_a_push_subscription_for_the_signed_in_user(signed_in, student):
+def test_it_stores_and_removes_a_push_subscription_for_the_signed_in_user(signed_in, student, push_dns):
     body = push_body()
 
     created = signed_in.post("/push/subscriptions/", data=json.dumps(body), content_type="application/json")
@@ -232,10 +229,10 @@ def test_it_stores_and_removes_a_push_subscription_for_the_signed_in_user(signed
 
 
 @pytest.mark.django_db
-def test_it_refuses_a_push_subscription_to_a_plain_http_or_malformed_endpoint(signed_in):
+def test_it_refuses_a_push_subscription_to_a_plain_http_or_malformed_endpoint(signed_in, push_dns):
     plain = signed_in.post("/push/subscriptions/", data=json.dumps(push_body("http://10.0.0.1/x")),
                            content_type="application/json")
-    short_key = {"endpoint": "https://push.example.net/x", "keys": {"p256dh": "AAAA", "auth": "AAAA"}}
+    short_key = {"endpoint": "https://fcm.googleapis.com/fcm/send/x", "keys": {"p256dh": "AAAA", "auth": "AAAA"}}
     bad_keys = signed_in.post("/push/subscriptions/", data=json.dumps(short_key), content_type="application/json")
     not_json = signed_in.post("/push/subscriptions/", data="nope", content_type="application/json")
 

@@ -277,8 +277,8 @@ def notification_preview(notification, recipient, *, context=None):
     """{channel: {part: text}}: `notification` as `recipient` (a User) would get it on each of its channels.
 
     Renders only — sends nothing, writes nothing — so a draft (an unsaved Notification built
-    from a compose form) can be previewed. Links are signed as real ones would be; a draft's
-    point at a placeholder.
+    from a compose form) can be previewed. Acknowledge and unsubscribe links point at a
+    placeholder that nobody can use: a live link would act for the recipient.
     """
     notifier = get_notifier(notification.notifier)
     channels = [c for c in (notification.channels or notifier.channels) if c in notifier.channels]
@@ -289,7 +289,7 @@ def notification_preview(notification, recipient, *, context=None):
                            language=recipient.language, timezone=recipient.timezone)
 
     def link(name):
-        return link_url(name, user_id=recipient.pk, notification_id=notification.pk)
+        return link_url(name, user_id=recipient.pk, notification_id=notification.pk, preview=True)
 
     preview = {}
     for channel in channels:
