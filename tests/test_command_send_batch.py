@@ -193,7 +193,7 @@ def run_queued_tasks(on_commit):
     return ran
 
 
-def test_a_rerun_queues_every_accepted_part_whose_fan_out_never_started(
+def test_it_queues_on_a_rerun_every_accepted_part_whose_fan_out_never_started(
         broker, tmp_path, students, mailoutbox, django_capture_on_commit_callbacks):
     path = csv_file(tmp_path, good_rows(students))
     # Ctrl-C after the parts were accepted and before their fan-outs were queued: the commits
@@ -212,7 +212,7 @@ def test_a_rerun_queues_every_accepted_part_whose_fan_out_never_started(
     assert Notification.objects.filter(fanned_out_at__isnull=False).count() == 3
 
 
-def test_a_rerun_does_not_queue_a_part_already_fanned_out(broker, tmp_path, students, django_capture_on_commit_callbacks):
+def test_it_does_not_queue_on_a_rerun_a_part_already_fanned_out(broker, tmp_path, students, django_capture_on_commit_callbacks):
     path = csv_file(tmp_path, good_rows(students))
     with django_capture_on_commit_callbacks(execute=True):
         run(path, *TEMPLATE)
