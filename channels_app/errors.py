@@ -54,11 +54,12 @@ def _status_outcome(message, status, error, *, retry_after=None):
                                      provider_failure=status != 429)
 
 
-def outcome_for_error(message, exc, *, headers=None, during=""):
+def outcome_for_error(message, exc, *, headers=None, during="", hide=()):
     """The Outcome of `message` whose send (or render, `during="render"`) raised `exc`.
 
     `headers` are the provider's last response headers when the exception does not carry
-    them (the twilio client), read for Retry-After.
+    them (the twilio client), read for Retry-After. `hide` maps texts that must appear neither
+    in the error nor in the log (a push endpoint is a bearer capability) to what stands for them.
     """
     prefix = f"cannot {during}: " if during else ""
     if isinstance(exc, AnymailRecipientsRefused):
@@ -100,6 +101,9 @@ def outcome_for_error(message, exc, *, headers=None, during=""):
         outcome = Outcome.transient_failure(message, describe(exc), provider_failure=True)
     else:
         outcome = Outcome.permanent_failure(message, prefix + describe(exc))
+    for secret, shown in hide.items() if hide else ():
+        if secret:
+            outcome.error = outcome.error.replace(secret, shown)
     logger.warning("provider error on %s: %s", message.channel, outcome.error,
                    extra={"delivery_id": message.delivery_id, "channel": message.channel,
                           "notification_id": getattr(message.notification, "pk", None),

@@ -9,6 +9,7 @@ picks backends), so this layer knows nothing of the model that holds a student's
 import json
 import logging
 import smtplib
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
@@ -26,7 +27,7 @@ from .decorators import circuit_breaker, validate_config
 from .errors import TWILIO_PERMANENT_CODES, outcome_for_error, retry_after_seconds
 from .models import PushSubscription
 from .outcomes import Outcome
-from .push_hosts import endpoint_problem
+from .push_hosts import endpoint_problem, endpoint_summary
 from .registry import ChannelMeta, send_step
 
 logger = logging.getLogger(__name__)
@@ -226,7 +227,10 @@ class PushNotificationMixin(metaclass=ChannelMeta):
                         requests_session=session)
                 delivered += 1
             except Exception as exc:  # this browser alone: a bad key, a VAPID error, an expired subscription
-                failure = outcome_for_error(message, exc)
+                endpoint = subscription["endpoint"]
+                shown = endpoint_summary(endpoint)
+                path = urlsplit(endpoint).path
+                failure = outcome_for_error(message, exc, hide={endpoint: shown, **({path: shown} if len(path) > 8 else {})})
                 if failure.extra.get("expired"):
                     expired.append(subscription["endpoint"])
                 failures.append(failure)

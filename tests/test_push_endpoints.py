@@ -177,3 +177,23 @@ def test_it_shows_staff_only_the_push_services_host_and_a_short_hash(admin_user,
         assert "secret-capability-token" not in page
     # Subscriptions come from browsers through the checks, not typed in by hand.
     assert console.get("/admin/channels_app/pushsubscription/add/").status_code == 403
+
+
+def test_it_keeps_the_endpoint_out_of_the_error_and_the_log_when_the_push_service_cannot_be_reached(
+        vapid, admin_user, caplog):
+    from .peers import free_port
+
+    student = make_user("s9300001")
+    keys = BrowserKeys()
+    secret_path = "/push/v2/capability-token-0123456789"
+    PushSubscription.objects.create(user=student, endpoint=f"http://127.0.0.1:{free_port()}{secret_path}",
+                                    p256dh=keys.p256dh, auth=keys.auth)
+
+    with caplog.at_level(logging.WARNING):
+        notification = send(admin_user, [student], ["push"])
+
+    delivery = Delivery.objects.get(notification=notification)
+    assert delivery.status == "retrying"
+    assert "127.0.0.1 #" in delivery.last_error
+    assert "capability-token" not in delivery.last_error
+    assert "capability-token" not in caplog.text
