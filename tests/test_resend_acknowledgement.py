@@ -131,6 +131,8 @@ def test_it_stops_the_originals_escalation_when_the_resend_is_acknowledged_throu
     assert not Delivery.objects.filter(notification__in=[original, resent], recipient=ada,
                                        escalation_level__gt=0).exists()
     assert Delivery.objects.filter(notification=original, recipient=bob, escalation_level=1, channel="sms").exists()
+    # Only the original climbs the ladder: bob, who acknowledged neither, is not escalated twice.
+    assert not Delivery.objects.filter(notification=resent, escalation_level__gt=0).exists()
 
 
 @pytest.fixture

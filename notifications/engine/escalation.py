@@ -40,9 +40,11 @@ def escalations_run(*, now=None):
     now = now or timezone.now()
     escalated = 0
     with_ladder = [key for key, cls in NotificationMeta.registry.items() if len(escalation_ladder(cls)) > 1]
+    # Only the first of a family climbs the ladder: a resend (or a reminder) of it escalating on its own
+    # would send a second SMS to whoever has not acknowledged either.
     notifications = Notification.objects.filter(
         requires_ack=True, notifier__in=with_ladder, fanned_out_at__isnull=False,
-        started_at__gte=now - ESCALATION_WINDOW,
+        started_at__gte=now - ESCALATION_WINDOW, family_root__isnull=True,
     ).exclude(status=Notification.Status.CANCELLED).select_related("sender")
     for notification in notifications:
         notifier = get_notifier(notification.notifier)
