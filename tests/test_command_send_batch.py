@@ -163,7 +163,7 @@ def test_it_refuses_a_template_that_reaches_beyond_the_row(tmp_path, students, t
         part = "title" if args[1] == template else "body"
         with pytest.raises(CommandError) as caught:
             run(csv_file(tmp_path, good_rows(students)), *args)
-        assert str(caught.value).startswith(f"{part}: Template error: {refused} in a batch template")
+        assert str(caught.value).startswith(f"--{part}: Template error: {refused} in a batch template")
     assert not Notification.objects.exists()
 
 

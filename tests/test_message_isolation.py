@@ -67,6 +67,7 @@ def vapid(settings):
     settings.VAPID_PUBLIC_KEY = keys["VAPID_PUBLIC_KEY"]
     settings.VAPID_PRIVATE_KEY = keys["VAPID_PRIVATE_KEY"]
     settings.VAPID_SUBJECT = "mailto:ops@example.edu"
+    settings.PUSH_ALLOW_HTTP_ENDPOINTS = True  # the push service here is a local http peer (a test-only escape)
 
 
 NOT_ON_THE_CURVE = b64url(b"\x04" + b"\x01" * 64)  # 65 bytes, uncompressed form, but no P-256 point
