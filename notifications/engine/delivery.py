@@ -79,6 +79,8 @@ def deliveries_send(delivery_ids, *, now=None):
     deliveries = list(Delivery.objects.filter(claim_token=token, status=Status.SENDING).select_related("recipient"))
     # One row per notification (usually one), not one joined copy per delivery.
     notifications = Notification.objects.in_bulk({d.notification_id for d in deliveries})
+    # A notification deleted meanwhile took its deliveries with it: nothing is left to send or record.
+    deliveries = [d for d in deliveries if d.notification_id in notifications]
     for delivery in deliveries:
         delivery.notification = notifications[delivery.notification_id]
     if logger.isEnabledFor(logging.DEBUG):
