@@ -2,10 +2,8 @@
 
 import base64
 from collections import Counter
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
 from django.utils import timezone
 
 from accounts.models import User
@@ -16,6 +14,7 @@ from notifications.services.batches import BatchRow, batch_send
 
 from .delivery_helpers import BrowserKeys, b64url, closed_breakers, fan_out_and_send  # noqa: F401
 from .delivery_helpers import students as many_students
+from .test_channels import vapid  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("closed_breakers")]
 GOOD = 50
@@ -57,17 +56,6 @@ def test_it_fails_only_the_email_whose_subject_breaks_a_header(smtp_peer, admin_
     assert poisoned.email not in received
     assert_one_failed(notification, poisoned, "BadHeaderError")
     assert "Bcc" not in "".join(str(m) for m in smtp_peer.messages)
-
-
-@pytest.fixture
-def vapid(settings):
-    out = StringIO()
-    call_command("generate_vapid_keys", stdout=out)
-    keys = dict(line.split("=", 1) for line in out.getvalue().split())
-    settings.VAPID_PUBLIC_KEY = keys["VAPID_PUBLIC_KEY"]
-    settings.VAPID_PRIVATE_KEY = keys["VAPID_PRIVATE_KEY"]
-    settings.VAPID_SUBJECT = "mailto:ops@example.edu"
-    settings.PUSH_ALLOW_HTTP_ENDPOINTS = True  # the push service here is a local http peer (a test-only escape)
 
 
 NOT_ON_THE_CURVE = b64url(b"\x04" + b"\x01" * 64)  # 65 bytes, uncompressed form, but no P-256 point

@@ -18,6 +18,7 @@ from notifications.services import notification_send
 from .api_support import API, jwt_client
 from .conftest import make_user
 from .console_helpers import sent_notification, two_cohorts
+from .test_escalation import twilio  # noqa: F401  (fixture)
 
 LIST = "/admin/notifications/notification/"
 UTC = dt.timezone.utc
@@ -111,7 +112,7 @@ def test_it_keeps_one_inbox_alert_per_student_and_the_resends_link_acknowledges_
         ("ada", True), ("bob", False)]
 
 
-def test_it_stops_the_originals_escalation_when_the_resend_is_acknowledged_through_the_api(people, twilio_peer):
+def test_it_stops_the_originals_escalation_when_the_resend_is_acknowledged_through_the_api(people, twilio):
     original = alert(people)
     ada, bob = people
     resent, _ = notification_send(
@@ -133,13 +134,3 @@ def test_it_stops_the_originals_escalation_when_the_resend_is_acknowledged_throu
     assert Delivery.objects.filter(notification=original, recipient=bob, escalation_level=1, channel="sms").exists()
     # Only the original climbs the ladder: bob, who acknowledged neither, is not escalated twice.
     assert not Delivery.objects.filter(notification=resent, escalation_level__gt=0).exists()
-
-
-@pytest.fixture
-def twilio_peer(http_peer, settings):
-    peer = http_peer(lambda request: (201, {}, {"sid": f"SM{len(peer.requests):032d}", "status": "queued"}))
-    settings.TWILIO_API_BASE = peer.url
-    settings.TWILIO_ACCOUNT_SID = "AC" + "0" * 32
-    settings.TWILIO_AUTH_TOKEN = "test-token"
-    settings.TWILIO_FROM_NUMBER = "+15005550006"
-    return peer
