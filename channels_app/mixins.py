@@ -230,7 +230,8 @@ class PushNotificationMixin(metaclass=ChannelMeta):
                 endpoint = subscription["endpoint"]
                 shown = endpoint_summary(endpoint)
                 path = urlsplit(endpoint).path
-                failure = outcome_for_error(message, exc, hide={endpoint: shown, **({path: shown} if len(path) > 8 else {})})
+                hide = {endpoint: shown, **({path: shown} if len(path) > 8 else {})}
+                failure = outcome_for_error(message, exc, hide=hide)
                 if failure.extra.get("expired"):
                     expired.append(subscription["endpoint"])
                 failures.append(failure)

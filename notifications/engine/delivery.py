@@ -322,8 +322,6 @@ def notification_refresh_status(notification):
     return notification
 
 
-
-
 def message_send_now(notifier, message):
     """Send one message through `notifier`'s fixed sequence now, bypassing the queue (a channel test).
 

@@ -12,7 +12,9 @@ from channels_app.registry import NotificationMeta
 from notifications.management.progress import Progress
 from notifications.models import Delivery, Notification
 from notifications.selectors import audience_users, notification_plan_counts
-from notifications.services import IdempotencyConflict, notification_preview, notification_send, notification_validate
+from notifications.services import (
+    IdempotencyConflict, notification_preview, notification_send, notification_validate,
+)
 from notifications.services.batches import (
     batch_key,
     batch_read,
