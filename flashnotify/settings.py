@@ -298,7 +298,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "flashnotify.api_schema.AutoSchema",
-    "DEFAULT_PARSER_CLASSES": ["flashnotify.api_errors.BoundedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["flashnotify.api_parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_THROTTLE_CLASSES": ["accounts.throttling.AnonThrottle", "accounts.throttling.UserThrottle"],
@@ -366,7 +366,7 @@ SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", str(not DEBUG))
 if envbool("BEHIND_TLS_PROXY"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 CSRF_COOKIE_HTTPONLY = True  # the pages' script reads the token from the form, never the cookie
-CSRF_FAILURE_VIEW = "flashnotify.api_errors.csrf_failure"  # the site's styled 403 page; JSON under /api/
+CSRF_FAILURE_VIEW = "flashnotify.error_pages.csrf_failure"  # the site's styled 403 page; JSON under /api/
 # Content-Security-Policy (django-csp): scripts, styles and workers from this site only, no inline code.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {

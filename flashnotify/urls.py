@@ -11,7 +11,7 @@ urlpatterns = [
     path("", include("notifications.urls")),
 ]
 
-handler400 = "flashnotify.api_errors.bad_request"
-handler403 = "flashnotify.api_errors.permission_denied"
-handler404 = "flashnotify.api_errors.not_found"
-handler500 = "flashnotify.api_errors.server_error"
+handler400 = "flashnotify.error_pages.bad_request"
+handler403 = "flashnotify.error_pages.permission_denied"
+handler404 = "flashnotify.error_pages.not_found"
+handler500 = "flashnotify.error_pages.server_error"

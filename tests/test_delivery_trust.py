@@ -11,7 +11,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from notifications.engine import deliveries_sweep, notification_fan_out
-from notifications.models import Delivery, Notification
+from notifications.models import Delivery
 from notifications.services import notification_cancel, notification_send
 
 from .conftest import BROKERS

@@ -5,7 +5,6 @@ import datetime as dt
 
 import pytest
 from django.contrib.messages import get_messages
-from django.utils import timezone
 
 from channels_app.models import PushSubscription
 from notifications.engine import deliveries_send, notification_fan_out

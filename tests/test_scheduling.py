@@ -11,7 +11,6 @@ from notifications.models import Delivery, Notification
 from notifications.engine import deliveries_sweep, notification_fan_out
 from notifications.services import notification_cancel, notification_preview, notification_send
 
-from .conftest import make_user
 
 
 @pytest.fixture(autouse=True)
