@@ -87,3 +87,24 @@ def test_it_passes_the_deploy_checks_with_an_esp_and_its_webhook_secret():
                     ANYMAIL_POSTMARK_SERVER_TOKEN="t", ANYMAIL_WEBHOOK_SECRET="hook:a-long-random-password")
 
     assert "channels_app.E00" not in result.stderr
+
+
+@pytest.mark.parametrize("setting", ["CSRF_FAILURE_VIEW", "REST_FRAMEWORK.EXCEPTION_HANDLER",
+                                     "REST_FRAMEWORK.DEFAULT_PARSER_CLASSES"])
+def test_it_imports_each_dotted_path_first_in_a_fresh_process(setting):
+    # Django's system checks run in the order of a set: the CSRF failure view may be imported before
+    # anything imported DRF's views (seen in CI: security.E102 stopped manage.py and every qcluster).
+    code = (
+        "import django, functools\n"
+        "from django.conf import settings\n"
+        "from django.utils.module_loading import import_string\n"
+        "django.setup()\n"
+        f"value = functools.reduce(lambda obj, key: obj[key] if isinstance(obj, dict) else getattr(obj, key), "
+        f"{setting.split('.')!r}, settings)\n"
+        "for path in value if isinstance(value, list) else [value]:\n"
+        "    import_string(path)\n"
+    )
+    environment = dict(os.environ, DJANGO_SETTINGS_MODULE="flashnotify.settings", DEBUG="true")
+    result = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env=environment,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
