@@ -167,6 +167,8 @@ Q_CLUSTER = {
 Q_BROKER = env("Q_BROKER", "redis" if REDIS_URL else "orm").lower()
 if Q_BROKER == "redis" and REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
+    # django-q2's Redis broker plus delayed tasks, so a retry goes out at its due time.
+    Q_CLUSTER["broker_class"] = "notifications.engine.queue.DelayingRedis"
 else:
     Q_CLUSTER["orm"] = "default"
 if REDIS_URL:

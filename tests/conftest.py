@@ -79,9 +79,11 @@ def broker(request, monkeypatch):
     name = getattr(request, "param", "orm")
     if name == "orm":
         monkeypatch.setattr(Conf, "ORM", "default")
+        monkeypatch.setattr(Conf, "BROKER_CLASS", None)
     else:
         monkeypatch.setattr(Conf, "ORM", None)
         monkeypatch.setattr(Conf, "REDIS", os.environ["REDIS_URL"])
+        monkeypatch.setattr(Conf, "BROKER_CLASS", "notifications.engine.queue.DelayingRedis")
     return name
 
 

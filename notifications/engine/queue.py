@@ -5,8 +5,11 @@ Redis) and the task paths are known in one place. Tasks are the thin functions o
 `notifications.tasks`; the sweep is a django-q2 Schedule kept by `ensure_sweep_schedule`.
 """
 
+import time
+
 from django.conf import settings
 from django_q.brokers.orm import ORM
+from django_q.brokers.redis_broker import Redis
 from django_q.conf import Conf
 from django_q.models import Schedule
 from django_q.tasks import async_task
@@ -45,23 +48,61 @@ class _ORMAt(ORM):
         return self.get_connection().create(key=self.list_key, payload=task, lock=self.when).pk
 
 
+class DelayingRedis(Redis):
+    """django-q2's Redis broker with delayed tasks (the cluster's `broker_class` on Redis).
+
+    Redis's list has no "not before": a delayed task waits in a sorted set beside the list,
+    scored by its due time, and every dequeue first moves the due ones onto the list in one
+    atomic script. The cluster's pusher dequeues at least once a second (a blocking pop of
+    one second), so a delayed task is taken within about a second of its time. Like the list,
+    the set lives only in Redis: the sweep enqueues anything still due after
+    DELIVERY_STALE_SECONDS if Redis lost it.
+    """
+
+    PROMOTE = """
+    local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
+    for _, task in ipairs(due) do
+        redis.call('ZREM', KEYS[1], task)
+        redis.call('RPUSH', KEYS[2], task)
+    end
+    return #due
+    """
+
+    def __init__(self, list_key=None, when=None):
+        super().__init__(list_key=list_key)
+        self.delayed_key = f"{self.list_key}:delayed"
+        self.when = when
+
+    def enqueue(self, task):
+        if self.when is None:
+            return super().enqueue(task)
+        return self.connection.zadd(self.delayed_key, {task: self.when.timestamp()})
+
+    def dequeue(self):
+        self.connection.eval(self.PROMOTE, 2, self.delayed_key, self.list_key, time.time())
+        return super().dequeue()
+
+    def delete_queue(self):
+        self.connection.delete(self.delayed_key)
+        return super().delete_queue()
+
+    def purge_queue(self):
+        self.connection.delete(self.delayed_key)
+        return super().purge_queue()
+
+
 def enqueue_deliveries_at(delivery_ids, when):
     """Hand delivery ids to the workers at `when` (a retry's due time), one task per chunk.
 
-    ORM broker: a delayed task in its table, taken within a poll (0.2 s) of `when`. Redis
-    broker (no delayed tasks): a once-off Schedule, which django-q2's scheduler starts on its
-    next pass (it runs every 30 s). The sweep enqueues anything still due after
+    Both brokers keep the task until its time: the ORM broker's table in its `lock` column
+    (taken within a poll, 0.2 s, of `when`), the Redis broker in DelayingRedis's sorted set
+    (taken within about a second). The sweep enqueues anything still due after
     DELIVERY_STALE_SECONDS either way.
     """
     size = settings.FANOUT_CHUNK_SIZE
+    broker = _ORMAt(when) if Conf.ORM else DelayingRedis(list_key=Conf.CLUSTER_NAME, when=when)
     for start in range(0, len(delivery_ids), size):
-        chunk = list(delivery_ids[start:start + size])
-        if Conf.ORM:
-            async_task("notifications.tasks.send_deliveries", chunk, broker=_ORMAt(when))
-        else:
-            Schedule.objects.create(func="notifications.tasks.send_deliveries", args=repr(chunk),
-                                    schedule_type=Schedule.ONCE, next_run=when, repeats=-1,
-                                    name=f"retry-{chunk[0]}-{when.timestamp():.0f}"[:100])
+        async_task("notifications.tasks.send_deliveries", list(delivery_ids[start:start + size]), broker=broker)
 
 
 def enqueue_digests(recipient_ids):
