@@ -10,7 +10,7 @@ import ipaddress
 import logging
 
 from django.conf import settings
-from django.http import HttpResponse, HttpResponseForbidden, HttpResponseNotFound
+from django.http import Http404, HttpResponse, HttpResponseForbidden
 from django.views.decorators.http import require_GET
 
 from .services.monitoring import metrics_exposition
@@ -51,7 +51,7 @@ def _bearer_matches(request, token):
 def metrics(request):
     token, networks = settings.METRICS_TOKEN, settings.METRICS_ALLOWED_NETWORKS
     if not token and not networks:
-        return HttpResponseNotFound("Not found.", content_type="text/plain")
+        raise Http404  # the site's own 404: off looks like absent
     address = client_address(request)
     if networks and not _in_networks(address, networks):
         logger.warning("metrics: refused %s (not in METRICS_ALLOWED_NETWORKS)", address)
