@@ -8,15 +8,17 @@ Each wraps one well-defined step and holds no business rule:
   provider's breaker (shared by all workers) is open, and counts the provider's failures;
 - `track_performance` on a notifier wraps each of its channels' steps: times the batch
   (each wrapper passes the step's outcomes through as they are yielded)
-  and buffers a metric, written in one insert by `flush_metrics()` once per task.
+  and buffers a metric, written in one insert by `flush_metrics()` once per task; each
+  message's latency and deferral also go to the Prometheus metrics (channels_app/metrics.py).
 """
 
 import functools
 import time
 
-from .outcomes import Outcome
 from .breaker import CircuitBreaker
+from .metrics import observe_outcome
 from .models import PerformanceMetric
+from .outcomes import Outcome
 
 _metrics_buffer = []
 
@@ -31,15 +33,24 @@ def _wrap_step(cls, make_wrapper):
 def track_performance(cls):
     """Time each channel step of a notifier; buffered, then written in one insert by `flush_metrics()`."""
 
+    providers = {klass.channel: getattr(klass, "breaker_provider", klass.channel)
+                 for klass in cls.__mro__ if "channel" in klass.__dict__}
+
     def timed(step, channel):
+        provider = providers.get(channel, channel)
+
         @functools.wraps(step)
         def wrapper(self, messages, *args, **kwargs):
-            started = time.perf_counter()
+            started = last = time.perf_counter()
             outcomes, error = [], ""
             try:
                 for outcome in step(self, messages, *args, **kwargs):
+                    # From the previous outcome to this one: the step's own time (the caller's
+                    # recording happens while this generator is suspended at the yield).
+                    observe_outcome(channel, provider, outcome, time.perf_counter() - last)
                     outcomes.append(outcome)
                     yield outcome
+                    last = time.perf_counter()
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"[:300]
                 raise

@@ -12,10 +12,13 @@ from rest_framework.routers import SimpleRouter
 
 from accounts import api as accounts_api
 from notifications import api as notifications_api
+from notifications.services.monitoring import readiness_report
 
 # Reachable without credentials; tests/test_api_authorization.py fails for any other route that is.
+# "health/ready/" is listed on its own although "health/" covers it: readiness is public on purpose (load
+# balancers call it without credentials), and answers check names and ok/fail only.
 PUBLIC_PATHS = (
-    "health/", "schema/", "docs/", "docs/redoc/",
+    "health/", "health/ready/", "schema/", "docs/", "docs/redoc/",
     "auth/token/", "auth/token/refresh/", "auth/token/verify/", "auth/logout/",
     "webhooks/twilio/status/", "webhooks/anymail/",
 )
@@ -31,6 +34,29 @@ def health(request):
     return Response({"status": "ok"})
 
 
+@extend_schema(summary="Readiness: database, cache, broker and a recent worker heartbeat", tags=["health"], auth=[],
+               responses={200: inline_serializer("Readiness", {"status": serializers.CharField(),
+                                                               "checks": serializers.DictField(
+                                                                   child=serializers.CharField())}),
+                          503: inline_serializer("Unready", {"status": serializers.CharField(),
+                                                             "checks": serializers.DictField(
+                                                                 child=serializers.CharField()),
+                                                             "failed": serializers.ListField(
+                                                                 child=serializers.CharField())})})
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+@throttle_classes([])
+def readiness(request):
+    checks = readiness_report()
+    failed = [name for name, ok in checks.items() if not ok]
+    body = {"status": "unready" if failed else "ready",
+            "checks": {name: "ok" if ok else "fail" for name, ok in checks.items()}}
+    if failed:
+        body["failed"] = failed
+    return Response(body, status=503 if failed else 200, headers={"Cache-Control": "no-store"})
+
+
 router = SimpleRouter()
 router.register("notifications", notifications_api.NotificationViewSet, basename="notification")
 router.register("me/inbox", notifications_api.InboxViewSet, basename="inbox-message")
@@ -44,6 +70,7 @@ DOCS_CSP = csp_update({"style-src": ["'unsafe-inline'"], "worker-src": ["blob:"]
 
 urlpatterns = [
     path("health/", health, name="health"),
+    path("health/ready/", readiness, name="readiness"),
     path("auth/token/", accounts_api.TokenObtainApi.as_view(), name="token"),
     path("auth/token/refresh/", accounts_api.TokenRefreshApi.as_view(), name="token-refresh"),
     path("auth/token/verify/", accounts_api.TokenVerifyApi.as_view(), name="token-verify"),

@@ -1,5 +1,6 @@
 """System checks for settings: misconfiguration is reported with a hint, not a traceback."""
 
+import ipaddress
 import os
 import sys
 
@@ -12,7 +13,7 @@ INT_VARIABLES = (
     "PORT", "EMAIL_PORT", "Q_WORKERS", "Q_TIMEOUT", "FANOUT_CHUNK_SIZE", "DELIVERY_MAX_ATTEMPTS",
     "DELIVERY_RETRY_BASE_SECONDS", "DELIVERY_LEASE_SECONDS", "SMS_MAX_SEGMENTS",
     "BREAKER_FAILURE_THRESHOLD", "BREAKER_RESET_SECONDS", "JWT_ACCESS_MINUTES", "DELIVERY_RECORD_EVERY",
-    "DELIVERY_TASK_SECONDS",
+    "DELIVERY_TASK_SECONDS", "READINESS_WORKER_MAX_AGE_SECONDS",
 )
 
 
@@ -78,6 +79,34 @@ def check_environment_values(app_configs, **kwargs):
     if settings.Q_BROKER not in ("orm", "redis") or (settings.Q_BROKER == "redis" and not redis_url):
         problems.append(Error(f"Q_BROKER={settings.Q_BROKER!r} cannot be used here.",
                               hint="Q_BROKER is orm, or redis together with REDIS_URL.", id="flashnotify.E007"))
+    return problems
+
+
+@register(Tags.security)
+def check_metrics_and_readiness(app_configs, **kwargs):
+    """A bad network would open or close /metrics by surprise; a bad directory loses the workers' metrics."""
+    problems = []
+    for network in settings.METRICS_ALLOWED_NETWORKS:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            problems.append(Error(f"METRICS_ALLOWED_NETWORKS holds {network!r}, which is not a network.",
+                                  hint="Comma-separated addresses or CIDRs, e.g. 10.0.0.0/8,127.0.0.1.",
+                                  id="flashnotify.E010"))
+    if settings.METRICS_TOKEN and len(settings.METRICS_TOKEN) < 16:
+        problems.append(Warning("METRICS_TOKEN is shorter than 16 characters.",
+                                hint="Use a long random token (python -c 'import secrets; "
+                                     "print(secrets.token_urlsafe(32))').", id="flashnotify.W003"))
+    directory = settings.PROMETHEUS_MULTIPROC_DIR
+    if directory is not None and not (os.path.isdir(directory) and os.access(directory, os.W_OK)):
+        problems.append(Error(f"PROMETHEUS_MULTIPROC_DIR={directory!r} is not a writable directory.",
+                              hint="Create it (empty) before the web server and the workers start, "
+                                   "or unset it for single-process metrics.", id="flashnotify.E011"))
+    if settings.READINESS_WORKER_MAX_AGE_SECONDS < 5:
+        problems.append(Error(
+            f"READINESS_WORKER_MAX_AGE_SECONDS={settings.READINESS_WORKER_MAX_AGE_SECONDS} is below 5 seconds.",
+            hint="A running cluster reports every second or so; allow for a restart (60 by default).",
+            id="flashnotify.E012"))
     return problems
 
 

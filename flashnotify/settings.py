@@ -291,6 +291,18 @@ DELIVERY_SUPPRESSION_DAYS = envint("DELIVERY_SUPPRESSION_DAYS", 30)
 BREAKER_FAILURE_THRESHOLD = envint("BREAKER_FAILURE_THRESHOLD", 5)
 BREAKER_RESET_SECONDS = envint("BREAKER_RESET_SECONDS", 60)
 
+# --- Metrics and readiness ------------------------------------------------------------
+# /metrics (Prometheus) answers only a scraper that passes every condition set here: the bearer
+# token, and an address inside one of the networks (CIDRs). With neither set it answers 404.
+METRICS_TOKEN = env("METRICS_TOKEN")
+METRICS_ALLOWED_NETWORKS = envlist("METRICS_ALLOWED_NETWORKS")
+# prometheus_client reads it from the environment itself (at import); set it for gunicorn and every
+# qcluster of a machine to one directory, emptied before they start. Unset: single-process metrics.
+# Set but empty still switches the library to multi-process mode: check flashnotify.E011 reports it.
+PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+# Readiness fails when no worker cluster has reported for longer than this.
+READINESS_WORKER_MAX_AGE_SECONDS = envint("READINESS_WORKER_MAX_AGE_SECONDS", 60)
+
 # --- API --------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -364,6 +376,8 @@ CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", str(not DEBUG))
 SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", str(not DEBUG))
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+# Load balancers and Prometheus call the probes on the app's own port, over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^api/v1/health/", r"^metrics$"]
 SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", str(not DEBUG))
 if envbool("BEHIND_TLS_PROXY"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -50,6 +50,10 @@ def test_it_runs_with_the_development_key_only_in_debug():
     ({"Q_BROKER": "sqs"}, "flashnotify.E007"),
     ({"DELIVERY_RECORD_SECONDS": "soon"}, "flashnotify.E003"),
     ({"Q_TIMEOUT": "60", "DELIVERY_TASK_SECONDS": "90"}, "flashnotify.E008"),
+    ({"METRICS_ALLOWED_NETWORKS": "10.0.0.0/8,intranet"}, "flashnotify.E010"),
+    ({"PROMETHEUS_MULTIPROC_DIR": "/nonexistent/prometheus"}, "flashnotify.E011"),
+    ({"READINESS_WORKER_MAX_AGE_SECONDS": "a minute"}, "flashnotify.E003"),
+    ({"READINESS_WORKER_MAX_AGE_SECONDS": "1"}, "flashnotify.E012"),
 ])
 def test_it_reports_bad_values_as_checks_with_hints(env, check_id):
     result = manage("check", DEBUG="true", **env)

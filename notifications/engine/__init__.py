@@ -8,6 +8,7 @@
     digest      the daily digest email
     escalation  the next rung for whoever has not acknowledged
     sweep       the periodic job that takes back, resumes and retries what was lost
+    metrics     fan-out lag, and the gauges read at scrape time (deliveries, queue, breakers, workers)
 
 Its public interface is the names below; the tasks (notifications.tasks) call them.
 """

@@ -30,6 +30,7 @@ from channels_app.registry import get_notifier
 
 from ..links import link_url
 from ..models import Delivery, Notification, RecipientContext
+from .metrics import observe_fanout_lag
 from .queue import enqueue_deliveries, enqueue_deliveries_at
 
 logger = logging.getLogger(__name__)
@@ -319,6 +320,7 @@ def notification_refresh_status(notification):
             status=status, completed_at=timezone.now()):
         notification.status = status
         log_notification(notification, status)
+        observe_fanout_lag(notification)  # once: only the process whose update finished it gets here
     return notification
 
 

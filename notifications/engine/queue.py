@@ -8,13 +8,17 @@ Redis) and the task paths are known in one place. Tasks are the thin functions o
 import time
 
 from django.conf import settings
+from django.core.cache import cache
+from django_q.brokers import get_broker
 from django_q.brokers.orm import ORM
 from django_q.brokers.redis_broker import Redis
 from django_q.conf import Conf
 from django_q.models import Schedule
+from django_q.status import Stat
 from django_q.tasks import async_task
 
 SWEEP_SCHEDULE = "flashnotify-sweep"
+LAST_HEARTBEAT_KEY = "workers:last-heartbeat"
 
 
 def enqueue_fan_out(notification_id):
@@ -116,3 +120,40 @@ def ensure_sweep_schedule(sender=None, using="default", **kwargs):
         defaults={"func": "notifications.tasks.sweep", "schedule_type": Schedule.MINUTES, "minutes": 1,
                   "repeats": -1},
     )
+
+
+# --- what the probes read (readiness, /metrics) -------------------------------------------
+
+def queue_depth():
+    """Tasks waiting in the broker and due now (ORM: lock passed; Redis: the list's length)."""
+    return get_broker().queue_size()
+
+
+def broker_reachable():
+    """The broker answers: Redis to a PING; the ORM broker to a query on its table."""
+    broker = get_broker()
+    if Conf.ORM:
+        broker.queue_size()
+        return True
+    return bool(broker.ping())
+
+
+def worker_clusters():
+    """How many qclusters report now (each saves its status every ~0.5 s, kept 3 s)."""
+    return len(Stat.get_all())
+
+
+def worker_heartbeat_age():
+    """Seconds since a qcluster last reported its status, or None if none ever did (as far as the cache knows).
+
+    A cluster's status lives 3 s in the broker's cache; the newest one seen is kept in the Django
+    cache, so a cluster gone for longer shows the true age at the next look instead of vanishing.
+    """
+    stats = Stat.get_all()
+    now = time.time()
+    if stats:
+        newest = max(stat.timestamp.timestamp() for stat in stats)
+        cache.set(LAST_HEARTBEAT_KEY, newest, timeout=None)
+    else:
+        newest = cache.get(LAST_HEARTBEAT_KEY)
+    return None if newest is None else max(now - newest, 0.0)

@@ -6,6 +6,7 @@
     preferences  a user's category × channel grid
     inbox        read and acknowledge
     batches      personalised CSV batches
+    monitoring   readiness checks and the Prometheus exposition (what the probes call)
 
 The engine (notifications.engine) is what workers run; services hand work to it.
 """
