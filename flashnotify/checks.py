@@ -4,7 +4,10 @@ import os
 import sys
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.checks import Error, Tags, Warning, register, run_checks
+
+from notifications.engine.retention import RETENTION_SETTINGS, retention_days
 
 from .cache_tables import missing_cache_tables
 
@@ -78,6 +81,20 @@ def check_environment_values(app_configs, **kwargs):
     if settings.Q_BROKER not in ("orm", "redis") or (settings.Q_BROKER == "redis" and not redis_url):
         problems.append(Error(f"Q_BROKER={settings.Q_BROKER!r} cannot be used here.",
                               hint="Q_BROKER is orm, or redis together with REDIS_URL.", id="flashnotify.E007"))
+    return problems
+
+
+@register()
+def check_retention(app_configs, **kwargs):
+    """A retention that is not a number would purge by a guess: the purge refuses to run and this says why."""
+    problems = []
+    for name in RETENTION_SETTINGS:
+        try:
+            retention_days(name)
+        except ImproperlyConfigured as exc:
+            problems.append(Error(str(exc), hint=f"Set {name} to a whole number of days (0 keeps forever), or unset "
+                                                 "it for the default; until then the retention purge deletes nothing.",
+                                  id="flashnotify.E010"))
     return problems
 
 

@@ -2,16 +2,21 @@
 
 Everything else hands work to the workers through these functions, so the broker (ORM or
 Redis) and the task paths are known in one place. Tasks are the thin functions of
-`notifications.tasks`; the sweep is a django-q2 Schedule kept by `ensure_sweep_schedule`.
+`notifications.tasks`; the sweep and the retention purge are django-q2 Schedules kept by `ensure_sweep_schedule`
+and `ensure_retention_schedule`.
 """
 
+from datetime import timedelta
+
 from django.conf import settings
+from django.utils import timezone
 from django_q.brokers.orm import ORM
 from django_q.conf import Conf
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
 SWEEP_SCHEDULE = "flashnotify-sweep"
+RETENTION_SCHEDULE = "flashnotify-retention"
 
 
 def enqueue_fan_out(notification_id):
@@ -74,4 +79,18 @@ def ensure_sweep_schedule(sender=None, using="default", **kwargs):
         name=SWEEP_SCHEDULE,
         defaults={"func": "notifications.tasks.sweep", "schedule_type": Schedule.MINUTES, "minutes": 1,
                   "repeats": -1},
+    )
+
+
+def ensure_retention_schedule(sender=None, using="default", **kwargs):
+    """The daily retention purge (RETENTION_DELIVERY_DAYS, RETENTION_INBOX_DAYS). Installed like the sweep.
+
+    Its first run is at 03:00 (TIME_ZONE) tomorrow, so starting a fresh install is not a purge.
+    """
+    first_run = (timezone.localtime() + timedelta(days=1)).replace(hour=3, minute=0, second=0, microsecond=0)
+    Schedule.objects.using(using).update_or_create(
+        name=RETENTION_SCHEDULE,
+        defaults={"func": "notifications.tasks.retention_purge", "schedule_type": Schedule.DAILY, "repeats": -1},
+        create_defaults={"func": "notifications.tasks.retention_purge", "schedule_type": Schedule.DAILY,
+                         "repeats": -1, "next_run": first_run},
     )
