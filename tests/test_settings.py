@@ -50,6 +50,7 @@ def test_it_runs_with_the_development_key_only_in_debug():
     ({"Q_BROKER": "sqs"}, "flashnotify.E007"),
     ({"DELIVERY_RECORD_SECONDS": "soon"}, "flashnotify.E003"),
     ({"Q_TIMEOUT": "60", "DELIVERY_TASK_SECONDS": "90"}, "flashnotify.E008"),
+    ({"RETENTION_DELIVERY_DAYS": "a year"}, "flashnotify.E010"),
 ])
 def test_it_reports_bad_values_as_checks_with_hints(env, check_id):
     result = manage("check", DEBUG="true", **env)
