@@ -1,10 +1,11 @@
 """API doors on accounts: tokens, API keys, cohorts, user provisioning. Thin callers of services."""
 
+from django.core.exceptions import ValidationError
 from django.db.models import Count
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.exceptions import AuthenticationFailed, NotFound
 from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,9 +14,9 @@ from rest_framework_simplejwt import views as jwt_views
 from flashnotify.api_pagination import cursor_pagination
 from .roles import is_admin
 
-from . import services
+from . import data_rights, services
 from .models import ApiKey, Cohort, User
-from .permissions import DEFAULT, NotApiKey, api_key_of
+from .permissions import DEFAULT, IsAdministrator, NotApiKey, api_key_of
 from .serializers import (
     ApiKeyCreatedSerializer,
     ApiKeySerializer,
@@ -25,6 +26,8 @@ from .serializers import (
     TokenObtainPairSerializer,
     TokenRefreshSerializer,
     TokenVerifySerializer,
+    UserErasedSerializer,
+    UserExportSerializer,
     UsersUpsertResultSerializer,
     UsersUpsertSerializer,
 )
@@ -196,3 +199,43 @@ class UsersUpsertApi(APIView):
             "rows": [{"line": row.line, "username": row.username, "action": row.action, "errors": row.errors}
                      for row in report.rows],
         })
+
+
+# --- data rights --------------------------------------------------------------------------
+
+USERNAME = OpenApiParameter("username", str, OpenApiParameter.PATH, description="The person's username.")
+
+
+class DataRightsApi(APIView):
+    """Administrators only, signed in as themselves (no API key): the admin history records who asked.
+    Anyone else gets 403 before the username is looked up, so it tells them nothing."""
+
+    permission_classes = [*DEFAULT, IsAdministrator]
+
+    def person(self, username):
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            raise NotFound(f"No user {username!r}.")
+        return user
+
+
+class UserExportApi(DataRightsApi):
+    required_perms = {"get": ["accounts.view_user"]}
+
+    @extend_schema(tags=["users"], summary="Everything held about one person, as JSON (administrators)",
+                   parameters=[USERNAME], responses=UserExportSerializer)
+    def get(self, request, username):
+        return Response(data_rights.user_data_export(user=self.person(username), by=request.user))
+
+
+class UserEraseApi(DataRightsApi):
+    required_perms = {"post": ["accounts.change_user", "accounts.delete_user"]}
+
+    @extend_schema(tags=["users"], summary="Erase one person's personal data, keeping counts true (administrators)",
+                   parameters=[USERNAME], request=None, responses=UserErasedSerializer)
+    def post(self, request, username):
+        try:
+            done = data_rights.user_erase(user=self.person(username), by=request.user)
+        except ValidationError as exc:
+            raise DRFValidationError({"username": exc.messages})
+        return Response(done)

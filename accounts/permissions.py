@@ -9,6 +9,7 @@ answers 404.
 from rest_framework.permissions import BasePermission
 
 from .models import ApiKey
+from .roles import is_admin
 
 
 def api_key_of(request):
@@ -52,3 +53,12 @@ class NotApiKey(BasePermission):
 
 
 DEFAULT = [HasRolePermission, HasKeyScope]
+
+
+class IsAdministrator(BasePermission):
+    """Administrators only (accounts.roles.is_admin), whatever permissions a role was given."""
+
+    message = "Only an administrator may do this."
+
+    def has_permission(self, request, view):
+        return bool(request.user and request.user.is_authenticated and is_admin(request.user))

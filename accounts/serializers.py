@@ -154,3 +154,38 @@ class TokenRefreshSerializerScheme(jwt_schema.TokenRefreshSerializerExtension):
 
 class TokenVerifySerializerScheme(jwt_schema.TokenVerifySerializerExtension):
     target_class = "accounts.serializers.TokenVerifySerializer"
+
+
+# --- data rights (response shapes, for the schema) -----------------------------------------
+
+class UserExportSerializer(serializers.Serializer):
+    """Everything held about one person (accounts.data_rights.user_data_export)."""
+
+    format = serializers.CharField()
+    exported_at = serializers.DateTimeField()
+    profile = serializers.DictField()
+    preferences = serializers.DictField(help_text="Quiet hours, digest hour, language, time zone, and the "
+                                                  "category × channel choices.")
+    phone_verification = serializers.DictField()
+    cohorts = serializers.DictField(help_text="`member` and `manager`: lists of {code, name}.")
+    push_subscriptions = serializers.ListField(child=serializers.DictField(),
+                                               help_text="The push service's host and a short hash, never the endpoint.")
+    api_keys = serializers.ListField(child=serializers.DictField(), help_text="Name, prefix and scopes, never the key.")
+    deliveries = serializers.ListField(child=serializers.DictField())
+    inbox = serializers.ListField(child=serializers.DictField())
+    acknowledgements = serializers.ListField(child=serializers.DictField())
+    personalisation = serializers.ListField(child=serializers.DictField(),
+                                            help_text="Per-recipient context of personalised batches.")
+    sent_notifications = serializers.ListField(child=serializers.DictField())
+
+
+class UserErasedSerializer(serializers.Serializer):
+    """What an erasure changed (accounts.data_rights.user_erase)."""
+
+    username = serializers.CharField(help_text="The anonymous account's name, `erased-<id>`.")
+    deliveries = serializers.IntegerField(help_text="Deliveries anonymised (kept, so counts stay true).")
+    deliveries_cancelled = serializers.IntegerField(help_text="Of those, pending ones cancelled.")
+    inbox_messages = serializers.IntegerField(help_text="Inbox messages whose content was erased.")
+    push_subscriptions = serializers.IntegerField()
+    api_keys = serializers.IntegerField()
+    audiences = serializers.IntegerField(help_text="Notifications whose audience named the person.")

@@ -78,6 +78,8 @@ urlpatterns = [
     path("me/preferences/", notifications_api.PreferencesApi.as_view(), name="preferences"),
     path("me/push-subscriptions/", notifications_api.PushSubscriptionApi.as_view(), name="push-subscriptions"),
     path("users/", accounts_api.UsersUpsertApi.as_view(), name="users"),
+    path("users/<str:username>/export/", accounts_api.UserExportApi.as_view(), name="user-export"),
+    path("users/<str:username>/erase/", accounts_api.UserEraseApi.as_view(), name="user-erase"),
     path("metrics/", notifications_api.MetricsApi.as_view(), name="metrics"),
     path("webhooks/", include(("channels_app.urls", "webhooks"))),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

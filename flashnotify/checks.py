@@ -5,7 +5,10 @@ import os
 import sys
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.checks import Error, Tags, Warning, register, run_checks
+
+from notifications.engine.retention import RETENTION_SETTINGS, retention_days
 
 from .cache_tables import missing_cache_tables
 
@@ -107,6 +110,20 @@ def check_metrics_and_readiness(app_configs, **kwargs):
             f"READINESS_WORKER_MAX_AGE_SECONDS={settings.READINESS_WORKER_MAX_AGE_SECONDS} is below 5 seconds.",
             hint="A running cluster reports every second or so; allow for a restart (60 by default).",
             id="flashnotify.E012"))
+    return problems
+
+
+@register()
+def check_retention(app_configs, **kwargs):
+    """A retention that is not a number would purge by a guess: the purge refuses to run and this says why."""
+    problems = []
+    for name in RETENTION_SETTINGS:
+        try:
+            retention_days(name)
+        except ImproperlyConfigured as exc:
+            problems.append(Error(str(exc), hint=f"Set {name} to a whole number of days (0 keeps forever), or unset "
+                                                 "it for the default; until then the retention purge deletes nothing.",
+                                  id="flashnotify.E013"))
     return problems
 
 

@@ -290,6 +290,11 @@ DELIVERY_TASK_SECONDS = envint("DELIVERY_TASK_SECONDS", max(Q_TIMEOUT // 2, 1))
 DELIVERY_SUPPRESSION_DAYS = envint("DELIVERY_SUPPRESSION_DAYS", 30)
 BREAKER_FAILURE_THRESHOLD = envint("BREAKER_FAILURE_THRESHOLD", 5)
 BREAKER_RESET_SECONDS = envint("BREAKER_RESET_SECONDS", 60)
+# Retention: finished deliveries and inbox messages older than this many days are purged once a day
+# (0 keeps them forever). Kept as given: notifications.engine.retention reads them, and one that is not
+# a number stops the purge (nothing is deleted) while check flashnotify.E010 reports it.
+RETENTION_DELIVERY_DAYS = env("RETENTION_DELIVERY_DAYS", "365")
+RETENTION_INBOX_DAYS = env("RETENTION_INBOX_DAYS", "730")
 
 # --- Metrics and readiness ------------------------------------------------------------
 # /metrics (Prometheus) answers only a scraper that passes every condition set here: the bearer

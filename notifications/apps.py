@@ -8,7 +8,8 @@ class NotificationsConfig(AppConfig):
 
     def ready(self):
         # Wiring, as Django's contrib apps do it: the digest notifier registers itself on import,
-        # receipts arrive by signal, and the sweep's schedule is kept after every migrate.
+        # receipts arrive by signal, and the schedules of the sweep and of the retention purge are kept
+        # after every migrate.
         from channels_app.signals import receipt
 
         from .engine import digest, queue  # noqa: F401  (digest registers the digest notifier)
@@ -16,3 +17,5 @@ class NotificationsConfig(AppConfig):
 
         receipt.connect(receipt_received, dispatch_uid="notifications.receipts")
         post_migrate.connect(queue.ensure_sweep_schedule, sender=self, dispatch_uid="notifications.sweep_schedule")
+        post_migrate.connect(queue.ensure_retention_schedule, sender=self,
+                             dispatch_uid="notifications.retention_schedule")

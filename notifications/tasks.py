@@ -21,3 +21,7 @@ def sweep():
 
 def send_digests(recipient_ids):
     return engine.digests_send(recipient_ids)
+
+
+def retention_purge():
+    return engine.retention_purge()

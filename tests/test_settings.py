@@ -54,6 +54,7 @@ def test_it_runs_with_the_development_key_only_in_debug():
     ({"PROMETHEUS_MULTIPROC_DIR": "/nonexistent/prometheus"}, "flashnotify.E011"),
     ({"READINESS_WORKER_MAX_AGE_SECONDS": "a minute"}, "flashnotify.E003"),
     ({"READINESS_WORKER_MAX_AGE_SECONDS": "1"}, "flashnotify.E012"),
+    ({"RETENTION_DELIVERY_DAYS": "a year"}, "flashnotify.E013"),
 ])
 def test_it_reports_bad_values_as_checks_with_hints(env, check_id):
     result = manage("check", DEBUG="true", **env)

@@ -2,13 +2,16 @@
 
 Everything else hands work to the workers through these functions, so the broker (ORM or
 Redis) and the task paths are known in one place. Tasks are the thin functions of
-`notifications.tasks`; the sweep is a django-q2 Schedule kept by `ensure_sweep_schedule`.
+`notifications.tasks`; the sweep and the retention purge are django-q2 Schedules kept by `ensure_sweep_schedule`
+and `ensure_retention_schedule`.
 """
 
 import time
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
+from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.brokers.orm import ORM
 from django_q.brokers.redis_broker import Redis
@@ -19,6 +22,7 @@ from django_q.tasks import async_task
 
 SWEEP_SCHEDULE = "flashnotify-sweep"
 LAST_HEARTBEAT_KEY = "workers:last-heartbeat"
+RETENTION_SCHEDULE = "flashnotify-retention"
 
 
 def enqueue_fan_out(notification_id):
@@ -157,3 +161,17 @@ def worker_heartbeat_age():
     else:
         newest = cache.get(LAST_HEARTBEAT_KEY)
     return None if newest is None else max(now - newest, 0.0)
+
+
+def ensure_retention_schedule(sender=None, using="default", **kwargs):
+    """The daily retention purge (RETENTION_DELIVERY_DAYS, RETENTION_INBOX_DAYS). Installed like the sweep.
+
+    Its first run is at 03:00 (TIME_ZONE) tomorrow, so starting a fresh install is not a purge.
+    """
+    first_run = (timezone.localtime() + timedelta(days=1)).replace(hour=3, minute=0, second=0, microsecond=0)
+    Schedule.objects.using(using).update_or_create(
+        name=RETENTION_SCHEDULE,
+        defaults={"func": "notifications.tasks.retention_purge", "schedule_type": Schedule.DAILY, "repeats": -1},
+        create_defaults={"func": "notifications.tasks.retention_purge", "schedule_type": Schedule.DAILY,
+                         "repeats": -1, "next_run": first_run},
+    )

@@ -1,7 +1,7 @@
 """Services: what the doors (admin, pages, API, commands) call. Writes go through here.
 
     sending      notification_validate (every door's one validation), notification_send, audience checks, previews
-    operations   cancel, retry, resend to the unacknowledged, channel tests, purge
+    operations   cancel, retry, resend to the unacknowledged, channel tests, retention purges
     receipts     provider receipts applied to deliveries
     preferences  a user's category × channel grid
     inbox        read and acknowledge
@@ -16,8 +16,10 @@ from .operations import (
     channel_send_test,
     deliveries_purge,
     deliveries_retry,
+    inbox_messages_purge,
     notification_cancel,
     notification_resend_unacknowledged,
+    retention_purge,
 )
 from .receipts import delivery_record_receipt
 from .sending import (
@@ -31,6 +33,7 @@ from .sending import (
 
 __all__ = [
     "TESTABLE_CHANNELS", "IdempotencyConflict", "audience_check", "channel_send_test", "clean_audience",
-    "deliveries_purge", "deliveries_retry", "delivery_record_receipt", "notification_cancel",
+    "deliveries_purge", "deliveries_retry", "delivery_record_receipt", "inbox_messages_purge", "notification_cancel",
     "notification_preview", "notification_resend_unacknowledged", "notification_send", "notification_validate",
+    "retention_purge",
 ]

@@ -15,6 +15,8 @@ from channels_app.registry import get_notifier
 
 from ..engine.delivery import log_notification, message_send_now
 from ..engine.queue import enqueue_deliveries
+# The doors' names for the engine's retention purges (the schedule runs the same functions).
+from ..engine.retention import deliveries_purge, inbox_messages_purge, retention_purge  # noqa: F401
 from ..models import Delivery, InboxMessage, Notification
 from .sending import notification_send
 
@@ -136,24 +138,3 @@ def channel_send_test(*, channel, address=None, user=None, notifier="academic"):
     logger.info("test message on %s: %s", channel, "sent" if outcome.ok else outcome.error,
                 extra={"channel": channel, "ok": outcome.ok})
     return outcome
-
-
-def deliveries_purge(*, older_than, batch_size=2000, now=None, progress=None):
-    """Delete finished deliveries created more than `older_than` (a timedelta) ago, batch by batch.
-
-    Each batch is its own short transaction; pending deliveries are never touched. Returns the count.
-    """
-    cutoff = (now or timezone.now()) - older_than
-    old = Delivery.objects.filter(created_at__lt=cutoff).exclude(status__in=Delivery.PENDING_STATUSES)
-    deleted = 0
-    while True:
-        ids = list(old.order_by("pk").values_list("pk", flat=True)[:batch_size])
-        if not ids:
-            break
-        with transaction.atomic():
-            count, _ = Delivery.objects.filter(pk__in=ids).delete()
-        deleted += count
-        if progress:
-            progress(deleted)
-    logger.info("purged %d deliveries created before %s", deleted, cutoff.isoformat())
-    return deleted
