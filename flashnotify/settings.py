@@ -303,8 +303,12 @@ METRICS_TOKEN = env("METRICS_TOKEN")
 METRICS_ALLOWED_NETWORKS = envlist("METRICS_ALLOWED_NETWORKS")
 # prometheus_client reads it from the environment itself (at import); set it for gunicorn and every
 # qcluster of a machine to one directory, emptied before they start. Unset: single-process metrics.
-# Set but empty still switches the library to multi-process mode: check flashnotify.E011 reports it.
+# A value that is not a writable directory (empty included) is reported by check flashnotify.E011;
+# until it is fixed the metrics stay per process, instead of prometheus_client failing at import.
 PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if PROMETHEUS_MULTIPROC_DIR is not None and not (
+        os.path.isdir(PROMETHEUS_MULTIPROC_DIR) and os.access(PROMETHEUS_MULTIPROC_DIR, os.W_OK)):
+    del os.environ["PROMETHEUS_MULTIPROC_DIR"]  # prometheus_client reads the environment itself
 # Readiness fails when no worker cluster has reported for longer than this.
 READINESS_WORKER_MAX_AGE_SECONDS = envint("READINESS_WORKER_MAX_AGE_SECONDS", 60)
 
