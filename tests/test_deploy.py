@@ -80,9 +80,11 @@ def test_it_sets_only_variables_that_the_settings_or_gunicorn_read():
     for name in APP_SERVICES:
         assert set(services[name]["environment"]) <= known, name
         assert services[name]["environment"]["BEHIND_TLS_PROXY"].endswith("true}")
-    example = [line.split("=", 1)[0] for line in (DEPLOY / "flashnotify.env.example").read_text().splitlines()
-               if line and not line.startswith("#")]
+    example = dict(line.split("=", 1) for line in (DEPLOY / "flashnotify.env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))
     assert set(example) <= known
+    # Read alike by systemd, a shell (set -a; . file) and docker run --env-file: no quoting, no spaces.
+    assert not [value for value in example.values() if re.search(r"""[\s"'$`]""", value)]
 
 
 def test_it_starts_the_app_once_the_database_redis_and_migrations_are_ready():
@@ -163,7 +165,8 @@ def test_it_proxies_with_the_headers_the_settings_trust():
     assert example["BEHIND_TLS_PROXY"] == "true" and example["API_NUM_PROXIES"] == "1"
     assert "proxy_set_header X-Forwarded-Proto $scheme;" in nginx
     assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in nginx
-    assert f"server {example['GUNICORN_BIND']} " in nginx
+    gunicorn_bind = re.search(r'"GUNICORN_BIND", "([^"]+)"', (DEPLOY / "gunicorn.conf.py").read_text()).group(1)
+    assert f"server {gunicorn_bind} " in nginx
     assert "listen 443 ssl;" in nginx and "return 301 https://" in nginx
     assert "alias /srv/flashnotify/var/staticfiles/;" in nginx
 
