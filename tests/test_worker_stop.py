@@ -28,6 +28,16 @@ def slow_task(marker, seconds):
     return "finished"
 
 
+def stubborn_task(marker):
+    """Run by the worker under test: swallows its timeout (SIGALRM) and goes on, as a hung C call would."""
+    Path(marker).write_text("started")
+    while True:
+        try:
+            time.sleep(60)
+        except BaseException:
+            pass
+
+
 def live_processes_of_group(pgid):
     """Pids of the group's processes that have not exited (a zombie has exited: it is not counted)."""
     pids = []
@@ -105,3 +115,19 @@ def test_it_stops_every_process_when_the_whole_group_gets_sigint(workers, tmp_pa
 
     assert left == [], cluster.output()
     assert Task.objects.get(id=task_id).result == "finished"
+
+
+@pytest.mark.worker
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_it_still_kills_a_worker_whose_task_outlives_its_timeout(workers, tmp_path):
+    cluster = workers(Q_WORKERS=1)
+    marker = tmp_path / "stubborn"
+    async_task("tests.test_worker_stop.stubborn_task", str(marker), timeout=1)
+    wait_until(marker.exists, timeout=60, message="the stubborn task to start")
+    next_task = async_task("tests.test_worker_stop.slow_task", str(tmp_path / "next"), 0)
+
+    # The sentinel's SIGTERM, sent once the task is past its timeout, ends the only worker; its successor runs on.
+    wait_until(lambda: Task.objects.filter(id=next_task).exists(), timeout=60, message="the next task to run")
+    assert Task.objects.get(id=next_task).result == "finished"
+    assert stop_group_and_wait(cluster, signal.SIGTERM) == []
