@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 MANAGE := $(BIN)/python manage.py
 PYTEST_ARGS ?=
 
-.PHONY: setup browser axe run test clean
+.PHONY: setup browser axe run test clean deploy-check
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-setup: $(STAMP) browser axe
+# What running needs; the browser and axe-core are for the tests only (`make test` adds them).
+setup: $(STAMP)
 	mkdir -p var
 	@# Compiled translations and collected static files are build products, never committed.
 	@if ls locale/*/LC_MESSAGES/*.po >/dev/null 2>&1; then DEBUG=true $(MANAGE) compilemessages -v0 --ignore=.venv; fi
@@ -37,12 +38,13 @@ axe:
 	    axe-core@$(AXE_VERSION) >/dev/null 2>&1; } || \
 	  echo "npm could not install axe-core: the accessibility checks will be skipped"
 
+# Another instance beside this one: make run PORT=8001 EMAIL_PORT=1026 (web server, mail sink).
 run: setup
 	DEBUG=$${DEBUG:-true} $(MANAGE) migrate --noinput
 	DEBUG=$${DEBUG:-true} $(MANAGE) seed_demo
 	DEBUG=$${DEBUG:-true} $(MANAGE) serve --mail-sink
 
-test: setup
+test: setup browser axe
 	@# The layers contract (.importlinter): an import that runs back up fails the suite.
 	$(BIN)/lint-imports --no-cache
 	AXE_JS=$(CURDIR)/$(AXE_JS) $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -74,11 +74,11 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_filters",
-    "django_q",
     "anymail",
     "accounts",
     "channels_app",
-    "notifications",
+    "notifications",  # before django_q: its qcluster command replaces django-q2's own
+    "django_q",
 ]
 
 MIDDLEWARE = [

@@ -3,19 +3,25 @@
 Everything else hands work to the workers through these functions, so the broker (ORM or
 Redis) and the task paths are known in one place. Tasks are the thin functions of
 `notifications.tasks`; the sweep and the retention purge are django-q2 Schedules kept by `ensure_sweep_schedule`
-and `ensure_retention_schedule`.
+and `ensure_retention_schedule`. The workers themselves run as a `Cluster` of this module (`manage.py qcluster`).
 """
 
+import os
+import signal
 import time
+import uuid
 from datetime import timedelta
+from multiprocessing import Value
 
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
+from django_q import cluster as q_cluster
 from django_q.brokers import get_broker
 from django_q.brokers.orm import ORM
 from django_q.brokers.redis_broker import Redis
-from django_q.conf import Conf
+from django_q.conf import Conf, setproctitle
+from django_q.worker import worker as q_worker
 from django_q.models import Schedule
 from django_q.status import Stat
 from django_q.tasks import async_task
@@ -175,3 +181,88 @@ def ensure_retention_schedule(sender=None, using="default", **kwargs):
         create_defaults={"func": "notifications.tasks.retention_purge", "schedule_type": Schedule.DAILY,
                          "repeats": -1, "next_run": first_run},
     )
+
+
+def _ignore_stop_signals():
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _Sentinel(q_cluster.Sentinel):
+    """django-q2's sentinel, and through it the pusher, monitor and workers it forks, deaf to SIGTERM.
+
+    django-q2 1.11 leaves SIGTERM at its default (die) in these processes, so a SIGTERM sent to the
+    whole process group (systemd's KillMode=control-group, a terminal) killed them all at once: in-hand
+    tasks were lost, and the master, stopping the cluster from its own handler, waited forever in
+    `stop_event.set()` for the dead sentinel to acknowledge the wake-up (a multiprocessing Condition
+    counts its sleepers). Now only the master acts on the signal, and the cluster stops in its
+    orderly way: the pusher stops, each worker finishes its task and exits, results are saved.
+    A worker past its timeout is still killed by the sentinel's SIGTERM (see `_worker`).
+    """
+
+    def __init__(self, *args):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        try:
+            super().__init__(*args, start=False)  # sets SIGTERM back to its default: blocked until ignored
+            _ignore_stop_signals()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+        self.start()
+
+    def spawn_worker(self):
+        self.spawn_process(_worker, self.task_queue, self.result_queue, Value("f", -1), self.timeout)
+
+    def spawn_process(self, target, *args):
+        if target is not _worker:
+            return super().spawn_process(target, *args)
+        # As django-q2's spawn_process does for its worker function: the sentinel guards it by its timer.
+        process = q_cluster.get_mp_context().Process(target=target, args=args, name=f"Process-{uuid.uuid4().hex}")
+        process.daemon = Conf.DAEMONIZE_WORKERS
+        process.timer = args[2]
+        self.pool.append(process)
+        process.start()
+        return process
+
+
+def _worker(task_queue, result_queue, timer, timeout):
+    """django-q2's worker, which lets SIGTERM kill it only once the sentinel has timed it out (timer 0)."""
+
+    def on_sigterm(signum, frame):
+        if timer.get_obj().value == 0:  # read without the timer's lock, which the sentinel holds meanwhile
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    q_worker(task_queue, result_queue, timer, timeout)
+
+
+class Cluster(q_cluster.Cluster):
+    """django-q2's cluster whose processes stop in order whoever of them gets SIGTERM or SIGINT."""
+
+    def start(self):
+        # As django-q2's Cluster.start, with _Sentinel.
+        if setproctitle:
+            setproctitle.setproctitle(f"qcluster {q_cluster.current_process().name} {self.name}")
+        self.stop_event = q_cluster.Event()
+        self.start_event = q_cluster.Event()
+        self.sentinel = q_cluster.get_mp_context().Process(
+            target=_Sentinel, name=f"Process-{uuid.uuid4().hex}",
+            args=(self.stop_event, self.start_event, self.cluster_id, self.broker, self.timeout),
+        )
+        self.sentinel.start()
+        while self.start_event and not self.start_event.is_set():
+            if not self.sentinel.is_alive():
+                if self.sentinel.exitcode == 0:
+                    break  # stopped by a signal while starting
+                raise RuntimeError(f"Q Cluster {self.name} failed to start: sentinel exited with code "
+                                   f"{self.sentinel.exitcode}")
+            time.sleep(0.1)
+        return self.pid
+
+
+def cluster_run(*, run_once=False):
+    """Run a worker cluster until SIGTERM or SIGINT (manage.py qcluster)."""
+    cluster = Cluster()
+    cluster.start()
+    if run_once:
+        cluster.stop()
