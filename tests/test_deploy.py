@@ -184,7 +184,8 @@ def test_it_serves_through_gunicorn_with_its_config_behind_a_tls_proxy(tmp_path)
                               cwd=BASE_DIR, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
     def get(headers):
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/health/",
+        # A page, not the health probes: those are exempt from the HTTPS redirect (load balancers call them).
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/login/",
                                          headers={"Host": "notify.example.edu", **headers})
         opener = urllib.request.build_opener(NoRedirect)
         try:
