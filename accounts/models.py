@@ -29,6 +29,11 @@ class User(AbstractUser):
         FRENCH = "fr", "Français"
 
     email = models.EmailField(_("email address"), blank=True, db_index=True)
+    institutional_id = models.CharField(
+        _("institutional id"), max_length=255, null=True, blank=True, unique=True,
+        help_text=_("The university's stable id for this person (identity provider subject or roster "
+                    "sourcedId): single sign-on and roster sync match people by it first."),
+    )
     phone = models.CharField(
         _("phone number"), max_length=20, blank=True,
         help_text=_("International format (E.164), for example +33612345678."),
