@@ -1,4 +1,8 @@
-"""Writes on accounts: provisioning users and cohort memberships in bulk, API keys, signing out everywhere."""
+"""Writes on accounts: provisioning users and cohort memberships in bulk, API keys, signing out everywhere.
+
+People created by `users_upsert` who will sign in with a password are invited (accounts.invitations):
+the workers send the emails once the import's transaction commits.
+"""
 
 import csv
 import logging
@@ -10,6 +14,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from .invitations import invitations_enqueue, user_needs_invitation
 from .models import ApiKey, Cohort, Role, User
 from .roles import is_admin
 from .validators import normalize_phone
@@ -25,6 +30,7 @@ class RowResult:
     username: str
     action: str = ""  # created, updated, unchanged, invalid
     errors: dict = field(default_factory=dict)
+    user: User | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -50,6 +56,8 @@ def users_upsert(rows, *, dry_run=False, batch_size=500, first_line=1):
     Every row is validated as the admin would (`full_clean`); an invalid row is reported
     with its line number and field errors and nothing of it is written. With
     `dry_run`, nothing at all is written. Rerunning the same rows changes nothing.
+    Each person created who will sign in with a password is sent an invitation by the
+    workers, after commit (`invitations_enqueue`): no email is sent in the caller's request.
     """
     rows = list(rows)
     results, seen = [], {}
@@ -61,6 +69,7 @@ def users_upsert(rows, *, dry_run=False, batch_size=500, first_line=1):
         existing = {u.username: u for u in User.objects.filter(username__in=[u for u in usernames if u])
                     .prefetch_related("cohorts")}
         with transaction.atomic():
+            invited = []
             for offset, (row, username) in enumerate(zip(batch, usernames)):
                 line = row.get("_line") or first_line + start + offset
                 if username and username in seen:
@@ -72,6 +81,9 @@ def users_upsert(rows, *, dry_run=False, batch_size=500, first_line=1):
                 result = _upsert_one(row, username, existing.get(username), known_cohorts, user_group,
                                      line=line, dry_run=dry_run)
                 results.append(result)
+                if result.action == "created" and not dry_run and user_needs_invitation(result.user):
+                    invited.append(result.user.pk)
+            invitations_enqueue(invited)
     report = ImportReport(results)
     logger.info("user import: %s%s", report.summary(), " (dry run)" if dry_run else "")
     return report
@@ -166,6 +178,7 @@ def _upsert_one(row, username, user, known_cohorts, user_group, *, line, dry_run
     if created:
         user.set_unusable_password()
     user.save()
+    result.user = user
     if created:
         user.groups.add(user_group)
     if cohort_change:

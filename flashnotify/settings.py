@@ -263,6 +263,12 @@ PUSH_ALLOW_HTTP_ENDPOINTS = envbool("PUSH_ALLOW_HTTP_ENDPOINTS")
 # What the inbox channel (channels_app.mixins.ArchiveMixin) hands its rendered messages to: a dotted path.
 INBOX_STORE = "notifications.engine.inbox.inbox_store"
 
+# --- Invitations ------------------------------------------------------------------------
+# A provisioned person who signs in with a password gets a link to choose it, valid this many days.
+INVITATION_TTL_DAYS = envint("INVITATION_TTL_DAYS", 7)
+# Invitations of a bulk import handed to the workers per task.
+INVITATION_BATCH_SIZE = envint("INVITATION_BATCH_SIZE", 200)
+
 # --- Phone verification -----------------------------------------------------------------
 PHONE_CODE_TTL_SECONDS = envint("PHONE_CODE_TTL_SECONDS", 600)
 PHONE_CODE_RESEND_SECONDS = envint("PHONE_CODE_RESEND_SECONDS", 60)

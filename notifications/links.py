@@ -1,7 +1,9 @@
-"""Signed, expiring links in messages: acknowledge an alert, unsubscribe from a category.
+"""Signed, expiring links in messages: acknowledge an alert, unsubscribe from a category, accept an invitation.
 
 A token signs "<user id>:<notification id>" with a salt per action, so one action's token
 never opens another. `link_url` is the one place links are made (messages and previews).
+An invitation's token signs "<user id>:<account state>" instead (`invitation_link_url`): the
+account service compares the state, so a link stops working once the password is set.
 """
 
 from dataclasses import dataclass
@@ -20,7 +22,8 @@ MAX_AGE = {
 class LinkCheck:
     user_id: int | None = None
     notification_id: int | None = None
-    problem: str = ""  # "", "expired", "invalid" or "preview"
+    problem: str = ""  # "", "expired", "invalid" or "preview"; for an invitation also "used"
+    state: str = ""  # an invitation's account state
 
 
 def _signer(action):
@@ -56,3 +59,21 @@ def link_check(action, token):
     except (BadSignature, ValueError):
         return LinkCheck(problem="invalid")
     return LinkCheck(user_id=user_id, notification_id=notification_id)
+
+
+def invitation_link_url(*, user_id, state):
+    """The absolute URL of a set-password link for `user_id` while its account is in `state`."""
+    token = _signer("invitation").sign(f"{user_id}:{state}")
+    return settings.SITE_URL + reverse("invitation", args=[token])
+
+
+def invitation_link_check(token):
+    """Whose invitation a token is and the account state it was made for, or why it cannot be used."""
+    try:
+        value = _signer("invitation").unsign(token, max_age=settings.INVITATION_TTL_DAYS * 24 * 3600)
+        user_id, state = value.split(":")
+        return LinkCheck(user_id=int(user_id), state=state)
+    except SignatureExpired:
+        return LinkCheck(problem="expired")
+    except (BadSignature, ValueError):
+        return LinkCheck(problem="invalid")

@@ -1,4 +1,7 @@
-"""django-q2 tasks: thin wrappers, each loading nothing and calling the engine."""
+"""django-q2 tasks: thin wrappers, each loading nothing and calling the engine (or, for accounts, its service)."""
+
+from accounts.invitations import invitations_send
+from accounts.models import User
 
 from . import engine
 
@@ -25,3 +28,8 @@ def send_digests(recipient_ids):
 
 def retention_purge():
     return engine.retention_purge()
+
+
+def send_invitations(user_ids):
+    report = invitations_send(User.objects.filter(pk__in=user_ids).order_by("pk"))
+    return {"sent": len(report.sent), "skipped": report.skipped_count, "failed": len(report.failed)}

@@ -119,6 +119,13 @@ def enqueue_deliveries_at(delivery_ids, when):
         async_task("notifications.tasks.send_deliveries", list(delivery_ids[start:start + size]), broker=broker)
 
 
+def enqueue_invitations(user_ids):
+    """Hand new accounts' invitation emails to the workers, INVITATION_BATCH_SIZE people a task."""
+    size = max(settings.INVITATION_BATCH_SIZE, 1)
+    for start in range(0, len(user_ids), size):
+        async_task("notifications.tasks.send_invitations", list(user_ids[start:start + size]))
+
+
 def enqueue_digests(recipient_ids):
     async_task("notifications.tasks.send_digests", recipient_ids)
 
