@@ -8,6 +8,8 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from rest_framework.exceptions import Throttled
 
+from .invitations import invitations_send
+from .models import User
 from .throttling import PasswordResetThrottle, SignInGuard
 
 
@@ -48,7 +50,11 @@ class ConsoleSignInForm(GuardedSignInMixin, AdminAuthenticationForm):
 
 
 class GuardedPasswordResetForm(PasswordResetForm):
-    """Password reset requests, throttled per client address; the view passes the request in."""
+    """Password reset requests, throttled per client address; the view passes the request in.
+
+    Django's form skips accounts without a usable password (a provisioned person who never chose
+    one): those get an invitation instead, so the page says the same thing either way and is true.
+    """
 
     def __init__(self, *args, request=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -62,6 +68,13 @@ class GuardedPasswordResetForm(PasswordResetForm):
             except Throttled as exc:
                 raise too_many_attempts(exc)
         return cleaned
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        email = self.cleaned_data["email"]
+        without_password = [user for user in User.objects.filter(email__iexact=email, is_active=True)
+                            if not user.has_usable_password()]
+        invitations_send(without_password, requested=True)
 
 
 class SignInForm(GuardedSignInMixin, AuthenticationForm):

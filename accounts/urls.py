@@ -14,4 +14,5 @@ urlpatterns = [
          name="password_reset_confirm"),
     path("password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     path("phone/", views.phone_verify, name="phone-verify"),
+    path("invitation/<str:token>/", views.invitation, name="invitation"),
 ]

@@ -1,14 +1,22 @@
-"""Account pages: phone verification, password reset requests. Sign-in is Django's view with SignInForm (accounts/urls.py)."""
+"""Account pages: phone verification, password reset requests, accepting an invitation.
+Sign-in is Django's view with SignInForm (accounts/urls.py)."""
 
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import SetPasswordForm
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
+from django.utils import translation
 from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
 from .forms import GuardedPasswordResetForm, PhoneCodeForm, PhoneForm
+from .invitations import invitation_accept, invitation_user
 from .phone import phone_verification_confirm, phone_verification_pending, phone_verification_start
 
 
@@ -19,6 +27,29 @@ class PasswordResetView(auth_views.PasswordResetView):
 
     def get_form_kwargs(self):
         return {**super().get_form_kwargs(), "request": self.request}
+
+
+@sensitive_post_parameters("new_password1", "new_password2")
+@never_cache
+@require_http_methods(["GET", "POST"])
+def invitation(request, token):
+    """The set-password page an invitation links to, without signing in: the signed token authorises.
+
+    Setting the password signs the person in and lands them on their inbox. The link works once; a used,
+    expired or tampered one gets the link-problem page, which offers a new link (the reset form sends one).
+    """
+    user, problem = invitation_user(token)
+    if problem:
+        return render(request, "notifications/link_problem.html", {"problem": problem, "invitation": True},
+                      status=400)
+    with translation.override(user.language or translation.get_language()):
+        form = SetPasswordForm(user, request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            invitation_accept(user=user, password=form.cleaned_data["new_password1"])
+            login(request, user)
+            messages.success(request, _("Your password is set and you are signed in. Welcome to FlashNotify."))
+            return redirect(settings.LOGIN_REDIRECT_URL)
+        return render(request, "accounts/invitation.html", {"form": form, "invited": user})
 
 
 def _add_errors(form, exc):
