@@ -1,6 +1,7 @@
 import io
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
@@ -11,6 +12,7 @@ from django.urls import path
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from .invitations import invitations_send
 from .models import ApiKey, Cohort, User
 from .roles import console_role
 from .services import (
@@ -44,7 +46,7 @@ class UserAdmin(BaseUserAdmin):
     list_display = ("username", "email", "phone", "first_name", "last_name", "is_staff", "is_active")
     search_fields = ("username", "email", "phone", "first_name", "last_name")
     change_list_template = "admin/accounts/user/change_list.html"
-    actions = ["sign_out_everywhere"]
+    actions = ["sign_out_everywhere", "send_invitations"]
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
@@ -62,6 +64,33 @@ class UserAdmin(BaseUserAdmin):
         self.message_user(request, ngettext("%(count)d user signed out everywhere.",
                                             "%(count)d users signed out everywhere.", len(users))
                           % {"count": len(users)}, messages.SUCCESS)
+
+    @admin.action(description=_("Send an invitation (a link to choose a password)"), permissions=["change"])
+    def send_invitations(self, request, queryset):
+        """Resend invitations: sent now for a page's selection, by the workers for a larger one."""
+        users = list(queryset.order_by("username"))
+        report = invitations_send(users, defer=len(users) > settings.INVITATION_BATCH_SIZE)
+        for done, note in ((report.sent, "Invitation sent: a link to choose a password."),
+                           (report.queued, "Invitation queued: a link to choose a password.")):
+            for start in range(0, len(done), 1000):
+                LogEntry.objects.log_actions(
+                    user_id=request.user.pk, queryset=User.objects.filter(pk__in=[u.pk for u in done[start:start + 1000]]),
+                    action_flag=CHANGE, change_message=note,
+                )
+        parts = []
+        if report.sent or not report.queued:
+            parts.append(ngettext("%(count)d invitation sent.", "%(count)d invitations sent.", len(report.sent))
+                         % {"count": len(report.sent)})
+        if report.queued:
+            parts.append(ngettext("%(count)d invitation handed to the workers.",
+                                  "%(count)d invitations handed to the workers.", len(report.queued))
+                         % {"count": len(report.queued)})
+        if report.skipped:
+            parts.append(_("Skipped: %(reasons)s.") % {"reasons": report.skipped_text()})
+        if report.failed:
+            parts.append(_("Could not be sent: %(users)s.") % {"users": ", ".join(u.username for u in report.failed)})
+        level = messages.WARNING if report.skipped or report.failed else messages.SUCCESS
+        self.message_user(request, " ".join(parts), level)
 
     def get_urls(self):
         return [path("import/", self.admin_site.admin_view(self.import_view), name="accounts_user_import")] \
