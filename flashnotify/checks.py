@@ -16,7 +16,7 @@ INT_VARIABLES = (
     "PORT", "EMAIL_PORT", "Q_WORKERS", "Q_TIMEOUT", "FANOUT_CHUNK_SIZE", "DELIVERY_MAX_ATTEMPTS",
     "DELIVERY_RETRY_BASE_SECONDS", "DELIVERY_LEASE_SECONDS", "SMS_MAX_SEGMENTS",
     "BREAKER_FAILURE_THRESHOLD", "BREAKER_RESET_SECONDS", "JWT_ACCESS_MINUTES", "DELIVERY_RECORD_EVERY",
-    "DELIVERY_TASK_SECONDS", "READINESS_WORKER_MAX_AGE_SECONDS",
+    "DELIVERY_TASK_SECONDS", "READINESS_WORKER_MAX_AGE_SECONDS", "INVITATION_TTL_DAYS", "INVITATION_BATCH_SIZE",
 )
 
 
@@ -59,6 +59,12 @@ def check_environment_values(app_configs, **kwargs):
             f"DELIVERY_TASK_SECONDS={settings.DELIVERY_TASK_SECONDS} is not below Q_TIMEOUT={settings.Q_TIMEOUT}: "
             "a task would be killed mid-chunk instead of handing the rest back.",
             hint="Unset DELIVERY_TASK_SECONDS (half of Q_TIMEOUT) or lower it.", id="flashnotify.E008"))
+    for name in ("INVITATION_TTL_DAYS", "INVITATION_BATCH_SIZE"):
+        if getattr(settings, name) < 1:
+            # A TTL of 0 would send links that are already expired.
+            problems.append(Error(f"{name}={getattr(settings, name)} is below 1.",
+                                  hint=f"Set {name} to a whole number of at least 1, or unset it for the default.",
+                                  id="flashnotify.E014"))
     if settings.LOG_FORMAT not in ("text", "json"):
         problems.append(Warning(f"LOG_FORMAT={settings.LOG_FORMAT!r} is neither 'text' nor 'json'; using text.",
                                 hint="Set LOG_FORMAT to text or json.", id="flashnotify.W001"))

@@ -11,6 +11,7 @@ from django.contrib.admin.models import LogEntry
 from django.core import signing
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
+from django.core.management.base import SystemCheckError
 from django.test import Client
 from django.utils.module_loading import import_string
 from django_q.models import OrmQ
@@ -352,6 +353,14 @@ def test_it_keeps_the_reset_throttle_for_people_without_a_password(client, setti
     answers = [client.post("/password-reset/", {"email": "s8000001@example.edu"}).status_code for _ in range(3)]
 
     assert answers == [302, 302, 200] and len(mailoutbox) == 2
+
+
+@pytest.mark.parametrize("name", ["INVITATION_TTL_DAYS", "INVITATION_BATCH_SIZE"])
+def test_it_reports_a_setting_below_one_as_a_system_check(settings, name):
+    setattr(settings, name, 0)
+
+    with pytest.raises(SystemCheckError, match=f"flashnotify.E014.*{name}=0 is below 1"):
+        call_command("check")
 
 
 # --- in the browser ----------------------------------------------------------------------------------------

@@ -55,6 +55,8 @@ def test_it_runs_with_the_development_key_only_in_debug():
     ({"READINESS_WORKER_MAX_AGE_SECONDS": "a minute"}, "flashnotify.E003"),
     ({"READINESS_WORKER_MAX_AGE_SECONDS": "1"}, "flashnotify.E012"),
     ({"RETENTION_DELIVERY_DAYS": "a year"}, "flashnotify.E013"),
+    ({"INVITATION_TTL_DAYS": "a week"}, "flashnotify.E003"),
+    ({"INVITATION_TTL_DAYS": "0"}, "flashnotify.E014"),
 ])
 def test_it_reports_bad_values_as_checks_with_hints(env, check_id):
     result = manage("check", DEBUG="true", **env)
