@@ -21,7 +21,8 @@ from accounts.services import users_upsert
 
 from .api_support import API, key_client
 from .browser import assert_accessible, with_axe
-from .conftest import make_user
+from .conftest import BROKERS, make_user
+from .peers import wait_until
 
 LINK = re.compile(r"https?://\S+/invitation/\S+/")
 CSV = ("username,email,language,is_active\n"
@@ -141,6 +142,29 @@ def test_it_does_not_invite_again_when_the_same_file_is_imported_again(
         run_queued_tasks(django_capture_on_commit_callbacks)
 
     assert len(mailoutbox) == 2
+
+
+@pytest.mark.worker
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("broker", BROKERS, indirect=True)
+def test_it_sends_a_bulk_imports_invitations_through_real_workers_and_smtp(broker, smtp_peer, workers, tmp_path,
+                                                                          settings):
+    settings.INVITATION_BATCH_SIZE = 20
+    path = tmp_path / "users.csv"
+    path.write_text("username,email,language\n" + "".join(
+        f"s9{n:06d},s9{n:06d}@example.edu,{'fr' if n % 2 else 'en'}\n" for n in range(60)))
+    workers(INVITATION_BATCH_SIZE=20)
+
+    call_command("import_users", str(path), stdout=StringIO())
+
+    wait_until(lambda: len(smtp_peer.messages) >= 60, timeout=120, message="60 invitations")
+    by_address = {m["To"]: m for m in smtp_peer.messages}
+    assert len(smtp_peer.messages) == 60 == len(by_address)
+    french = by_address["s9000001@example.edu"]
+    assert str(french["Subject"]) == "Choisissez votre mot de passe FlashNotify"
+    link = LINK.search(french.get_body(("plain",)).get_content()).group(0)
+    assert accept(Client(), path_of(link))["Location"] == "/inbox/"
 
 
 # --- the link ----------------------------------------------------------------------------------------------
