@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -377,6 +377,12 @@ def _active(row):
     return row.get("status", "").lower() in ("", "active") and row.get("enabledUser", "").lower() != "false"
 
 
+def _chunks(values, size=900):
+    """Lists of at most `size` values: a query's IN stays under SQLite's limit on parameters, whatever the roster's size."""
+    values = list(values)
+    return [values[start:start + size] for start in range(0, len(values), size)]
+
+
 def _date(value):
     return dt.date.fromisoformat(value[:10]) if value else None
 
@@ -466,10 +472,13 @@ class _Plan:
     def existing_phones(self, rows):
         ids = [row["sourcedId"] for row in rows]
         usernames = [row["username"] for row in rows]
-        phones = dict(User.objects.filter(institutional_id__in=ids).exclude(phone="")
-                      .values_list("institutional_id", "phone"))
-        by_username = dict(User.objects.filter(username__in=usernames, institutional_id__isnull=True)
-                           .exclude(phone="").values_list("username", "phone"))
+        phones, by_username = {}, {}
+        for chunk in _chunks(ids):
+            phones.update(User.objects.filter(institutional_id__in=chunk).exclude(phone="")
+                          .values_list("institutional_id", "phone"))
+        for chunk in _chunks(usernames):
+            by_username.update(User.objects.filter(username__in=chunk, institutional_id__isnull=True)
+                               .exclude(phone="").values_list("username", "phone"))
         for row in rows:
             if row["username"] in by_username:
                 phones.setdefault(row["sourcedId"], by_username[row["username"]])
@@ -492,8 +501,9 @@ class _Plan:
         known_users = set(self.user_rows) | self.invalid_users
         if self.bundle.modes.get("users") != "bulk":
             wanted = {row.get("userSourcedId") for row in self.bundle.enrollments} - known_users
-            known_users |= set(User.objects.filter(institutional_id__in=wanted)
-                               .values_list("institutional_id", flat=True))
+            for chunk in _chunks(wanted):
+                known_users |= set(User.objects.filter(institutional_id__in=chunk)
+                                   .values_list("institutional_id", flat=True))
         valid, kept = [], set()
         for row in self.unique_rows(self.bundle.enrollments, "enrollments"):
             class_id, user_id, role = row.get("classSourcedId", ""), row.get("userSourcedId", ""), row.get("role", "")
@@ -529,9 +539,12 @@ class _Plan:
         report = self.report
         bulk_users = self.bundle.modes.get("users") == "bulk"
         listed = set(self.user_rows) | self.invalid_users
-        roster_people = {u.institutional_id: u for u in User.objects.filter(
-            Q(institutional_id__in=list(listed)) | Q(roster_managed=True, is_active=True) if bulk_users
-            else Q(institutional_id__in=list(listed))).exclude(institutional_id__isnull=True)}
+        roster_people = {}
+        for chunk in _chunks(listed):
+            roster_people.update((u.institutional_id, u) for u in User.objects.filter(institutional_id__in=chunk))
+        if bulk_users:
+            roster_people.update((u.institutional_id, u) for u in User.objects.filter(
+                roster_managed=True, is_active=True).exclude(institutional_id__isnull=True))
         if bulk_users and not self.user_rows and not self.invalid_users \
                 and any(u.roster_managed and u.is_active for u in roster_people.values()):
             report.problems.append(RosterProblem("users.csv", 0, "lists nobody: refusing to deactivate everyone the "
@@ -703,10 +716,11 @@ class _Plan:
         users_upsert(self.upsert_rows_valid())
         if self.deactivate:
             # As User.save does on deactivation: every session and token they had ends.
-            User.objects.filter(pk__in=self.deactivate, is_active=True).update(
-                is_active=False, auth_version=F("auth_version") + 1)
-        User.objects.filter(institutional_id__in=list(self.user_rows), roster_managed=False).update(
-            roster_managed=True)
+            for chunk in _chunks(self.deactivate):
+                User.objects.filter(pk__in=chunk, is_active=True).update(
+                    is_active=False, auth_version=F("auth_version") + 1)
+        for chunk in _chunks(self.user_rows):
+            User.objects.filter(institutional_id__in=chunk, roster_managed=False).update(roster_managed=True)
         for cohort in self.renamed:
             cohort.save(update_fields=["name"])
         for sourced_id, pk in self.adopted.items():
@@ -714,17 +728,16 @@ class _Plan:
         Cohort.objects.bulk_create(self.new_cohorts.values())
         cohort_pks = dict(Cohort.objects.filter(roster_id__isnull=False).values_list("roster_id", "pk"))
         keys = {user for users in (*self.added.values(), *self.removed.values()) for user in users}
-        self.user_pks.update(User.objects.filter(institutional_id__in=[k for k in keys if not k.startswith("#")])
-                             .values_list("institutional_id", "pk"))
+        for chunk in _chunks(k for k in keys if not k.startswith("#")):
+            self.user_pks.update(User.objects.filter(institutional_id__in=chunk).values_list("institutional_id", "pk"))
         for role, through in (("member", Cohort.members.through), ("manager", Cohort.managers.through)):
-            removals = Q(pk__in=[])
             for (class_id, kind), users in self.removed.items():
                 if kind == role:
-                    removals |= Q(cohort_id=cohort_pks[class_id], user_id__in=[self.user_pks[u] for u in users])
-            through.objects.filter(removals).delete()
+                    for chunk in _chunks(self.user_pks[u] for u in users):
+                        through.objects.filter(cohort_id=cohort_pks[class_id], user_id__in=chunk).delete()
             through.objects.bulk_create([through(cohort_id=cohort_pks[class_id], user_id=self.user_pks[user])
                                          for (class_id, kind), users in self.added.items() if kind == role
-                                         for user in users])
+                                         for user in users], batch_size=500)
 
     def upsert_rows_valid(self):
         return [row for row in self.upsert_rows if row["institutional_id"] in self.user_results]
