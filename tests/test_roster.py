@@ -348,6 +348,15 @@ def test_it_shows_the_difference_then_applies_an_uploaded_bundle_and_records_it(
     again = upload(client, path, dry_run=False)
     assert "0 changes" in again.content.decode()
 
+    changed = bundle(tmp_path, "changed", as_zip=True, users=[row for row in USERS if "u-bob" not in row],
+                     enrollments=[enrol("e1", "c-ma", "u-ada", "student"), *ENROLLMENTS[2:]])
+    moved = upload(client, changed, dry_run=False)
+    assert "users: 1 deactivated; enrollments: 1 moved, 1 left" in moved.content.decode()
+    assert members("cs101-a") == [] and members("ma201-a") == ["s9000001", "s9000003"]
+    assert not User.objects.get(username="s9000002").is_active
+    assert LogEntry.objects.filter(user=admin_user, object_repr="s9000002",
+                                   change_message__contains="1 deactivated").exists()
+
 
 def test_it_lists_the_problems_of_an_uploaded_bundle_and_applies_nothing(client, admin_user, tmp_path):
     client.force_login(admin_user)
