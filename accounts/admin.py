@@ -15,6 +15,7 @@ from django.utils.translation import ngettext
 from .invitations import invitations_send
 from .models import ApiKey, Cohort, User
 from .roles import console_role
+from .roster import roster_import
 from .services import (
     USER_COLUMNS,
     api_key_create,
@@ -28,6 +29,13 @@ from .services import (
 class UserImportForm(forms.Form):
     csv_file = forms.FileField(label=_("CSV file"))
     dry_run = forms.BooleanField(required=False, initial=True, label=_("Dry run: check every row, write nothing"))
+
+
+class RosterImportForm(forms.Form):
+    bundle = forms.FileField(label=_("OneRoster bundle (.zip)"))
+    dry_run = forms.BooleanField(required=False, initial=True,
+                                 label=_("Dry run: show the difference, apply nothing"))
+    skip_invalid = forms.BooleanField(required=False, label=_("Apply the valid rows and skip the invalid ones"))
 
 
 @admin.register(User)
@@ -93,8 +101,9 @@ class UserAdmin(BaseUserAdmin):
         self.message_user(request, " ".join(parts), level)
 
     def get_urls(self):
-        return [path("import/", self.admin_site.admin_view(self.import_view), name="accounts_user_import")] \
-            + super().get_urls()
+        return [path("import/", self.admin_site.admin_view(self.import_view), name="accounts_user_import"),
+                path("import-roster/", self.admin_site.admin_view(self.roster_import_view),
+                     name="accounts_user_import_roster")] + super().get_urls()
 
     def import_view(self, request):
         """Users and cohort memberships from CSV: every row is checked first; nothing is written until all are valid."""
@@ -137,6 +146,40 @@ class UserAdmin(BaseUserAdmin):
                 LogEntry.objects.log_actions(
                     user_id=request.user.pk, queryset=User.objects.filter(username__in=usernames[start:start + 1000]),
                     action_flag=flag, change_message=f"{action.capitalize()} by a CSV import.",
+                )
+
+    def roster_import_view(self, request):
+        """A OneRoster 1.2 CSV bundle: the difference first; applied only when the whole bundle is valid."""
+        if console_role(request.user) != "admin":
+            raise PermissionDenied
+        form = RosterImportForm(request.POST or None, request.FILES or None)
+        context = {**self.admin_site.each_context(request), "opts": self.opts, "form": form,
+                   "title": _("Import a OneRoster bundle")}
+        if request.method == "POST" and form.is_valid():
+            report = roster_import(form.cleaned_data["bundle"], dry_run=form.cleaned_data["dry_run"],
+                                   skip_invalid=form.cleaned_data["skip_invalid"])
+            if report.applied:
+                self.log_roster_import(request, report)
+                self.message_user(request, _("Roster imported: %(summary)s.") % {"summary": report.summary()},
+                                  messages.SUCCESS)
+            elif report.refused:
+                self.message_user(request, ngettext(
+                    "%(count)d problem in the bundle: nothing was applied.",
+                    "%(count)d problems in the bundle: nothing was applied.", len(report.problems))
+                    % {"count": len(report.problems)}, messages.ERROR)
+            context.update(report=report, changes=report.lines())
+        return TemplateResponse(request, "admin/accounts/user/import_roster.html", context)
+
+    def log_roster_import(self, request, report):
+        """Admin history: one entry per person and per cohort the import changed, naming the import's changes."""
+        message = f"OneRoster import: {report.summary()}."
+        for model, field, names in ((User, "username", {n for c in report.changes for n in c.usernames}),
+                                    (Cohort, "code", {n for c in report.changes for n in c.codes})):
+            names = sorted(names)
+            for start in range(0, len(names), 1000):
+                LogEntry.objects.log_actions(
+                    user_id=request.user.pk, queryset=model.objects.filter(**{f"{field}__in": names[start:start + 1000]}),
+                    action_flag=CHANGE, change_message=message,
                 )
 
 

@@ -34,6 +34,11 @@ class User(AbstractUser):
         help_text=_("The university's stable id for this person (identity provider subject or roster "
                     "sourcedId): single sign-on and roster sync match people by it first."),
     )
+    roster_managed = models.BooleanField(
+        _("kept by the roster"), default=False,
+        help_text=_("Provisioned by roster sync (OneRoster): deactivated when the roster no longer lists them, "
+                    "reactivated when it does again."),
+    )
     phone = models.CharField(
         _("phone number"), max_length=20, blank=True,
         help_text=_("International format (E.164), for example +33612345678."),
@@ -129,6 +134,11 @@ class Cohort(models.Model):
 
     code = models.SlugField(_("code"), max_length=64, unique=True)
     name = models.CharField(_("name"), max_length=200)
+    roster_id = models.CharField(
+        _("roster class id"), max_length=255, null=True, blank=True, unique=True,
+        help_text=_("The OneRoster class (sourcedId) this cohort mirrors: roster sync keeps its members and "
+                    "managers."),
+    )
     members = models.ManyToManyField(User, related_name="cohorts", blank=True, verbose_name=_("members"))
     managers = models.ManyToManyField(
         User, related_name="managed_cohorts", blank=True, verbose_name=_("managers"),

@@ -31,6 +31,8 @@ class RowResult:
     action: str = ""  # created, updated, unchanged, invalid
     errors: dict = field(default_factory=dict)
     user: User | None = field(default=None, repr=False)
+    fields: list = field(default_factory=list)  # what changed (created or updated)
+    was_active: bool = True  # before the import (True for a new user)
 
 
 @dataclass
@@ -52,7 +54,9 @@ def users_upsert(rows, *, dry_run=False, batch_size=500, first_line=1):
     """Create or update users by username, with their cohort memberships.
 
     `rows` is an iterable of dicts: username (required), email, phone, language, timezone,
-    first_name, last_name, cohorts (list of codes or a ';'-separated string), is_active.
+    first_name, last_name, cohorts (list of codes or a ';'-separated string), is_active,
+    institutional_id. A row with an institutional id matches the user holding it first (and may
+    rename them), then the user of that username if they hold no other id.
     Every row is validated as the admin would (`full_clean`); an invalid row is reported
     with its line number and field errors and nothing of it is written. With
     `dry_run`, nothing at all is written. Rerunning the same rows changes nothing.
@@ -60,25 +64,38 @@ def users_upsert(rows, *, dry_run=False, batch_size=500, first_line=1):
     workers, after commit (`invitations_enqueue`): no email is sent in the caller's request.
     """
     rows = list(rows)
-    results, seen = [], {}
+    results, seen, seen_ids = [], {}, {}
     known_cohorts = dict(Cohort.objects.values_list("code", "pk"))
     user_group = Group.objects.get(name=Role.USER)
     for start in range(0, len(rows), batch_size):
         batch = rows[start:start + batch_size]
         usernames = [str(row.get("username") or "").strip() for row in batch]
+        ids = [str(row.get("institutional_id") or "").strip() for row in batch]
         existing = {u.username: u for u in User.objects.filter(username__in=[u for u in usernames if u])
                     .prefetch_related("cohorts")}
+        by_id = {u.institutional_id: u for u in User.objects.filter(institutional_id__in=[i for i in ids if i])
+                 .prefetch_related("cohorts")} if any(ids) else {}
         with transaction.atomic():
             invited = []
-            for offset, (row, username) in enumerate(zip(batch, usernames)):
+            for offset, (row, username, institutional_id) in enumerate(zip(batch, usernames, ids)):
                 line = row.get("_line") or first_line + start + offset
                 if username and username in seen:
                     # A second row for the same user would silently overwrite the first (or fail to insert).
                     results.append(RowResult(line=line, username=username, action="invalid", errors={
                         "username": [f"{username} is already on line {seen[username]}."]}))
                     continue
+                if institutional_id and institutional_id in seen_ids:
+                    results.append(RowResult(line=line, username=username, action="invalid", errors={
+                        "institutional_id": [f"{institutional_id} is already on line {seen_ids[institutional_id]}."]}))
+                    continue
                 seen[username] = line
-                result = _upsert_one(row, username, existing.get(username), known_cohorts, user_group,
+                if institutional_id:
+                    seen_ids[institutional_id] = line
+                user, conflict = _match_user(username, institutional_id, existing, by_id)
+                if conflict:
+                    results.append(RowResult(line=line, username=username, action="invalid", errors=conflict))
+                    continue
+                result = _upsert_one(row, username, user, known_cohorts, user_group,
                                      line=line, dry_run=dry_run)
                 results.append(result)
                 if result.action == "created" and not dry_run and user_needs_invitation(result.user):
@@ -124,6 +141,21 @@ def _cohort_codes(value):
     return sorted({str(code).strip() for code in value if str(code).strip()})
 
 
+def _match_user(username, institutional_id, by_username, by_id):
+    """(user or None, errors): the holder of the institutional id, else the user of that username."""
+    holder = by_id.get(institutional_id) if institutional_id else None
+    named = by_username.get(username)
+    if holder is not None:
+        if named is not None and named.pk != holder.pk:
+            return None, {"username": [f"{username} is another person's username (institutional id "
+                                       f"{named.institutional_id or 'none'}) than {institutional_id}'s."]}
+        return holder, {}
+    if named is not None and institutional_id and named.institutional_id:
+        return None, {"institutional_id": [f"{username} already has the institutional id {named.institutional_id}, "
+                                           f"not {institutional_id}."]}
+    return named, {}
+
+
 def _upsert_one(row, username, user, known_cohorts, user_group, *, line, dry_run):
     result = RowResult(line=line, username=username)
     if row.get("_extra"):
@@ -137,7 +169,15 @@ def _upsert_one(row, username, user, known_cohorts, user_group, *, line, dry_run
     created = user is None
     if created:
         user = User(username=username)
+    result.was_active = user.is_active
     changed = []
+    if user.username != username:
+        user.username = username
+        changed.append("username")
+    institutional_id = str(row.get("institutional_id") or "").strip()
+    if institutional_id and user.institutional_id != institutional_id:
+        user.institutional_id = institutional_id
+        changed.append("institutional_id")
     for name in USER_FIELDS:
         if name in row and row[name] is not None:
             value = str(row[name]).strip()
@@ -173,6 +213,7 @@ def _upsert_one(row, username, user, known_cohorts, user_group, *, line, dry_run
         result.action = "unchanged"
         return result
     result.action = "created" if created else "updated"
+    result.fields = changed + (["cohorts"] if cohort_change else [])
     if dry_run:
         return result
     if created:

@@ -133,6 +133,41 @@ def check_retention(app_configs, **kwargs):
     return problems
 
 
+@register()
+def check_roster_sync(app_configs, **kwargs):
+    """A roster sync that cannot run would silently stop provisioning people; one over plain HTTP leaks its secret."""
+    problems = []
+    for name in ("ONEROSTER_SYNC_MINUTES", "ONEROSTER_PAGE_SIZE"):
+        value = os.environ.get(name)
+        if value:
+            try:
+                valid = int(value) >= 1
+            except ValueError:
+                valid = False
+            if not valid:
+                problems.append(Error(f"{name}={value!r} is not a whole number of 1 or more.",
+                                      hint=f"Set {name} to a positive whole number, or unset it for the default "
+                                           f"({'60 minutes' if name == 'ONEROSTER_SYNC_MINUTES' else '100 records'}).",
+                                      id="flashnotify.E020"))
+    if not settings.ONEROSTER_BASE_URL:
+        return problems
+    missing = [name for name in ("ONEROSTER_TOKEN_URL", "ONEROSTER_CLIENT_ID", "ONEROSTER_CLIENT_SECRET")
+               if not getattr(settings, name)]
+    if missing:
+        problems.append(Error(f"ONEROSTER_BASE_URL is set without {', '.join(missing)}.",
+                              hint="The sync signs in with OAuth 2 client credentials: set the provider's token URL, "
+                                   "client id and secret, or unset ONEROSTER_BASE_URL to turn the sync off.",
+                              id="flashnotify.E021"))
+    if not settings.DEBUG:
+        for name in ("ONEROSTER_BASE_URL", "ONEROSTER_TOKEN_URL"):
+            value = getattr(settings, name)
+            if value and not value.startswith("https://"):
+                problems.append(Error(f"{name}={value!r} is not an https:// URL while DEBUG is off.",
+                                      hint="The client secret and everyone's personal data would cross the network "
+                                           "in clear: use the provider's https:// URL.", id="flashnotify.E022"))
+    return problems
+
+
 @register(Tags.caches)
 def check_cache_tables(app_configs, **kwargs):
     """A database migrated before `migrate` created the cache table would answer 500 on every request."""

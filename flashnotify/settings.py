@@ -302,6 +302,17 @@ BREAKER_RESET_SECONDS = envint("BREAKER_RESET_SECONDS", 60)
 RETENTION_DELIVERY_DAYS = env("RETENTION_DELIVERY_DAYS", "365")
 RETENTION_INBOX_DAYS = env("RETENTION_INBOX_DAYS", "730")
 
+# --- Roster sync (OneRoster 1.2 REST) ----------------------------------------------------
+# With a base URL, a django-q2 schedule reads the provider's users, classes and enrollments every
+# ONEROSTER_SYNC_MINUTES and imports them (accounts.roster). Checked by flashnotify.E020-E022.
+ONEROSTER_BASE_URL = env("ONEROSTER_BASE_URL").rstrip("/")
+ONEROSTER_TOKEN_URL = env("ONEROSTER_TOKEN_URL")
+ONEROSTER_CLIENT_ID = env("ONEROSTER_CLIENT_ID")
+ONEROSTER_CLIENT_SECRET = env("ONEROSTER_CLIENT_SECRET")
+ONEROSTER_SCOPE = env("ONEROSTER_SCOPE", "https://purl.imsglobal.org/spec/or/v1p2/scope/roster.readonly")
+ONEROSTER_SYNC_MINUTES = envint("ONEROSTER_SYNC_MINUTES", 60)
+ONEROSTER_PAGE_SIZE = envint("ONEROSTER_PAGE_SIZE", 100)
+
 # --- Metrics and readiness ------------------------------------------------------------
 # /metrics (Prometheus) answers only a scraper that passes every condition set here: the bearer
 # token, and an address inside one of the networks (CIDRs). With neither set it answers 404.

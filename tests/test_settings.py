@@ -57,6 +57,9 @@ def test_it_runs_with_the_development_key_only_in_debug():
     ({"RETENTION_DELIVERY_DAYS": "a year"}, "flashnotify.E013"),
     ({"INVITATION_TTL_DAYS": "a week"}, "flashnotify.E003"),
     ({"INVITATION_TTL_DAYS": "0"}, "flashnotify.E014"),
+    ({"ONEROSTER_SYNC_MINUTES": "hourly"}, "flashnotify.E020"),
+    ({"ONEROSTER_SYNC_MINUTES": "0"}, "flashnotify.E020"),
+    ({"ONEROSTER_BASE_URL": "https://sis.example.edu"}, "flashnotify.E021"),
 ])
 def test_it_reports_bad_values_as_checks_with_hints(env, check_id):
     result = manage("check", DEBUG="true", **env)
@@ -81,6 +84,8 @@ PRODUCTION = {"DEBUG": "false", "SECRET_KEY": "a-long-random-production-secret-k
     ({"PUSH_ALLOW_HTTP_ENDPOINTS": "true"}, "channels_app.E001"),
     ({"EMAIL_BACKEND": "anymail.backends.postmark.EmailBackend", "ANYMAIL_POSTMARK_SERVER_TOKEN": "t"},
      "channels_app.E002"),
+    ({"ONEROSTER_BASE_URL": "http://sis.example.edu", "ONEROSTER_TOKEN_URL": "https://sis.example.edu/token",
+      "ONEROSTER_CLIENT_ID": "id", "ONEROSTER_CLIENT_SECRET": "secret"}, "flashnotify.E022"),
 ])
 def test_it_fails_the_deploy_checks_with_a_test_escape_or_unauthenticated_receipts(env, check_id):
     result = manage("check", "--deploy", **PRODUCTION, **env)

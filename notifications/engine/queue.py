@@ -3,7 +3,7 @@
 Everything else hands work to the workers through these functions, so the broker (ORM or
 Redis) and the task paths are known in one place. Tasks are the thin functions of
 `notifications.tasks`; the sweep and the retention purge are django-q2 Schedules kept by `ensure_sweep_schedule`
-and `ensure_retention_schedule`. The workers themselves run as a `Cluster` of this module (`manage.py qcluster`).
+and `ensure_retention_schedule`, the roster sync (when configured) one kept by `ensure_roster_schedule`. The workers themselves run as a `Cluster` of this module (`manage.py qcluster`).
 """
 
 import os
@@ -29,6 +29,7 @@ from django_q.tasks import async_task
 SWEEP_SCHEDULE = "flashnotify-sweep"
 LAST_HEARTBEAT_KEY = "workers:last-heartbeat"
 RETENTION_SCHEDULE = "flashnotify-retention"
+ROSTER_SCHEDULE = "flashnotify-roster-sync"
 
 
 def enqueue_fan_out(notification_id):
@@ -187,6 +188,21 @@ def ensure_retention_schedule(sender=None, using="default", **kwargs):
         defaults={"func": "notifications.tasks.retention_purge", "schedule_type": Schedule.DAILY, "repeats": -1},
         create_defaults={"func": "notifications.tasks.retention_purge", "schedule_type": Schedule.DAILY,
                          "repeats": -1, "next_run": first_run},
+    )
+
+
+def ensure_roster_schedule(sender=None, using="default", **kwargs):
+    """The OneRoster REST sync, every ONEROSTER_SYNC_MINUTES, only while ONEROSTER_BASE_URL is set. Installed like the sweep.
+
+    Without a base URL the schedule is removed, so turning the sync off is unsetting the variable and migrating.
+    """
+    if not settings.ONEROSTER_BASE_URL:
+        Schedule.objects.using(using).filter(name=ROSTER_SCHEDULE).delete()
+        return
+    Schedule.objects.using(using).update_or_create(
+        name=ROSTER_SCHEDULE,
+        defaults={"func": "accounts.tasks.roster_sync", "schedule_type": Schedule.MINUTES,
+                  "minutes": max(settings.ONEROSTER_SYNC_MINUTES, 1), "repeats": -1},
     )
 
 
