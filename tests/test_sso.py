@@ -31,6 +31,7 @@ from accounts.models import Role, User
 from accounts.sso import saml_config
 from accounts.urls import PUBLIC_SSO_PATHS
 
+from .browser import assert_accessible, with_axe
 from .conftest import make_user
 from .saml_idp import XMLSEC, SamlIdP, key_and_certificate
 from .test_api_authorization import _walk
@@ -175,8 +176,9 @@ def chromium_page(browser, site):
 
 @pytest.mark.browser
 def test_it_signs_a_student_in_through_the_openid_provider_and_lands_on_the_inbox(oidc_op, chromium_page):
-    page = chromium_page
+    page = with_axe(chromium_page)
     page.goto("/login/")
+    assert_accessible(page)
     page.get_by_role("link", name="Sign in with your university account (OpenID Connect)").click()
     page.get_by_label("University username").fill("ada")
     page.get_by_label("University password").fill("op-pw-ada")
@@ -187,7 +189,23 @@ def test_it_signs_a_student_in_through_the_openid_provider_and_lands_on_the_inbo
     assert (ada.first_name, ada.last_name, ada.email, ada.language) == ("Ada", "Lovelace", "ada@uni.example", "fr")
     assert roles(ada) == {Role.USER} and not ada.is_staff and ada.sso_provider == "oidc"
     assert not ada.has_usable_password()
-    assert "Boîte de réception" in page.content() or "Inbox" in page.content()
+    assert page.locator("html").get_attribute("lang") == "fr"  # the language the provider gave
+
+
+@pytest.mark.browser
+def test_it_shows_a_refused_sign_in_on_a_clear_accessible_page(oidc_op, chromium_page, settings):
+    settings.SSO_CREATE_USERS = False
+    page = with_axe(chromium_page)
+    page.goto("/login/")
+    page.get_by_role("link", name="Sign in with your university account (OpenID Connect)").click()
+    page.get_by_label("University username").fill("ada")
+    page.get_by_label("University password").fill("op-pw-ada")
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_url("**/sso/oidc/callback/**")
+    assert page.get_by_role("heading", name="Sign-in refused").is_visible()
+    assert "You have no FlashNotify account yet" in page.get_by_role("alert").inner_text()
+    assert_accessible(page)
+    assert not User.objects.exists()
 
 
 @pytest.mark.browser
