@@ -390,6 +390,16 @@ def test_it_signs_out_of_the_openid_provider_too(oidc_op, site):
     assert browser.get(refresh, timeout=10).url.startswith(f"{site}/login/")  # the OP sends the browser back
 
 
+def test_it_signs_staff_out_of_the_console_and_the_openid_provider(oidc_op, site):
+    browser, answer = oidc_sign_in(site, "alan")
+    assert answer.url == f"{site}/admin/"
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', answer.text).group(1)
+    signed_out = browser.post(f"{site}/admin/logout/", data={"csrfmiddlewaretoken": token},
+                              headers={"Referer": f"{site}/admin/"}, allow_redirects=False, timeout=10)
+    assert f'content="0;url={oidc_op.issuer}/end-session' in signed_out.text
+    assert browser.get(f"{site}/admin/", timeout=10).url.startswith(f"{site}/admin/login/")
+
+
 def test_it_reports_sso_misconfiguration_as_system_checks(settings, tmp_path):
     settings.SSO_OIDC_ISSUER = "http://idp.example.edu/realms/main"
     settings.OIDC_RP_CLIENT_ID = "flashnotify"
