@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 MANAGE := $(BIN)/python manage.py
 PYTEST_ARGS ?=
 
-.PHONY: setup browser axe run test bench clean
+.PHONY: setup browser xmlsec axe run test bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,13 @@ browser:
 	  (apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium could not be installed: browser tests will be skipped"; }
 
+# Debian's xmlsec1, with which pysaml2 signs and verifies SAML messages: single sign-on through SAML needs
+# it to run, and the SAML tests skip without it. Without root or without the package, say so.
+xmlsec:
+	@command -v xmlsec1 >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xmlsec1 >/dev/null) \
+	  || echo "xmlsec1 could not be installed: SAML sign-in will not work and its tests will be skipped"; }
+
 # axe-core from the npm registry, pinned, for the browser tests' accessibility checks (git-ignored var/).
 AXE_VERSION := 4.14.1
 AXE_JS := var/axe-$(AXE_VERSION)/node_modules/axe-core/axe.min.js
@@ -39,12 +46,12 @@ axe:
 	  echo "npm could not install axe-core: the accessibility checks will be skipped"
 
 # Another instance beside this one: make run PORT=8001 EMAIL_PORT=1026 (web server, mail sink).
-run: setup
+run: setup xmlsec
 	DEBUG=$${DEBUG:-true} $(MANAGE) migrate --noinput
 	DEBUG=$${DEBUG:-true} $(MANAGE) seed_demo
 	DEBUG=$${DEBUG:-true} $(MANAGE) serve --mail-sink
 
-test: setup browser axe
+test: setup browser xmlsec axe
 	@# The layers contract (.importlinter): an import that runs back up fails the suite.
 	$(BIN)/lint-imports --no-cache
 	AXE_JS=$(CURDIR)/$(AXE_JS) $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -9,6 +9,7 @@ from django.urls import path
 
 from .forms import ConsoleSignInForm
 from .roles import console_role
+from .sso_views import SignOutView
 
 
 class ConsoleSite(admin.AdminSite):
@@ -23,6 +24,12 @@ class ConsoleSite(admin.AdminSite):
 
     def has_permission(self, request):
         return console_role(request.user) is not None
+
+    def logout(self, request, extra_context=None):
+        # Staff who came through single sign-on sign out as on the student pages: with single logout.
+        if request.method == "POST" and request.user.is_authenticated and request.user.sso_provider:
+            return SignOutView.as_view()(request)
+        return super().logout(request, extra_context)
 
     def register_page(self, route, view, *, name):
         """Serve `view` at /admin/<route> as `admin:<name>`, behind the console's sign-in and role gate."""

@@ -23,6 +23,10 @@ def too_many_attempts(exc):
     )
 
 
+PASSWORD_SIGN_IN_OFF = _("Your account signs in with your university account: use the single sign-on "
+                         "button, not a password.")
+
+
 class GuardedSignInMixin:
     """Sign-in through SignInGuard: the same throttle per address and lockout per account as the API."""
 
@@ -43,6 +47,11 @@ class GuardedSignInMixin:
             raise
         guard.succeeded()
         return cleaned
+
+    def confirm_login_allowed(self, user):
+        if not user.password_sign_in_allowed:
+            raise ValidationError(PASSWORD_SIGN_IN_OFF, code="password_sign_in_off")
+        super().confirm_login_allowed(user)
 
 
 class ConsoleSignInForm(GuardedSignInMixin, AdminAuthenticationForm):

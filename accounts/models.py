@@ -39,6 +39,10 @@ class User(AbstractUser):
         help_text=_("Provisioned by roster sync (OneRoster): deactivated when the roster no longer lists them, "
                     "reactivated when it does again."),
     )
+    sso_provider = models.CharField(
+        _("single sign-on"), max_length=8, blank=True, default="", editable=False,
+        help_text=_("The protocol (oidc or saml) this person last signed in through; empty for a local account."),
+    )
     phone = models.CharField(
         _("phone number"), max_length=20, blank=True,
         help_text=_("International format (E.164), for example +33612345678."),
@@ -120,6 +124,11 @@ class User(AbstractUser):
         value = self.password if not self.auth_version else f"{self.password}:{self.auth_version}"
         return salted_hmac("django.contrib.auth.models.AbstractBaseUser.get_session_auth_hash", value,
                            secret=secret, algorithm="sha256").hexdigest()
+
+    @property
+    def password_sign_in_allowed(self):
+        """False for a person known through single sign-on while SSO_USERS_PASSWORD_SIGN_IN is off."""
+        return not self.sso_provider or settings.SSO_USERS_PASSWORD_SIGN_IN
 
     @property
     def has_verified_phone(self):

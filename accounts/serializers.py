@@ -1,6 +1,6 @@
 from django.utils import timezone
 from drf_spectacular.contrib import rest_framework_simplejwt as jwt_schema
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 from rest_framework_simplejwt import serializers as jwt_serializers
 from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
@@ -122,7 +122,12 @@ class TokenObtainPairSerializer(jwt_serializers.TokenObtainPairSerializer):
 
     def validate(self, attrs):
         attrs[self.username_field] = User.normalize_username(attrs[self.username_field])
-        return super().validate(attrs)
+        data = super().validate(attrs)
+        if not self.user.password_sign_in_allowed:
+            raise exceptions.PermissionDenied(
+                "This account signs in through single sign-on; password sign-in is turned off for it "
+                "(SSO_USERS_PASSWORD_SIGN_IN).", code="password_sign_in_off")
+        return data
 
 
 class TokenRefreshSerializer(jwt_serializers.TokenRefreshSerializer):

@@ -8,6 +8,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.checks import Error, Tags, Warning, register, run_checks
 
+from accounts.models import Role
+from accounts.sso import oidc_enabled, role_map, saml_enabled, saml_problems
 from notifications.engine.retention import RETENTION_SETTINGS, retention_days
 
 from .cache_tables import missing_cache_tables
@@ -175,6 +177,39 @@ def check_cache_tables(app_configs, **kwargs):
                   hint="Run `python manage.py createcachetable` (a fresh database gets it from "
                        "`python manage.py migrate`).", id="flashnotify.E009")
             for table in missing_cache_tables()]
+
+
+@register(Tags.security)
+def check_single_sign_on(app_configs, **kwargs):
+    """SSO settings (README "Single sign-on"): each protocol is off until its identity provider is named."""
+    problems = []
+    if bool(settings.SSO_OIDC_ISSUER) != bool(settings.OIDC_RP_CLIENT_ID):
+        problems.append(Error("OpenID Connect is half configured: SSO_OIDC_ISSUER and SSO_OIDC_CLIENT_ID go together.",
+                              hint="Set both (and SSO_OIDC_CLIENT_SECRET) to turn OIDC on, or neither.",
+                              id="accounts.E101"))
+    if oidc_enabled():
+        if not settings.SSO_OIDC_ISSUER.startswith("https://") and not settings.DEBUG:
+            problems.append(Error(f"SSO_OIDC_ISSUER={settings.SSO_OIDC_ISSUER!r} is not an https:// URL.",
+                                  hint="The issuer URL, as its discovery document names it "
+                                       "(https://idp.example.edu/realms/main).", id="accounts.E102"))
+        if not settings.OIDC_RP_CLIENT_SECRET:
+            problems.append(Error("SSO_OIDC_CLIENT_SECRET is empty.",
+                                  hint="The client secret the identity provider gave FlashNotify.", id="accounts.E103"))
+        if "openid" not in settings.OIDC_RP_SCOPES.split():
+            problems.append(Error(f"SSO_OIDC_SCOPES={settings.OIDC_RP_SCOPES!r} lacks 'openid'.",
+                                  hint="For example: openid email profile", id="accounts.E104"))
+    if saml_enabled():
+        problems.extend(Error(problem, hint="See the README, Single sign-on > SAML 2.0.", id="accounts.E105")
+                        for problem in saml_problems())
+    entries = [entry for entry in settings.SSO_ROLE_MAP.split(",") if entry.strip()]
+    if len(role_map()) != len(entries):
+        problems.append(Error(f"SSO_ROLE_MAP={settings.SSO_ROLE_MAP!r} has entries that are not value:Role.",
+                              hint=f"Comma-separated idp-value:Role, each Role one of {', '.join(Role.values)}.",
+                              id="accounts.E106"))
+    if settings.SSO_DEFAULT_ROLE not in Role.values:
+        problems.append(Error(f"SSO_DEFAULT_ROLE={settings.SSO_DEFAULT_ROLE!r} is not a role.",
+                              hint=f"One of {', '.join(Role.values)}.", id="accounts.E107"))
+    return problems
 
 
 def refuse_to_start_if_misconfigured():

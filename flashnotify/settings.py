@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_filters",
     "anymail",
+    "djangosaml2",
     "accounts",
     "channels_app",
     "notifications",  # before django_q: its qcluster command replaces django-q2's own
@@ -86,6 +87,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "djangosaml2.middleware.SamlSessionMiddleware",  # SAML's own session cookie (request.saml_session)
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -195,12 +197,58 @@ AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "inbox"
 LOGOUT_REDIRECT_URL = "login"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "accounts.sso_backends.OIDCBackend",  # each answers only its own protocol's callback, and only when configured
+    "accounts.sso_backends.SAMLBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- Single sign-on (accounts/sso.py; README "Single sign-on") ----------------------------
+# Each protocol is off until its identity provider is named. People are matched by their institutional
+# id, then by a verified email; SSO_ROLE_MAP turns IdP groups or affiliations into roles.
+SSO_CREATE_USERS = envbool("SSO_CREATE_USERS", "True")
+SSO_USERS_PASSWORD_SIGN_IN = envbool("SSO_USERS_PASSWORD_SIGN_IN", "True")
+SSO_ROLE_MAP = env("SSO_ROLE_MAP", "student:User,staff:Staff,faculty:Staff,employee:Staff")
+SSO_DEFAULT_ROLE = env("SSO_DEFAULT_ROLE", "User")
+# OpenID Connect (mozilla-django-oidc): endpoints come from the issuer's discovery document.
+SSO_OIDC_ISSUER = env("SSO_OIDC_ISSUER").rstrip("/")
+SSO_OIDC_NAME = env("SSO_OIDC_NAME", "university account (OpenID Connect)")
+OIDC_RP_CLIENT_ID = env("SSO_OIDC_CLIENT_ID")
+OIDC_RP_CLIENT_SECRET = env("SSO_OIDC_CLIENT_SECRET")
+OIDC_RP_SCOPES = env("SSO_OIDC_SCOPES", "openid email profile")
+OIDC_RP_SIGN_ALGO = env("SSO_OIDC_SIGN_ALGO", "RS256")
+SSO_OIDC_ID_CLAIM = env("SSO_OIDC_ID_CLAIM", "sub")
+SSO_OIDC_GROUPS_CLAIM = env("SSO_OIDC_GROUPS_CLAIM", "groups")
+OIDC_USE_PKCE = True
+OIDC_STORE_ID_TOKEN = True  # the id_token_hint of single logout
+OIDC_TIMEOUT = envint("SSO_OIDC_TIMEOUT", 10)
+OIDC_AUTHENTICATION_CALLBACK_URL = "sso-oidc-callback"
+# SAML 2.0 (djangosaml2 + pysaml2, which signs and verifies through the xmlsec1 program).
+SSO_SAML_IDP_METADATA = env("SSO_SAML_IDP_METADATA")  # an https:// URL or a file path
+SSO_SAML_NAME = env("SSO_SAML_NAME", "university account (SAML)")
+SSO_SAML_ENTITY_ID = env("SSO_SAML_ENTITY_ID", f"{SITE_URL}/sso/saml/metadata/")
+SSO_SAML_KEY_FILE = env("SSO_SAML_KEY_FILE")
+SSO_SAML_CERT_FILE = env("SSO_SAML_CERT_FILE")
+SSO_SAML_ID_ATTRIBUTE = env("SSO_SAML_ID_ATTRIBUTE", "eduPersonPrincipalName")  # "NameID": the subject
+SSO_SAML_EMAIL_ATTRIBUTE = env("SSO_SAML_EMAIL_ATTRIBUTE", "mail")
+SSO_SAML_TRUST_EMAIL = envbool("SSO_SAML_TRUST_EMAIL")
+SSO_SAML_GROUPS_ATTRIBUTE = env("SSO_SAML_GROUPS_ATTRIBUTE", "eduPersonAffiliation")
+SSO_SAML_FIRST_NAME_ATTRIBUTE = env("SSO_SAML_FIRST_NAME_ATTRIBUTE", "givenName")
+SSO_SAML_LAST_NAME_ATTRIBUTE = env("SSO_SAML_LAST_NAME_ATTRIBUTE", "sn")
+SSO_SAML_LANGUAGE_ATTRIBUTE = env("SSO_SAML_LANGUAGE_ATTRIBUTE", "preferredLanguage")
+SSO_SAML_XMLSEC_BINARY = env("SSO_SAML_XMLSEC_BINARY", "/usr/bin/xmlsec1")
+SAML_CONFIG_LOADER = "accounts.sso.saml_config"
+SAML_DEFAULT_BINDING = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"  # a redirect: no form leaves the site
+SAML_ACS_FAILURE_RESPONSE_FUNCTION = "accounts.sso_views.saml_refused"
+SAML_CREATE_UNKNOWN_USER = True  # SSO_CREATE_USERS decides, in accounts.sso
+SAML_ATTRIBUTE_MAPPING = {}
+SAML_USE_NAME_ID_AS_USERNAME = False
 
 # --- Internationalisation ---------------------------------------------------------------
 LANGUAGE_CODE = "en"
@@ -399,6 +447,8 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", str(not DEBUG))
 CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", str(not DEBUG))
+# The IdP posts its answer from another site: the SAML cookie must cross sites, which needs https.
+SAML_SESSION_COOKIE_SAMESITE = "None" if SESSION_COOKIE_SECURE else "Lax"
 SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", str(not DEBUG))
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
@@ -447,5 +497,6 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL if LOG_LEVEL in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "INFO"},
     "loggers": {
         "django-q": {"level": env("Q_LOG_LEVEL", "WARNING")},
+        "xmlschema": {"level": "WARNING"},  # pysaml2's schema loader announces every schema at INFO
     },
 }
