@@ -51,6 +51,8 @@ def user_data_export(*, user, by):
         "profile": {
             "username": user.username, "first_name": user.first_name, "last_name": user.last_name,
             "email": user.email, "phone": user.phone, "is_active": user.is_active,
+            "institutional_id": user.institutional_id, "single_sign_on": user.sso_provider or None,
+            "kept_by_the_roster": user.roster_managed,
             "date_joined": _iso(user.date_joined), "last_login": _iso(user.last_login),
             "roles": sorted(user.groups.values_list("name", flat=True)),
         },
@@ -175,7 +177,10 @@ def user_erase(*, user, by):
              .exclude(blacklistedtoken__isnull=False)], ignore_conflicts=True)
 
         user.username = f"erased-{user.pk}"
-        user.first_name = user.last_name = user.email = user.phone = ""
+        user.first_name = user.last_name = user.email = user.phone = user.sso_provider = ""
+        # The identity provider's and the roster's id is personal data too: once erased, a sign-in or a
+        # roster that still names the person starts a new account instead of reviving this one.
+        user.institutional_id, user.roster_managed = None, False
         user.phone_verified_at = user.quiet_hours_start = user.quiet_hours_end = user.last_login = None
         user.language, user.timezone = User.Language.ENGLISH, "UTC"
         user.digest_hour = User._meta.get_field("digest_hour").default

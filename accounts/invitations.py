@@ -30,6 +30,7 @@ from notifications.engine.queue import enqueue_invitations
 from notifications.links import invitation_link_check, invitation_link_url
 
 from .models import User
+from .sso import sso_providers
 
 logger = logging.getLogger(__name__)
 
@@ -37,15 +38,19 @@ SKIP_REASONS = {
     "inactive": _("inactive"),
     "no_email": _("no email address"),
     "has_password": _("already has a password"),
+    "single_sign_on": _("signs in through single sign-on"),
 }
 FAILED = _("the email could not be sent")
 
 
 def invitation_skip_reason(user):
-    """Why `user` gets no invitation ("inactive", "no_email", "has_password"), or "" when they get one.
+    """Why `user` gets no invitation ("inactive", "no_email", "has_password", "single_sign_on"), or ""
+    when they get one.
 
     The one place that decides who is invited: people who will sign in with a password they have
-    not chosen yet. (People who sign in by single sign-on will be excluded here.)
+    not chosen yet. Someone the identity provider knows (an institutional id, from the roster or an
+    earlier SSO sign-in) signs in through it instead while SSO is on and SSO_USERS_PASSWORD_SIGN_IN
+    is off, so an invitation to choose a password would be of no use to them.
     """
     if not user.is_active:
         return "inactive"
@@ -53,6 +58,8 @@ def invitation_skip_reason(user):
         return "no_email"
     if user.has_usable_password():
         return "has_password"
+    if (user.institutional_id or user.sso_provider) and sso_providers() and not settings.SSO_USERS_PASSWORD_SIGN_IN:
+        return "single_sign_on"
     return ""
 
 

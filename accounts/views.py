@@ -46,7 +46,7 @@ def invitation(request, token):
         form = SetPasswordForm(user, request.POST if request.method == "POST" else None)
         if form.is_valid():
             invitation_accept(user=user, password=form.cleaned_data["new_password1"])
-            login(request, user)
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")  # a password sign-in
             messages.success(request, _("Your password is set and you are signed in. Welcome to FlashNotify."))
             return redirect(settings.LOGIN_REDIRECT_URL)
         return render(request, "accounts/invitation.html", {"form": form, "invited": user})

@@ -42,6 +42,7 @@ def person(student, cohort, staff_user, admin_user):
     """Ada, with everything the platform may hold about a person, and a classmate who keeps theirs."""
     student.phone, student.phone_verified_at = PHONE, timezone.now()
     student.quiet_hours_start, student.quiet_hours_end, student.language = time(22), time(7), "fr"
+    student.institutional_id, student.sso_provider, student.roster_managed = "ada@example.edu", "saml", True
     student.save()
     classmate = User.objects.create_user("s1000002", email="grace@students.example.edu", password="pw",
                                          first_name="Grace")
@@ -90,6 +91,7 @@ def test_it_exports_everything_held_about_a_person_by_command(person, admin_user
     assert oct(out.stat().st_mode & 0o777) == "0o600"
     assert data["profile"]["email"] == "s1000001@students.example.edu"
     assert (data["profile"]["first_name"], data["profile"]["phone"], data["profile"]["roles"]) == ("Ada", PHONE, ["User"])
+    assert (data["profile"]["institutional_id"], data["profile"]["single_sign_on"]) == ("ada@example.edu", "saml")
     assert data["preferences"]["quiet_hours_start"] == "22:00:00" and data["preferences"]["language"] == "fr"
     assert data["preferences"]["channels"] == [{"category": "grade", "channel": "sms", "enabled": False,
                                                 "digest": False}]
@@ -168,6 +170,7 @@ def assert_erased(person, admin_user, before):
     student = User.objects.get(pk=person["student"].pk)
     assert student.username == f"erased-{student.pk}"
     assert (student.first_name, student.last_name, student.email, student.phone) == ("", "", "", "")
+    assert (student.institutional_id, student.sso_provider, student.roster_managed) == (None, "", False)
     assert not student.is_active and not student.has_usable_password() and student.auth_version > 0
     assert not student.groups.exists() and not student.cohorts.exists()
     for model in (Preference, PushSubscription, ApiKey, PhoneVerification):

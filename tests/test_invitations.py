@@ -310,6 +310,24 @@ def test_it_resends_by_command_and_reports_the_skipped_with_their_reason(four_pe
     assert [email.to for email in mailoutbox] == [["s8000001@example.edu"]]
 
 
+def test_it_leaves_people_the_identity_provider_knows_to_single_sign_on(db, settings, mailoutbox,
+                                                                         django_capture_on_commit_callbacks):
+    settings.SSO_SAML_IDP_METADATA = "https://idp.example.edu/metadata"
+    settings.SSO_USERS_PASSWORD_SIGN_IN = False
+    with django_capture_on_commit_callbacks(execute=True):
+        users_upsert([{"username": "s8000011", "email": "sso@example.edu", "institutional_id": "s8000011@example.edu"},
+                      {"username": "s8000012", "email": "local@example.edu"}])
+    out = StringIO()
+
+    call_command("send_invitations", "s8000011", "s8000012", stdout=out)
+
+    assert "skipped s8000011: signs in through single sign-on" in out.getvalue()
+    assert [email.to for email in mailoutbox] == [["local@example.edu"]]  # the local account only
+    settings.SSO_USERS_PASSWORD_SIGN_IN = True  # passwords allowed: an invitation is of use again
+    call_command("send_invitations", "s8000011", stdout=StringIO())
+    assert mailoutbox[-1].to == ["sso@example.edu"]
+
+
 def test_it_invites_everyone_pending_and_dry_runs_without_sending(four_people, mailoutbox):
     invited("s8000005")
     dry = StringIO()
