@@ -4,6 +4,8 @@ import base64
 import os
 
 import pytest
+from django.utils.module_loading import import_string
+from django_q.models import OrmQ
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -57,3 +59,17 @@ def students(prefix, count, **fields):
     User.objects.bulk_create([User(username=f"{prefix}{n:05d}", email=f"{prefix}{n:05d}@students.example.edu",
                                    first_name=f"Student{n}", **fields) for n in range(count)])
     return list(User.objects.filter(username__startswith=prefix).order_by("pk"))
+
+
+def run_queued_tasks(on_commit):
+    """Take every task waiting in the (ORM) queue and run it here, as a worker would (each with its
+    on-commit hand-offs run), until none is left. Returns [(task function's path, its result)].
+    `on_commit`: pytest-django's django_capture_on_commit_callbacks."""
+    ran = []
+    while OrmQ.objects.exists():
+        for queued in list(OrmQ.objects.order_by("pk")):
+            task = queued.task
+            queued.delete()
+            with on_commit(execute=True):
+                ran.append((task["func"], import_string(task["func"])(*task["args"], **task["kwargs"])))
+    return ran

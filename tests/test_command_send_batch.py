@@ -10,6 +10,7 @@ from notifications.models import Notification, RecipientContext
 from notifications.engine import deliveries_send, notification_fan_out
 
 from .conftest import make_user
+from .delivery_helpers import run_queued_tasks
 
 TEMPLATE = ["--category", "grade", "--channels", "email,inbox", "--title", "Your {{ course }} grade",
             "--body", "Dear {{ first_name }}, your grade is {{ grade }}."]
@@ -176,21 +177,9 @@ def test_it_still_allows_the_default_tags_and_filters(tmp_path, students, django
     assert "Keep going, STUDENT1." in out
 
 
-def run_queued_tasks(on_commit):
-    """Take every task waiting in the (ORM) queue and run it here, as a worker would (each in its own
-    transaction, its on-commit hand-offs run), until none is left. `on_commit`: django_capture_on_commit_callbacks."""
-    from django.utils.module_loading import import_string
-    from django_q.models import OrmQ
-
-    ran = []
-    while OrmQ.objects.exists():
-        for queued in list(OrmQ.objects.order_by("pk")):
-            task = queued.task
-            queued.delete()
-            with on_commit(execute=True):
-                import_string(task["func"])(*task["args"], **task["kwargs"])
-            ran.append(task["func"])
-    return ran
+def queued_tasks_run(on_commit):
+    """The path of each queued task, run here as a worker would run it."""
+    return [func for func, _ in run_queued_tasks(on_commit)]
 
 
 def test_it_queues_on_a_rerun_every_accepted_part_whose_fan_out_never_started(
@@ -200,14 +189,14 @@ def test_it_queues_on_a_rerun_every_accepted_part_whose_fan_out_never_started(
     # happened, the on-commit enqueues never ran.
     with django_capture_on_commit_callbacks(execute=False) as lost:
         run(path, *TEMPLATE, "--chunk-size", "2")
-    assert len(lost) == 3 and run_queued_tasks(django_capture_on_commit_callbacks) == []
+    assert len(lost) == 3 and queued_tasks_run(django_capture_on_commit_callbacks) == []
     assert set(Notification.objects.values_list("status", flat=True)) == {"queued"}
 
     with django_capture_on_commit_callbacks(execute=True):
         out, _ = run(path, *TEMPLATE, "--chunk-size", "2")
 
     assert "(0 new, 3 already accepted)" in out
-    assert run_queued_tasks(django_capture_on_commit_callbacks).count("notifications.tasks.fan_out") == 3
+    assert queued_tasks_run(django_capture_on_commit_callbacks).count("notifications.tasks.fan_out") == 3
     assert sorted(m.to[0] for m in mailoutbox) == sorted(s.email for s in students)
     assert Notification.objects.filter(fanned_out_at__isnull=False).count() == 3
 
@@ -216,13 +205,13 @@ def test_it_does_not_queue_on_a_rerun_a_part_already_fanned_out(broker, tmp_path
     path = csv_file(tmp_path, good_rows(students))
     with django_capture_on_commit_callbacks(execute=True):
         run(path, *TEMPLATE)
-    run_queued_tasks(django_capture_on_commit_callbacks)
+    queued_tasks_run(django_capture_on_commit_callbacks)
     assert Notification.objects.get().fanned_out_at is not None
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         run(path, *TEMPLATE)
 
-    assert callbacks == [] and run_queued_tasks(django_capture_on_commit_callbacks) == []
+    assert callbacks == [] and queued_tasks_run(django_capture_on_commit_callbacks) == []
 
 
 def test_it_refuses_on_a_dry_run_what_sending_would_refuse_naming_every_argument(tmp_path, students):

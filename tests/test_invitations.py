@@ -13,8 +13,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.core.management.base import SystemCheckError
 from django.test import Client
-from django.utils.module_loading import import_string
-from django_q.models import OrmQ
 
 from accounts.models import Cohort, User
 from accounts.services import users_upsert
@@ -22,6 +20,7 @@ from accounts.services import users_upsert
 from .api_support import API, key_client
 from .browser import assert_accessible, with_axe
 from .conftest import BROKERS, make_user
+from .delivery_helpers import run_queued_tasks
 from .peers import wait_until
 
 LINK = re.compile(r"https?://\S+/invitation/\S+/")
@@ -35,18 +34,6 @@ CSV = ("username,email,language,is_active\n"
 @pytest.fixture(autouse=True)
 def fast_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def run_queued_tasks(on_commit):
-    """Take every task waiting in the (ORM) queue and run it here, as a worker would."""
-    ran = []
-    while OrmQ.objects.exists():
-        for queued in list(OrmQ.objects.order_by("pk")):
-            task = queued.task
-            queued.delete()
-            with on_commit(execute=True):
-                ran.append(import_string(task["func"])(*task["args"], **task["kwargs"]))
-    return ran
 
 
 def link_in(email):
@@ -83,7 +70,7 @@ def test_it_invites_people_imported_by_the_command_through_the_workers_in_their_
     with django_capture_on_commit_callbacks(execute=True):
         call_command("import_users", str(path), stdout=StringIO())
     assert mailoutbox == []  # the import hands the emails to the workers; it sends none itself
-    ran = run_queued_tasks(django_capture_on_commit_callbacks)
+    ran = [result for _, result in run_queued_tasks(django_capture_on_commit_callbacks)]
 
     assert ran == [{"sent": 2, "skipped": 0, "failed": 0}]
     by_address = {email.to[0]: email for email in mailoutbox}
