@@ -69,7 +69,7 @@ class DelayingRedis(Redis):
     Redis's list has no "not before": a delayed task waits in a sorted set beside the list,
     scored by its due time, and every dequeue first moves the due ones onto the list in one
     atomic script. The cluster's pusher dequeues at least once a second (a blocking pop of
-    one second), so a delayed task is taken within about a second of its time. Like the list,
+    one second), so a delayed task is taken within a second or so of its time. Like the list,
     the set lives only in Redis: the sweep enqueues anything still due after
     DELIVERY_STALE_SECONDS if Redis lost it.
     """
@@ -111,7 +111,7 @@ def enqueue_deliveries_at(delivery_ids, when):
 
     Both brokers keep the task until its time: the ORM broker's table in its `lock` column
     (taken within a poll, 0.2 s, of `when`), the Redis broker in DelayingRedis's sorted set
-    (taken within about a second). The sweep enqueues anything still due after
+    (taken within a second or so). The sweep enqueues anything still due after
     DELIVERY_STALE_SECONDS either way.
     """
     size = settings.FANOUT_CHUNK_SIZE
