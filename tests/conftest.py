@@ -2,6 +2,7 @@ import os
 
 import pytest
 from django.contrib.auth.models import Group
+from django.utils import translation
 from django_q.conf import Conf
 
 from accounts.models import Cohort, Role, User
@@ -24,6 +25,16 @@ def redis_available():
 
 BROKERS = ["orm", pytest.param("redis", marks=pytest.mark.skipif(
     not redis_available(), reason="REDIS_URL is not set or Redis does not answer: the Redis broker is not tested"))]
+
+
+@pytest.fixture(autouse=True)
+def thread_language():
+    """Each test ends in the language it started in: a request for a French user or page activates French
+    for the thread (LocaleMiddleware, UserLanguageMiddleware), and a command run after it in the same
+    thread would speak French."""
+    language = translation.get_language()
+    yield
+    translation.activate(language)
 
 
 @pytest.fixture(autouse=True)
