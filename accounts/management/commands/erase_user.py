@@ -1,9 +1,8 @@
-from argparse import RawDescriptionHelpFormatter
-
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from accounts.data_rights import user_erase
+from flashnotify.commands import ExamplesCommand
 
 from ._acting import acting_admin, user_named
 
@@ -20,13 +19,9 @@ theirs. Nothing happens without --yes. Export first (export_user) if the person 
 """
 
 
-class Command(BaseCommand):
+class Command(ExamplesCommand):
     help = "Erase one user's personal data (the right to erasure), keeping notification counts true."
-
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.epilog, parser.formatter_class = EXAMPLES, RawDescriptionHelpFormatter
-        return parser
+    examples = EXAMPLES
 
     def add_arguments(self, parser):
         parser.add_argument("username")

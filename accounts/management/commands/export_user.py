@@ -1,10 +1,10 @@
 import json
 import os
-from argparse import RawDescriptionHelpFormatter
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from accounts.data_rights import user_data_export
+from flashnotify.commands import ExamplesCommand
 
 from ._acting import acting_admin, user_named
 
@@ -20,13 +20,9 @@ A file written with --output is readable by its owner only.
 """
 
 
-class Command(BaseCommand):
+class Command(ExamplesCommand):
     help = "Export everything FlashNotify holds about one user, as JSON (a data subject access request)."
-
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.epilog, parser.formatter_class = EXAMPLES, RawDescriptionHelpFormatter
-        return parser
+    examples = EXAMPLES
 
     def add_arguments(self, parser):
         parser.add_argument("username")

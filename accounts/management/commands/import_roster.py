@@ -1,8 +1,7 @@
-from argparse import RawDescriptionHelpFormatter
-
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from accounts.roster import roster_import
+from flashnotify.commands import ExamplesCommand
 
 EXAMPLES = """
 examples:
@@ -23,13 +22,9 @@ unless the whole bundle is valid (or --skip-invalid). Importing the same bundle 
 """
 
 
-class Command(BaseCommand):
+class Command(ExamplesCommand):
     help = "Import people, classes (as cohorts) and enrollments from a OneRoster 1.2 CSV bundle."
-
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.epilog, parser.formatter_class = EXAMPLES, RawDescriptionHelpFormatter
-        return parser
+    examples = EXAMPLES
 
     def add_arguments(self, parser):
         parser.add_argument("bundle", help="A directory or a .zip holding the bundle's CSV files.")

@@ -1,9 +1,8 @@
-from argparse import RawDescriptionHelpFormatter
-
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from accounts.services import USER_COLUMNS, users_read_csv, users_upsert
+from flashnotify.commands import ExamplesCommand
 
 EXAMPLES = f"""
 examples:
@@ -18,13 +17,9 @@ Rerunning the same file changes nothing.
 """
 
 
-class Command(BaseCommand):
+class Command(ExamplesCommand):
     help = "Create or update users and their cohort memberships from a CSV file."
-
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.epilog, parser.formatter_class = EXAMPLES, RawDescriptionHelpFormatter
-        return parser
+    examples = EXAMPLES
 
     def add_arguments(self, parser):
         parser.add_argument("csv_file")

@@ -1,9 +1,13 @@
-from argparse import RawDescriptionHelpFormatter
+from django.core.management.base import CommandError
 
-from django.core.management.base import BaseCommand, CommandError
-
-from accounts.invitations import invitation_skip_reason, invitations_send, SKIP_REASONS, users_pending_invitation
+from accounts.invitations import (
+    SKIP_REASONS,
+    invitation_skip_reason,
+    invitations_send,
+    users_pending_invitation,
+)
 from accounts.models import User
+from flashnotify.commands import ExamplesCommand
 
 EXAMPLES = """
 examples:
@@ -18,13 +22,9 @@ the command before anything is sent.
 """
 
 
-class Command(BaseCommand):
+class Command(ExamplesCommand):
     help = "Send invitations (a link to choose a password) to people who have no password yet."
-
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.epilog, parser.formatter_class = EXAMPLES, RawDescriptionHelpFormatter
-        return parser
+    examples = EXAMPLES
 
     def add_arguments(self, parser):
         parser.add_argument("usernames", nargs="*", metavar="username")

@@ -1,10 +1,14 @@
-from argparse import RawDescriptionHelpFormatter
+from django.core.management.base import CommandError
 
-from django.core.management.base import BaseCommand, CommandError
-
+from flashnotify.commands import ExamplesCommand
 from flashnotify.csv_export import csv_writer
 from notifications.models import Delivery, Notification
-from notifications.selectors import delivery_counts, notification_reach, reason_counts, reason_label
+from notifications.selectors import (
+    delivery_counts,
+    notification_reach,
+    reason_counts,
+    reason_label,
+)
 
 EXAMPLES = """
 examples:
@@ -18,13 +22,9 @@ COLUMNS = ("delivery_id", "username", "email", "channel", "status", "attempts", 
            "failed_at", "provider_message_id", "reason", "error", "possible_duplicate")
 
 
-class Command(BaseCommand):
+class Command(ExamplesCommand):
     help = "A notification's deliveries: a summary, or every delivery as CSV."
-
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.epilog, parser.formatter_class = EXAMPLES, RawDescriptionHelpFormatter
-        return parser
+    examples = EXAMPLES
 
     def add_arguments(self, parser):
         parser.add_argument("notification_id", type=int)

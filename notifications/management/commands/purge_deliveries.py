@@ -1,9 +1,9 @@
-from argparse import RawDescriptionHelpFormatter
 from datetime import timedelta
 
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from flashnotify.commands import ExamplesCommand
 from notifications.services import deliveries_purge, retention_purge
 
 EXAMPLES = """
@@ -19,13 +19,9 @@ and inbox messages older than RETENTION_INBOX_DAYS (0 keeps them forever).
 """
 
 
-class Command(BaseCommand):
+class Command(ExamplesCommand):
     help = "Delete deliveries older than DAYS, or apply the retention settings, in batches."
-
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.epilog, parser.formatter_class = EXAMPLES, RawDescriptionHelpFormatter
-        return parser
+    examples = EXAMPLES
 
     def add_arguments(self, parser):
         parser.add_argument("--older-than", type=int, metavar="DAYS",

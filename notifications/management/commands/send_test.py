@@ -1,8 +1,7 @@
-from argparse import RawDescriptionHelpFormatter
-
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from flashnotify.commands import ExamplesCommand
 from notifications.services import TESTABLE_CHANNELS, channel_send_test
 
 EXAMPLES = """
@@ -16,13 +15,9 @@ Exits with status 1 if the provider refused or failed.
 """
 
 
-class Command(BaseCommand):
+class Command(ExamplesCommand):
     help = "Send one test message on one channel to one address and show the provider's answer."
-
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.epilog, parser.formatter_class = EXAMPLES, RawDescriptionHelpFormatter
-        return parser
+    examples = EXAMPLES
 
     def add_arguments(self, parser):
         parser.add_argument("channel", help=f"One of {', '.join(TESTABLE_CHANNELS)}.")
