@@ -111,3 +111,67 @@ def assert_accessible(page):
            for v in violations if v["impact"] in ("serious", "critical")]
     assert not bad, f"accessibility violations on {page.url}:\n" + "\n".join(bad)
     return violations
+
+
+# Words that read the same in both languages (names of things, not sentences).
+SAME_IN_BOTH_LANGUAGES = {"FlashNotify", "SMS", "Push", "OK", "CSV", "API", "JSON", "SVG", "URL", "%", "Total",
+                          "Notifications", "Notification", "Message", "Messages", "Type", "Action", "Actions",
+                          "Date", "Statut", "Description", "Important", "Maximum", "Minimum", "Staff", "Admin"}
+
+_VISIBLE_TEXTS = """() => {
+  const texts = new Set();
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const parent = node.parentElement;
+    if (!parent || parent.closest('script, style, noscript, [translate="no"], [hidden]')) continue;
+    const text = node.textContent.replace(/\\s+/g, ' ').trim();
+    if (text) texts.add(text);
+  }
+  for (const el of document.querySelectorAll('[title], [aria-label], [placeholder], input[type=submit][value], button[value]')) {
+    for (const attr of ['title', 'aria-label', 'placeholder']) {
+      const value = (el.getAttribute(attr) || '').trim();
+      if (value) texts.add(value);
+    }
+    if (el.matches('input[type=submit]')) texts.add((el.value || '').trim());
+  }
+  texts.add(document.title.trim());
+  return [...texts];
+}"""
+
+
+def visible_texts(page):
+    """Every piece of text a reader sees on the current page: text nodes, titles, labels, placeholders."""
+    return set(page.evaluate(_VISIBLE_TEXTS))
+
+
+def english_left_on_french_page(page, user, *, data=()):
+    """The texts of the current page, shown to `user` in French, that stay the same when the page is shown in
+    English: untranslated strings. `data` are values the test created (names, titles, codes) that are the same
+    in every language; texts without a word of three letters or more (numbers, dates, codes) never count.
+
+    The page is reloaded once in English (the user's language switched) and once more in French."""
+    import re
+
+    def has_words(text):
+        return re.search(r"[^\W\d_]{3,}", text) is not None
+
+    user.language = "fr"
+    user.save(update_fields=["language"])
+    page.reload()
+    page.wait_for_load_state()
+    french = visible_texts(page)
+    user.language = "en"
+    user.save(update_fields=["language"])
+    page.reload()
+    page.wait_for_load_state()
+    english = visible_texts(page)
+    user.language = "fr"
+    user.save(update_fields=["language"])
+    page.reload()
+    page.wait_for_load_state()
+    allowed = SAME_IN_BOTH_LANGUAGES | set(data)
+
+    def is_data(text):
+        return text in allowed or any(value and value in text and len(text) <= len(value) + 3 for value in allowed)
+
+    return sorted(text for text in french & english if has_words(text) and not is_data(text))
