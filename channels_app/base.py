@@ -9,12 +9,15 @@ records the returned outcomes on the deliveries.
 
 import functools
 import logging
+import re
+import secrets
 from datetime import timedelta
 
 from django.conf import settings
 from django.template import Context, Engine, Library, defaultfilters, defaulttags, loader_tags
 from django.template.loader import select_template
 from django.utils import timezone, translation
+from django.utils.html import conditional_escape
 
 from .errors import outcome_for_error
 from .fields import Email, Phone, Priority
@@ -70,6 +73,7 @@ class Message:
         self.ack_url = ack_url
         self.context = context or {}  # per-recipient template context (a personalised batch)
         self.content = {}
+        self.shape = None  # the SharedParts its content was filled from, if any
 
 
 # What a personalised (batch) title or body may use: every default filter, and the default tags that only shape the
@@ -170,11 +174,9 @@ class Notifier(metaclass=NotificationMeta):
                         report(Outcome.permanent_failure(message, f"{self.key} does not send on {channel}"))
                     continue
                 ready = []
-                for message in batch:
-                    try:
-                        message.content = self.render(message)
-                    except Exception as exc:  # one message's template or data: that message alone
-                        report(outcome_for_error(message, exc, during="render"))
+                for message, error in self.render_batch(batch):
+                    if error is not None:  # one message's template or data: that message alone
+                        report(outcome_for_error(message, error, during="render"))
                     else:
                         ready.append(message)
                 if ready:
@@ -187,6 +189,16 @@ class Notifier(metaclass=NotificationMeta):
         """Run the channel's step over `messages`, reporting each outcome as it is yielded."""
         steps = iter(self.steps[channel](self, messages))
         reported = set()
+
+        def report_late():
+            # Outcomes of messages in flight when the step stopped (channels_app.sessions): sent, so recorded.
+            for outcome in self.__dict__.pop("late_outcomes", ()):
+                if outcome.delivery_id not in reported:
+                    reported.add(outcome.delivery_id)
+                    try:
+                        report(outcome)
+                    except StopSending:
+                        pass  # already stopping
         try:
             while True:
                 try:
@@ -196,6 +208,7 @@ class Notifier(metaclass=NotificationMeta):
                 except Exception as exc:  # the step broke as a whole: what it had not reported fails
                     logger.exception("%s step of %s broke", channel, self.key,
                                      extra={"channel": channel, "notification_id": messages[0].notification.pk})
+                    report_late()
                     for message in messages:
                         if message.delivery_id not in reported:
                             report(outcome_for_error(message, exc))
@@ -206,6 +219,7 @@ class Notifier(metaclass=NotificationMeta):
             close = getattr(steps, "close", None)
             if close:
                 close()
+            report_late()
 
     # --- hooks --------------------------------------------------------------------------
     def template_names(self, channel, part, language, extension, category=None):
@@ -260,3 +274,110 @@ class Notifier(metaclass=NotificationMeta):
                                     getattr(notification, "category", None)).render(context).strip()
                 for part, extension in CHANNEL_PARTS[message.channel].items()
             }
+
+    def render_batch(self, messages):
+        """Render `messages`, yielding (message, None) once its `content` is set or (message, error).
+
+        What recipients share is rendered once per group — same channel, language, time zone and
+        the same set of empty per-recipient values (see `SharedParts`) — and only what differs
+        is substituted for each message; a personalised message, or a group whose templates
+        transform a per-recipient value (a filter on the name...), is rendered whole.
+        """
+        shared = {}
+        for message in messages:
+            try:
+                if message.context:
+                    message.content, message.shape = self.render(message), None
+                else:
+                    key = SharedParts.key(message)
+                    if key not in shared:
+                        shared[key] = SharedParts.build(self, message)
+                    message.content, message.shape = shared[key].content(message), shared[key]
+                    if message.shape is None:
+                        message.content = self.render(message)
+            except Exception as exc:
+                yield message, exc
+            else:
+                yield message, None
+
+
+class _StandIn:
+    """A recipient whose per-recipient values are placeholders (see SharedParts)."""
+
+    def __init__(self, recipient, values):
+        self.__dict__.update(values)
+        self.language, self.timezone, self.push_subscriptions = recipient.language, recipient.timezone, ()
+
+    def __str__(self):
+        return self.name
+
+
+class SharedParts:
+    """The parts of one channel's messages rendered once, with a placeholder for each per-recipient value.
+
+    Each placeholder carries an `&`, so the text shows where a template escaped it (`&amp;`, as in an
+    HTML part) and where it did not; a message's content is the text with each placeholder replaced by
+    its own value, escaped where the placeholder was. A group is built from its first message, which is
+    also rendered whole: a template that did more with a value than print it (a filter, a comparison)
+    makes the two differ, and then every message of the group is rendered whole (`content()` gives None).
+    """
+
+    FIELDS = ("name", "username", "email", "phone", "user_id")  # the recipient's
+    LINKS = ("unsubscribe_url", "ack_url")  # the message's
+    MARK = "FNph" + secrets.token_hex(4)
+    PLACEHOLDER = re.compile(MARK + r"(\d+)(\u00e9?)(&amp;|&)" + MARK)
+
+    def __init__(self, notifier, channel, parts):
+        self.notifier, self.channel = notifier, channel
+        self.parts = parts  # {part: text with placeholders}, None when the group renders whole
+        self.pieces = {part: self.PLACEHOLDER.split(text) for part, text in (parts or {}).items()}
+
+    @classmethod
+    def values(cls, message):
+        recipient = message.recipient
+        return ([str(getattr(recipient, field) or "") for field in cls.FIELDS]
+                + [getattr(message, link) or "" for link in cls.LINKS])
+
+    @classmethod
+    def key(cls, message):
+        """Messages that render alike: the same channel, language and time zone, and the same values empty
+        or not (an `{% if ack_url %}` goes the same way), all-ASCII or not (an email's transfer encoding)."""
+        values = cls.values(message)
+        return (message.channel, message.recipient.language, message.recipient.timezone, message.priority,
+                tuple(bool(v) for v in values), tuple(v.isascii() for v in values))
+
+    @classmethod
+    def placeholder(cls, index, value):
+        return f"{cls.MARK}{index}{'' if value.isascii() else chr(0xe9)}&{cls.MARK}"
+
+    @classmethod
+    def build(cls, notifier, message):
+        values = cls.values(message)
+        stand_ins = [cls.placeholder(i, v) if v else "" for i, v in enumerate(values)]
+        recipient = _StandIn(message.recipient, dict(zip(cls.FIELDS, stand_ins)))
+        model = Message(delivery_id=message.delivery_id, channel=message.channel, recipient=recipient,
+                        notification=message.notification, message_id=message.message_id, attempt=message.attempt,
+                        **dict(zip(cls.LINKS, stand_ins[len(cls.FIELDS):])))
+        shared = cls(notifier, message.channel, notifier.render(model))
+        if shared.content(message) != notifier.render(message):
+            logger.debug("%s %s templates use a per-recipient value: rendered per message", notifier.key,
+                         message.channel, extra={"notification_id": message.notification.pk})
+            shared.parts, shared.pieces = None, {}
+        return shared
+
+    def content(self, message):
+        """{part: text} of `message`, or None when this group renders whole."""
+        if self.parts is None:
+            return None
+        values = self.values(message)
+        return {part: self.fill(pieces, values) for part, pieces in self.pieces.items()}
+
+    @staticmethod
+    def fill(pieces, values, escape=conditional_escape):
+        """Join the text split by PLACEHOLDER (text, index, accent, escape mark, text, ...) with the values."""
+        out = [pieces[0]]
+        for i in range(1, len(pieces), 4):
+            value = values[int(pieces[i])]
+            out.append(str(escape(value)) if pieces[i + 2] == "&amp;" else value)
+            out.append(pieces[i + 3])
+        return "".join(out).strip()

@@ -6,14 +6,22 @@ writes through the store named by the `INBOX_STORE` setting (a dotted path, the 
 picks backends), so this layer knows nothing of the model that holds a student's inbox.
 """
 
+import functools
 import json
 import logging
+import re
 import smtplib
+import time
+from email.utils import formatdate
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
+from django.core.mail.message import sanitize_address
 from django.urls import reverse
+from django.utils.html import conditional_escape
 from django.utils.module_loading import import_string
 from py_vapid import Vapid02
 from pywebpush import webpush
@@ -21,6 +29,7 @@ from requests import Session
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
+from .base import SharedParts
 from .config import EmailConfig, InboxConfig, PushConfig, SMSConfig
 from .constants import Channel, Priority
 from .decorators import circuit_breaker, validate_config
@@ -29,8 +38,11 @@ from .models import PushSubscription
 from .outcomes import Outcome
 from .push_hosts import endpoint_problem, endpoint_summary
 from .registry import ChannelMeta, send_step
+from .sessions import send_in_sessions, sessions_for
 
 logger = logging.getLogger(__name__)
+# SharedParts.PLACEHOLDER in the bytes of an email (its optional accent is two bytes in UTF-8)
+BYTES_PLACEHOLDER = re.compile(SharedParts.MARK.encode() + rb"(\d+)((?:\xc3\xa9)?)(&amp;|&)" + SharedParts.MARK.encode())
 
 
 __all__ = ["ArchiveMixin", "EmailMixin", "PushNotificationMixin", "SMSMixin", "fit_sms", "retry_after_seconds"]
@@ -69,26 +81,51 @@ class EmailMixin(metaclass=ChannelMeta):
         email.metadata = {"delivery_id": str(message.delivery_id)}
         return email
 
+    def email_bytes(self, message, skeletons):
+        """(envelope sender, envelope recipient, bytes) of `message` for Django's SMTP backend, filled into the
+        bytes built once for its group (`EmailSkeleton`); None when it needs Django's own build."""
+        shape = message.shape
+        if shape is None or shape.parts is None:
+            return None
+        if shape not in skeletons:
+            skeletons[shape] = EmailSkeleton.build(self, message)
+        skeleton = skeletons[shape]
+        return skeleton.fill(message) if skeleton else None
+
     @send_step
     def send_email(self, messages):
-        """Send the batch over one connection (one SMTP session or one ESP client), yielding as it goes."""
+        """Send the batch over EMAIL_SESSIONS connections at most (SMTP sessions or ESP clients), yielding
+        as it goes; each connection sends its messages one by one, each in its own `try`.
+
+        Over Django's SMTP backend, the bytes of an email are filled into those built once for its
+        group of alike messages (EmailSkeleton); any other backend gets one Django email per message.
+        """
+        skeletons = {}
+        yield from send_in_sessions(self, functools.partial(self._email_session, skeletons=skeletons), messages,
+                                    sessions_for(len(messages), settings.EMAIL_SESSIONS))
+
+    def _email_session(self, source, skeletons):
+        """One connection: take messages from `source` until it is empty; one Outcome each."""
         connection = get_connection()
         try:
             connection.open()
         except (OSError, smtplib.SMTPException) as exc:
-            for message in messages:
-                outcome = outcome_for_error(message, exc)
-                outcome.error = f"cannot connect: {exc}"
-                yield outcome
+            source.cannot_connect = exc
             return
+        fast = type(connection) is SMTPBackend
         try:
-            for index, message in enumerate(messages):
+            for message in source:
                 if not message.recipient.email:
                     yield Outcome.permanent_failure(message, "recipient has no email address")
                     continue
                 try:
-                    email = self.build_email(message)
-                    connection.send_messages([email])
+                    raw = self.email_bytes(message, skeletons) if fast else None
+                    if raw is None:
+                        email = self.build_email(message)
+                        connection.send_messages([email])
+                    else:
+                        email = None
+                        connection.connection.sendmail(raw[0], [raw[1]], raw[2])
                 except Exception as exc:  # this message alone: a header error, a refusal, a lost connection
                     yield outcome_for_error(message, exc)
                     if isinstance(exc, (smtplib.SMTPServerDisconnected, OSError)):
@@ -96,13 +133,84 @@ class EmailMixin(metaclass=ChannelMeta):
                         try:
                             connection.open()
                         except (OSError, smtplib.SMTPException):
-                            for rest in messages[index + 1:]:
-                                yield Outcome.transient_failure(rest, "connection lost", provider_failure=True)
-                            return
+                            return  # what no session takes gets "connection lost"
                 else:
-                    yield Outcome.sent(message, esp_message_id(connection, email, message))
+                    yield Outcome.sent(message, esp_message_id(connection, email, message) if email else
+                                       str(message.message_id))
         finally:
             connection.close()
+
+
+class EmailSkeleton:
+    """The bytes of one group's emails (SharedParts), built once by Django with placeholders, to fill per message.
+
+    The placeholders of the group's parts stay in the bytes (7bit or 8bit transfer encoding), and the
+    per-message headers — To, Message-ID, Date, List-Unsubscribe — get placeholders of their own. A
+    group whose subject holds a per-recipient value (an encoded header), whose parts Django encodes
+    (quoted-printable, base64), or a message whose values could make a line too long or need encoding
+    (a non-ASCII address) goes through Django's own build instead.
+    """
+
+    TO, MESSAGE_ID, UNSUBSCRIBE, DATE = 100, 101, 102, 103
+    LINE_LIMIT = 990  # RFC 5322 allows 998 octets a line; Django switches to quoted-printable beyond
+
+    def __init__(self, pieces, longest_line, from_email, has_unsubscribe):
+        self.pieces, self.longest_line, self.from_email = pieces, longest_line, from_email
+        self.has_unsubscribe = has_unsubscribe
+        self.date, self.date_at = "", 0
+
+    @classmethod
+    def build(cls, mixin, message):
+        shape = message.shape
+        if SharedParts.PLACEHOLDER.search(shape.parts["subject"]):
+            return None
+        token = functools.partial(SharedParts.placeholder, value="")
+        stand_in = SimpleNamespace(
+            message_id=token(cls.MESSAGE_ID), priority=message.priority,
+            unsubscribe_url=token(cls.UNSUBSCRIBE) if message.unsubscribe_url else "",
+            content=shape.parts, recipient=SimpleNamespace(email=token(cls.TO)), delivery_id=0)
+        email = mixin.build_email(stand_in)
+        email.extra_headers["Date"] = token(cls.DATE)
+        data = email.message().as_bytes(linesep="\r\n")
+        head = data.split(b"\r\n\r\n", 1)[0]
+        if re.search(rb"(?i)content-transfer-encoding:\s*(quoted-printable|base64)", data):
+            return None
+        pieces = BYTES_PLACEHOLDER.split(data)
+        found = sorted(int(index) for index in pieces[1::4])
+        expected = sorted([int(found[0]) for part in ("text", "html")
+                           for found in SharedParts.PLACEHOLDER.findall(shape.parts[part])]
+                          + [cls.TO, cls.MESSAGE_ID, cls.DATE] + ([cls.UNSUBSCRIBE] if message.unsubscribe_url else []))
+        if found != expected or head.count(b"\r\n") > 40:
+            return None
+        longest = max(len(line) for line in data.split(b"\r\n"))
+        return cls(pieces, longest, sanitize_address(email.from_email, "utf-8"), bool(message.unsubscribe_url))
+
+    def fill(self, message):
+        email, message_id = message.recipient.email, str(message.message_id)
+        headers = [email, message_id, message.unsubscribe_url or ""]
+        if not all(value.isascii() and "\n" not in value and "\r" not in value for value in headers):
+            return None  # Django's build encodes the address or refuses the header, with its reason
+        values = SharedParts.values(message)
+        now = time.time()
+        if now - self.date_at >= 1:
+            self.date, self.date_at = formatdate(now, localtime=settings.EMAIL_USE_LOCALTIME), now
+        by_index = {self.TO: email, self.MESSAGE_ID: message_id, self.UNSUBSCRIBE: message.unsubscribe_url or "",
+                    self.DATE: self.date}
+        pieces = self.pieces
+        out, added = [pieces[0]], 0
+        for i in range(1, len(pieces), 4):
+            index = int(pieces[i])
+            if index < len(values):
+                value = values[index]
+                value = (str(conditional_escape(value)) if pieces[i + 2] == b"&amp;" else value).encode()
+            else:
+                value = by_index[index].encode()
+            added += len(value)
+            out.append(value)
+            out.append(pieces[i + 3])
+        if self.longest_line + added > self.LINE_LIMIT:  # as if every value were on the longest line
+            return None
+        return self.from_email, sanitize_address(email, "utf-8"), b"".join(out)
 
 
 GSM7 = set(

@@ -19,6 +19,7 @@ INT_VARIABLES = (
     "DELIVERY_RETRY_BASE_SECONDS", "DELIVERY_LEASE_SECONDS", "SMS_MAX_SEGMENTS",
     "BREAKER_FAILURE_THRESHOLD", "BREAKER_RESET_SECONDS", "JWT_ACCESS_MINUTES", "DELIVERY_RECORD_EVERY",
     "DELIVERY_TASK_SECONDS", "READINESS_WORKER_MAX_AGE_SECONDS", "INVITATION_TTL_DAYS", "INVITATION_BATCH_SIZE",
+    "EMAIL_SESSIONS", "SMS_SESSIONS", "PUSH_SESSIONS",
 )
 
 
@@ -67,6 +68,12 @@ def check_environment_values(app_configs, **kwargs):
             problems.append(Error(f"{name}={getattr(settings, name)} is below 1.",
                                   hint=f"Set {name} to a whole number of at least 1, or unset it for the default.",
                                   id="flashnotify.E014"))
+    for name in ("EMAIL_SESSIONS", "SMS_SESSIONS", "PUSH_SESSIONS"):
+        if not 1 <= getattr(settings, name) <= 32:
+            problems.append(Error(f"{name}={getattr(settings, name)} is not between 1 and 32.",
+                                  hint=f"Set {name} to the connections a worker may open at once to the provider "
+                                       "(1 sends one message at a time), or unset it for the default (2).",
+                                  id="flashnotify.E035"))
     if settings.LOG_FORMAT not in ("text", "json"):
         problems.append(Warning(f"LOG_FORMAT={settings.LOG_FORMAT!r} is neither 'text' nor 'json'; using text.",
                                 hint="Set LOG_FORMAT to text or json.", id="flashnotify.W001"))

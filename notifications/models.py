@@ -1,5 +1,7 @@
 from django.conf import settings
 from django.db import models
+from django.db.models import Value
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -190,11 +192,21 @@ class Delivery(models.Model):
         """The reason as a staff member reads it, with its details; rows older than reasons keep their text."""
         return reason_text(self.reason_code, self.skip_reason)
 
+    @staticmethod
+    def message_id_domain():
+        return settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip(">") or "flashnotify.localhost"
+
     @property
     def message_id(self):
         """The RFC 5322 Message-ID of this delivery's email: stable, so providers can deduplicate."""
-        domain = settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip(">") or "flashnotify.localhost"
-        return f"<delivery-{self.pk}.notification-{self.notification_id}@{domain}>"
+        return f"<delivery-{self.pk}.notification-{self.notification_id}@{self.message_id_domain()}>"
+
+    @classmethod
+    def message_id_sql(cls):
+        """`message_id` as an SQL expression: rows sent under their own Message-ID record it in one UPDATE."""
+        return Concat(Value("<delivery-"), Cast("id", models.CharField()), Value(".notification-"),
+                      Cast("notification_id", models.CharField()), Value(f"@{cls.message_id_domain()}>"),
+                      output_field=models.CharField())
 
 
 def reason_text(code, detail=""):

@@ -284,7 +284,11 @@ def outcomes_record(deliveries, outcomes, now, summary):
             status=Case(When(status__in=[Status.DELIVERED, Status.FAILED], then=F("status")),
                         default=Value(Status.SENT)),
             sent_at=now, send_count=F("send_count") + 1, last_error="", claim_token="")
-        with_ids = [d for d in sent if d.provider_message_id]
+        # An email sent over SMTP goes by its own Message-ID: those rows take it in one more UPDATE.
+        own = [d.pk for d in sent if d.provider_message_id and d.provider_message_id == d.message_id]
+        if own:
+            Delivery.objects.filter(pk__in=own).update(provider_message_id=Delivery.message_id_sql())
+        with_ids = [d for d in sent if d.provider_message_id and d.provider_message_id != d.message_id]
         if with_ids:
             Delivery.objects.bulk_update(with_ids, ["provider_message_id"], batch_size=1000)
     if failed:

@@ -1,0 +1,112 @@
+"""Several provider sessions sending one batch together: an SMTP connection, an HTTP keep-alive pool each.
+
+A channel's send step hands its messages to `send_in_sessions` with a function that sends through
+one session: it opens the session, takes messages one at a time from the shared `Source` until it
+is empty, yields one Outcome per message it took, and closes the session. With one session it runs
+in the caller's thread; with more, each runs in a thread of its own (the time each spends waiting
+for its provider's answer is the others' time to send), and their outcomes are yielded as they
+come. A message is taken by one session only; a message no session took gets the reason a session
+gave (it could not connect) or "connection lost".
+
+When the caller stops taking outcomes (a cancel, the task's time budget), the sessions take no
+more messages; the outcomes of the messages already in flight are left on the notifier as
+`late_outcomes`, which the fixed sequence reports (Notifier._send), so nothing sent goes unrecorded.
+"""
+
+import queue
+import threading
+
+from .errors import outcome_for_error
+from .outcomes import Outcome
+
+__all__ = ["Source", "send_in_sessions"]
+
+
+class Source:
+    """The batch's messages, taken one at a time by the sessions; `stop()` makes it look empty."""
+
+    def __init__(self, messages):
+        self._messages = iter(messages)
+        self._lock = threading.Lock()
+        self._stopped = False
+        self.cannot_connect = None  # the error of a session that could not open
+
+    def take(self):
+        with self._lock:
+            return None if self._stopped else next(self._messages, None)
+
+    def __iter__(self):
+        while (message := self.take()) is not None:
+            yield message
+
+    def stop(self):
+        with self._lock:
+            self._stopped = True
+
+    def rest(self):
+        """What no session took, taken now."""
+        with self._lock:
+            return list(self._messages)
+
+
+def sessions_for(count, configured, per_session=25):
+    """How many sessions a batch of `count` messages gets: at most `configured`, each with some work."""
+    return max(1, min(configured, count // per_session))
+
+
+def send_in_sessions(notifier, session_step, messages, sessions):
+    """Yield one Outcome per message of `messages`, sent by `sessions` runs of `session_step(source)`."""
+    source = Source(messages)
+    if sessions <= 1:
+        yield from session_step(source)
+    else:
+        yield from _threaded(notifier, session_step, source, sessions)
+    for message in source.rest():
+        if source.cannot_connect is not None:
+            outcome = outcome_for_error(message, source.cannot_connect)
+            outcome.error = f"cannot connect: {source.cannot_connect}"
+            yield outcome
+        else:
+            yield Outcome.transient_failure(message, "connection lost", provider_failure=True)
+
+
+_DONE = object()
+
+
+def _threaded(notifier, session_step, source, sessions):
+    results = queue.SimpleQueue()
+
+    def run():
+        try:
+            for outcome in session_step(source):
+                results.put(outcome)
+        except BaseException as exc:  # the session broke as a whole: the consumer raises it
+            results.put(exc)
+        finally:
+            results.put(_DONE)
+
+    threads = [threading.Thread(target=run, daemon=True, name=f"{notifier.key}-session-{n}") for n in range(sessions)]
+    for thread in threads:
+        thread.start()
+    running = len(threads)
+    try:
+        while running:
+            item = results.get()
+            if item is _DONE:
+                running -= 1
+            elif isinstance(item, BaseException):
+                source.stop()
+                raise item
+            else:
+                yield item
+    finally:  # stopped early (or broken): no new messages; those in flight finish and are reported late
+        source.stop()
+        for thread in threads:
+            thread.join()
+        late = []
+        while not results.empty():
+            item = results.get()
+            if isinstance(item, Outcome):
+                late.append(item)
+        if late:
+            notifier.__dict__.setdefault("late_outcomes", []).extend(late)
