@@ -24,7 +24,7 @@ from django.urls import reverse
 from django.utils.html import conditional_escape
 from django.utils.module_loading import import_string
 from py_vapid import Vapid02
-from pywebpush import webpush
+from pywebpush import WebPusher, WebPushException
 from requests import Session
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -260,11 +260,15 @@ class SMSMixin(metaclass=ChannelMeta):
 
     @send_step
     def send_sms(self, messages):
+        """Send the batch over SMS_SESSIONS twilio clients at most, each one keep-alive HTTP session."""
+        yield from send_in_sessions(self, self._sms_session, messages, sessions_for(len(messages), settings.SMS_SESSIONS))
+
+    def _sms_session(self, source):
         client = self.twilio_client()
         callback = settings.SITE_URL + reverse("twilio-status")
         sender = ({"messaging_service_sid": settings.TWILIO_MESSAGING_SERVICE_SID}
                   if settings.TWILIO_MESSAGING_SERVICE_SID else {"from_": settings.TWILIO_FROM_NUMBER})
-        for message in messages:
+        for message in source:
             if not message.recipient.phone:
                 yield Outcome.permanent_failure(message, "recipient has no verified phone number")
                 continue
@@ -300,20 +304,43 @@ class PushNotificationMixin(metaclass=ChannelMeta):
 
     @send_step
     def send_push(self, messages):
+        """Push the batch over PUSH_SESSIONS HTTP sessions at most; VAPID headers signed once per push service."""
         vapid = Vapid02.from_string(settings.VAPID_PRIVATE_KEY)  # parsed once per batch, not per push
-        session = Session()  # one connection pool per batch
-        expired = []
+        signed, expired = {}, []
         try:
-            for message in messages:
-                yield self._push_one(message, vapid, session, expired)
+            yield from send_in_sessions(self, functools.partial(self._push_session, vapid=vapid, signed=signed,
+                                                                expired=expired),
+                                        messages, sessions_for(len(messages), settings.PUSH_SESSIONS))
         finally:
-            session.close()
             if expired:
                 removed, _ = PushSubscription.objects.filter(endpoint__in=expired).delete()
                 logger.info("removed %d expired push subscription(s)", removed,
                             extra={"notification_id": messages[0].notification.pk, "channel": Channel.PUSH})
 
-    def _push_one(self, message, vapid, session, expired):
+    def _push_session(self, source, vapid, signed, expired):
+        session = Session()  # one keep-alive connection pool per session
+        try:
+            for message in source:
+                yield self._push_one(message, vapid, session, expired, signed)
+        finally:
+            session.close()
+
+    def vapid_headers(self, vapid, endpoint, signed):
+        """The VAPID Authorization header for the push service of `endpoint`, signed once per service and batch
+        (valid 12 hours, as pywebpush signs it); a service whose claims cannot be signed fails each of its pushes."""
+        url = urlsplit(endpoint)
+        audience = f"{url.scheme}://{url.netloc}"
+        if audience not in signed:
+            try:
+                signed[audience] = vapid.sign({"sub": settings.VAPID_SUBJECT, "aud": audience,
+                                               "exp": int(time.time()) + 12 * 3600})
+            except Exception as exc:
+                signed[audience] = exc
+        if isinstance(signed[audience], Exception):
+            raise signed[audience]
+        return signed[audience]
+
+    def _push_one(self, message, vapid, session, expired, signed):
         """Push one message to each of its recipient's browsers: sent if any took it."""
         subscriptions = message.recipient.push_subscriptions
         if not subscriptions:
@@ -323,16 +350,20 @@ class PushNotificationMixin(metaclass=ChannelMeta):
         except Exception as exc:
             return outcome_for_error(message, exc)
         delivered, failures = 0, []
-        headers = {"Urgency": self.URGENCY[message.priority]}
+        urgency = self.URGENCY[message.priority]
         for subscription in subscriptions:
             problem = endpoint_problem(subscription["endpoint"])  # again now: DNS may have changed
             if problem:
                 failures.append(Outcome.permanent_failure(message, f"push refused: {problem}"))
                 continue
             try:
-                webpush(subscription, data=payload, vapid_private_key=vapid,
-                        vapid_claims={"sub": settings.VAPID_SUBJECT}, ttl=self.ttl, timeout=10, headers=dict(headers),
-                        requests_session=session)
+                headers = {**self.vapid_headers(vapid, subscription["endpoint"], signed), "Urgency": urgency}
+                # pywebpush's webpush() without signing the same claims again for every push
+                response = WebPusher(subscription, requests_session=session).send(
+                    payload, headers, ttl=self.ttl, content_encoding="aes128gcm", timeout=10)
+                if response.status_code > 202:
+                    raise WebPushException(f"Push failed: {response.status_code} {response.reason}\n"
+                                           f"Response body:{response.text}", response=response)
                 delivered += 1
             except Exception as exc:  # this browser alone: a bad key, a VAPID error, an expired subscription
                 endpoint = subscription["endpoint"]

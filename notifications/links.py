@@ -6,11 +6,12 @@ An invitation's token signs "<user id>:<account state>" instead (`invitation_lin
 account service compares the state, so a link stops working once the password is set.
 """
 
+import functools
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.signing import BadSignature, SignatureExpired, TimestampSigner
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 
 MAX_AGE = {
     "acknowledge": 7 * 24 * 3600,
@@ -44,7 +45,17 @@ def link_url(action, *, user_id, notification_id, preview=False):
         token = PREVIEW_TOKEN
     else:
         token = link_token(action, user_id=user_id, notification_id=notification_id)
-    return settings.SITE_URL + reverse(action, args=[token])
+    return settings.SITE_URL + _path_around_token(action, get_script_prefix(), get_urlconf()).replace(
+        _TOKEN_SLOT, token, 1)
+
+
+_TOKEN_SLOT = "token-slot"  # letters reverse() leaves as they are, like a token's [A-Za-z0-9:_-]
+
+
+@functools.lru_cache(maxsize=64)
+def _path_around_token(action, script_prefix, urlconf):
+    """The action's path with a slot for the token: reversed once, not once per message."""
+    return reverse(action, args=[_TOKEN_SLOT], urlconf=urlconf)
 
 
 def link_check(action, token):
