@@ -42,7 +42,8 @@ from .sessions import send_in_sessions, sessions_for
 
 logger = logging.getLogger(__name__)
 # SharedParts.PLACEHOLDER in the bytes of an email (its optional accent is two bytes in UTF-8)
-BYTES_PLACEHOLDER = re.compile(SharedParts.MARK.encode() + rb"(\d+)((?:\xc3\xa9)?)(&amp;|&)" + SharedParts.MARK.encode())
+BYTES_PLACEHOLDER = re.compile(
+    SharedParts.MARK.encode() + rb"(\d+)((?:\xc3\xa9)?)(&amp;|&)" + SharedParts.MARK.encode())
 
 
 __all__ = ["ArchiveMixin", "EmailMixin", "PushNotificationMixin", "SMSMixin", "fit_sms", "retry_after_seconds"]
@@ -261,7 +262,8 @@ class SMSMixin(metaclass=ChannelMeta):
     @send_step
     def send_sms(self, messages):
         """Send the batch over SMS_SESSIONS twilio clients at most, each one keep-alive HTTP session."""
-        yield from send_in_sessions(self, self._sms_session, messages, sessions_for(len(messages), settings.SMS_SESSIONS))
+        yield from send_in_sessions(self, self._sms_session, messages,
+                                    sessions_for(len(messages), settings.SMS_SESSIONS))
 
     def _sms_session(self, source):
         client = self.twilio_client()
@@ -307,6 +309,12 @@ class PushNotificationMixin(metaclass=ChannelMeta):
         """Push the batch over PUSH_SESSIONS HTTP sessions at most; VAPID headers signed once per push service."""
         vapid = Vapid02.from_string(settings.VAPID_PRIVATE_KEY)  # parsed once per batch, not per push
         signed, expired = {}, []
+        for message in messages:  # each push service's header signed here once, before the sessions share them
+            for subscription in message.recipient.push_subscriptions:
+                try:
+                    self.vapid_headers(vapid, subscription["endpoint"], signed)
+                except Exception:
+                    pass  # kept in `signed`: each push to that service fails with it
         try:
             yield from send_in_sessions(self, functools.partial(self._push_session, vapid=vapid, signed=signed,
                                                                 expired=expired),

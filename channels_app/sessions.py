@@ -8,9 +8,12 @@ for its provider's answer is the others' time to send), and their outcomes are y
 come. A message is taken by one session only; a message no session took gets the reason a session
 gave (it could not connect) or "connection lost".
 
-When the caller stops taking outcomes (a cancel, the task's time budget), the sessions take no
-more messages; the outcomes of the messages already in flight are left on the notifier as
-`late_outcomes`, which the fixed sequence reports (Notifier._send), so nothing sent goes unrecorded.
+A session takes a message only while fewer than `sessions` outcomes wait for the caller, who records
+them as they come: a worker that dies leaves at most one sent and unrecorded message per session
+beyond the engine's recording window. When the caller stops taking outcomes (a cancel, the task's
+time budget), the sessions take no more messages; the outcomes of the messages already in flight
+are left on the notifier as `late_outcomes`, which the fixed sequence reports (Notifier._send), so
+nothing sent goes unrecorded.
 """
 
 import queue
@@ -25,15 +28,21 @@ __all__ = ["Source", "send_in_sessions"]
 class Source:
     """The batch's messages, taken one at a time by the sessions; `stop()` makes it look empty."""
 
-    def __init__(self, messages):
+    def __init__(self, messages, slots=None):
         self._messages = iter(messages)
         self._lock = threading.Lock()
         self._stopped = False
+        self.slots = slots  # messages taken and not yet handed to the caller, at most (a Semaphore)
         self.cannot_connect = None  # the error of a session that could not open
 
     def take(self):
+        if self.slots is not None:
+            self.slots.acquire()
         with self._lock:
-            return None if self._stopped else next(self._messages, None)
+            message = None if self._stopped else next(self._messages, None)
+        if message is None and self.slots is not None:
+            self.slots.release()
+        return message
 
     def __iter__(self):
         while (message := self.take()) is not None:
@@ -74,6 +83,9 @@ _DONE = object()
 
 
 def _threaded(notifier, session_step, source, sessions):
+    # A session takes its next message once the caller took the outcome of one before it: the caller records
+    # as it goes, so what was sent and not yet recorded stays at one message per session.
+    source.slots = threading.Semaphore(sessions)
     results = queue.SimpleQueue()
 
     def run():
@@ -99,8 +111,11 @@ def _threaded(notifier, session_step, source, sessions):
                 raise item
             else:
                 yield item
+                source.slots.release()
     finally:  # stopped early (or broken): no new messages; those in flight finish and are reported late
         source.stop()
+        for _ in threads:
+            source.slots.release()  # a session waiting for a slot sees the stop
         for thread in threads:
             thread.join()
         late = []
