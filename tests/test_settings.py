@@ -60,6 +60,9 @@ def test_it_runs_with_the_development_key_only_in_debug():
     ({"ONEROSTER_SYNC_MINUTES": "hourly"}, "flashnotify.E020"),
     ({"ONEROSTER_SYNC_MINUTES": "0"}, "flashnotify.E020"),
     ({"ONEROSTER_BASE_URL": "https://sis.example.edu"}, "flashnotify.E021"),
+    ({"EMAIL_SESSIONS": "0"}, "flashnotify.E035"),
+    ({"SMS_SESSIONS": "100"}, "flashnotify.E035"),
+    ({"PUSH_SESSIONS": "many"}, "flashnotify.E003"),
 ])
 def test_it_reports_bad_values_as_checks_with_hints(env, check_id):
     result = manage("check", DEBUG="true", **env)
