@@ -16,6 +16,10 @@ The limit of a run on several channels is the rate at which one client would pas
 deliveries through each peer in turn at that peer's raw rate; the inbox's limit is the raw
 rate of a bulk insert of inbox rows. Run it by hand on a quiet machine; never in tests.
 
+Each channel's own rate (its deliveries until its last was sent) and its ratio to that channel's
+raw rate are printed on stderr before that line, so `--channels sms` or `--channels push`
+measures one channel against its peer, and a run on several channels shows each one.
+
 With --opt-out-half, half the audience (every other recipient) has turned the category off on
 every channel sent, and the run sends two notifications: first with those opt-outs (their skipped
 rows, with reasons, are written in the same bulk inserts as the others), then, opt-outs removed,
@@ -300,6 +304,9 @@ def main():
         expected = args.recipients * len(channels)
         limit = expected / sum(args.recipients / limits[c] for c in channels)
         print("raw rates: " + ", ".join(f"{c} {limits[c]:.0f}/s" for c in channels), file=sys.stderr)
+        print("per channel (rate until its last delivery ÷ its raw rate): " + ", ".join(
+            f"{c} {result['per_channel'].get(c, 0):.0f}/s ÷ {limits[c]:.0f}/s = "
+            f"{result['per_channel'].get(c, 0) / limits[c]:.2f}" for c in channels), file=sys.stderr)
         print(f"fanout: {result['deliveries']} deliveries in {result['seconds']:.2f} s = {rate:.0f}/s; "
               f"limit {limit:.0f}/s; ratio {rate / limit:.2f}; lost {result['lost']}; "
               f"duplicates {result['duplicates']}; worker peak RSS {result['rss']:.0f} MB")
@@ -522,8 +529,14 @@ def run(notification_args, channels, args, control, cluster, opted_out=0):
     if recorded:
         print(f"reclaimed deliveries (possible duplicates, recorded): {recorded}", file=sys.stderr)
     skipped = statuses.get("skipped", 0)
+    from django.db.models import Max
+
+    # Each channel's own rate: its deliveries until its last was handed to the provider (or written).
+    per_channel = {row["channel"]: row["n"] / max(row["last"].timestamp() - started, 1e-6)
+                   for row in deliveries.filter(status="sent").values("channel").annotate(n=Count("id"),
+                                                                                          last=Max("sent_at"))}
     return {"deliveries": deliveries.count() - skipped, "seconds": seconds, "lost": lost, "duplicates": duplicates,
-            "rss": rss[0], "planned": planned, "skipped": skipped}
+            "rss": rss[0], "planned": planned, "skipped": skipped, "per_channel": per_channel}
 
 
 if __name__ == "__main__":
