@@ -1,7 +1,6 @@
 from django.conf import settings
 from django.db import models
-from django.db.models import Value
-from django.db.models.functions import Cast, Concat
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -203,10 +202,10 @@ class Delivery(models.Model):
 
     @classmethod
     def message_id_sql(cls):
-        """`message_id` as an SQL expression: rows sent under their own Message-ID record it in one UPDATE."""
-        return Concat(Value("<delivery-"), Cast("id", models.CharField()), Value(".notification-"),
-                      Cast("notification_id", models.CharField()), Value(f"@{cls.message_id_domain()}>"),
-                      output_field=models.CharField())
+        """`message_id` as an SQL expression: rows sent under their own Message-ID record it in one UPDATE.
+        (`||` joins text and numbers alike in SQLite and PostgreSQL, and costs nothing to compile.)"""
+        return RawSQL("""'<delivery-' || "id" || '.notification-' || "notification_id" || %s""",
+                      [f"@{cls.message_id_domain()}>"], output_field=models.CharField())
 
 
 def reason_text(code, detail=""):
