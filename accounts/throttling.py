@@ -24,11 +24,42 @@ class _SettingsRateMixin:
         return settings.API_THROTTLE_RATES.get(self.scope)
 
 
-class AnonThrottle(_SettingsRateMixin, throttling.AnonRateThrottle):
+class _CountingMixin:
+    """Requests counted in a window that opens with the first request and lasts the rate's period: a counter
+    in the cache, incremented (the window's first request adds it), where DRF's sliding window reads and
+    writes back the time of every request in the window, a list of up to the rate's number (3,000 a minute
+    for a user) pickled both ways on every request. The busiest doors (every API request) use it.
+
+    Retry-After is the whole period, an upper bound: the window's opening is not kept.
+    """
+
+    def allow_request(self, request, view):
+        if self.rate is None:
+            return True
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
+            return True
+        try:
+            count = self.cache.incr(self.key)
+        except ValueError:  # no window open: this request opens one (or, losing the race, counts in it)
+            if self.cache.add(self.key, 1, self.duration):
+                return True
+            count = self.cache.incr(self.key)
+        return count <= self.num_requests
+
+    def get_cache_key(self, request, view):
+        key = super().get_cache_key(request, view)
+        return None if key is None else f"{key}:count"
+
+    def wait(self):
+        return self.duration
+
+
+class AnonThrottle(_CountingMixin, _SettingsRateMixin, throttling.AnonRateThrottle):
     scope = "anon"
 
 
-class UserThrottle(_SettingsRateMixin, throttling.UserRateThrottle):
+class UserThrottle(_CountingMixin, _SettingsRateMixin, throttling.UserRateThrottle):
     scope = "user"
 
     def get_cache_key(self, request, view):

@@ -1,7 +1,7 @@
 """Fan-out benchmark: one notification to N recipients through the whole pipeline.
 
     .venv/bin/python bench/fanout.py [--recipients 10000] [--channels email] [--workers 2] [--chunk 500]
-                                     [--opt-out-half] [--database fn_bench]
+                                     [--opt-out-half] [--scale-from N] [--database fn_bench]
 
 It starts real local peers in a process of their own (an aiosmtpd server, and HTTP
 servers on 127.0.0.1 standing in for Twilio's API and a push service), measures each
@@ -19,6 +19,11 @@ rate of a bulk insert of inbox rows. Run it by hand on a quiet machine; never in
 Each channel's own rate (its deliveries until its last was sent) and its ratio to that channel's
 raw rate are printed on stderr before that line, so `--channels sms` or `--channels push`
 measures one channel against its peer, and a run on several channels shows each one.
+
+With --scale-from N, it first sends to the first N recipients only, then to all, and compares the
+time a delivery takes (and the workers' peak RSS) between the two, in the same run:
+
+    scale: <ms> ms a delivery at <N> recipients (...) vs <ms> ms at <recipients>; ratio <x>; worker peak RSS ...
 
 With --opt-out-half, half the audience (every other recipient) has turned the category off on
 every channel sent, and the run sends two notifications: first with those opt-outs (their skipped
@@ -244,6 +249,8 @@ def main():
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--opt-out-half", action="store_true",
                         help="also time a fan-out where half the audience opted out, and compare")
+    parser.add_argument("--scale-from", type=int, default=0, metavar="N",
+                        help="first send to the first N recipients only, and compare the cost of a delivery")
     args = parser.parse_args()
     channels = [c.strip() for c in args.channels.split(",") if c.strip()]
     if not channels or set(channels) - set(CHANNELS):
@@ -292,7 +299,19 @@ def main():
             Preference.objects.filter(user_id__in=opted_out).delete()
             control.send("reset")
             control.recv()
+        if args.scale_from:
+            small = scale_audience(args.scale_from)
+            smaller = run({**notification_args, "audience": {"cohorts": [small]}}, channels,
+                          argparse.Namespace(**{**vars(args), "recipients": args.scale_from}), control, cluster)
+            control.send("reset")
+            control.recv()
         result = run(notification_args, channels, args, control, cluster)
+        if args.scale_from:
+            per_small = smaller["seconds"] / max(smaller["deliveries"], 1) * 1000
+            per_large = result["seconds"] / max(result["deliveries"], 1) * 1000
+            print(f"scale: {per_small:.3f} ms a delivery at {args.scale_from} recipients (lost {smaller['lost']}, "
+                  f"duplicates {smaller['duplicates']}) vs {per_large:.3f} ms at {args.recipients}; "
+                  f"ratio {per_large / per_small:.2f}; worker peak RSS {smaller['rss']:.0f} MB vs {result['rss']:.0f} MB")
         if args.opt_out_half:
             print(f"opt-out half, planning in this process (best of {len(planning['opted_out'])}): "
                   f"{min(planning['opted_out']):.2f} s vs {min(planning['none']):.2f} s with none opted out; "
@@ -388,6 +407,16 @@ def prepare(recipients, channels, ports):
     return dict(sender=sender, notifier="academic", category="announcement", title="Campus closed",
                 body="The campus is closed today because of snow. Lectures move online.",
                 audience={"cohorts": ["bench"]}, channels=channels), users
+
+
+def scale_audience(size):
+    """A cohort of the first `size` recipients (by id); returns its code."""
+    from accounts.models import Cohort, User
+
+    cohort = Cohort.objects.create(code="bench-small", name="Benchmark cohort, first recipients")
+    ids = list(User.objects.filter(username__startswith="b0").order_by("pk").values_list("pk", flat=True)[:size])
+    Cohort.members.through.objects.bulk_create([Cohort.members.through(cohort=cohort, user_id=pk) for pk in ids])
+    return cohort.code
 
 
 def opt_out_half(channels):

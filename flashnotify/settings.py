@@ -314,6 +314,9 @@ PUSH_ALLOW_HTTP_ENDPOINTS = envbool("PUSH_ALLOW_HTTP_ENDPOINTS")
 # --- Inbox -------------------------------------------------------------------------------
 # What the inbox channel (channels_app.mixins.ArchiveMixin) hands its rendered messages to: a dotted path.
 INBOX_STORE = "notifications.engine.inbox.inbox_store"
+# Each user's unread inbox count kept in the cache until their inbox changes: with Redis only (on the
+# database cache, reading the cache costs as much as counting).
+INBOX_UNREAD_CACHE = bool(REDIS_URL)
 
 # --- Invitations ------------------------------------------------------------------------
 # A provisioned person who signs in with a password gets a link to choose it, valid this many days.

@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_delete, post_migrate
 
 
 class NotificationsConfig(AppConfig):
@@ -13,9 +13,13 @@ class NotificationsConfig(AppConfig):
         from channels_app.signals import receipt
 
         from .engine import digest, queue  # noqa: F401  (digest registers the digest notifier)
+        from .engine.inbox import inbox_unread_changed_for_all
+        from .models import Notification
         from .services.receipts import receipt_received
 
         receipt.connect(receipt_received, dispatch_uid="notifications.receipts")
+        # A notification deleted takes its inbox messages with it: the cached unread counts are recounted.
+        post_delete.connect(inbox_unread_changed_for_all, sender=Notification, dispatch_uid="notifications.unread")
         post_migrate.connect(queue.ensure_sweep_schedule, sender=self, dispatch_uid="notifications.sweep_schedule")
         post_migrate.connect(queue.ensure_retention_schedule, sender=self,
                              dispatch_uid="notifications.retention_schedule")

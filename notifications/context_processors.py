@@ -1,16 +1,16 @@
 from django.utils.functional import SimpleLazyObject
 
-from .models import InboxMessage
+from .selectors import inbox_unread_count
 
 
 def inbox(request):
-    """The signed-in user's unread count for the header: one query, only when a page shows it."""
+    """The signed-in user's unread count for the header (cached until their inbox changes), when a page shows it."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
 
     def unread():
-        return InboxMessage.objects.filter(recipient=user, read_at__isnull=True).count()
+        return inbox_unread_count(user.pk)
 
 
     return {"unread_count": SimpleLazyObject(unread)}

@@ -1,6 +1,7 @@
 """Reads: who a notification reaches, what a user may see, how far a notification got.
 
-`audience_users` is the engine's (notifications.engine.audience), offered here to the doors.
+`audience_users` and `inbox_unread_count` are the engine's (notifications.engine.audience and .inbox),
+offered here to the doors.
 """
 
 from django.contrib.auth import get_user_model
@@ -11,6 +12,7 @@ from accounts.roles import is_admin
 from channels_app.registry import get_notifier
 
 from .engine.audience import audience_users
+from .engine.inbox import inbox_unread_count
 from .engine.planning import RECIPIENT_FIELDS, DeliveryPlanner
 from .models import Delivery, InboxMessage, Notification
 

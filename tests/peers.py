@@ -100,6 +100,44 @@ class SMTPPeer:
         self.controller.stop()
 
 
+class RedisPeer:
+    """A redis-server of its own on 127.0.0.1 (no persistence), which a test may restart on the same port."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import redis
+
+        def answers():
+            try:
+                return redis.from_url(self.url, socket_connect_timeout=0.5).ping()
+            except redis.RedisError:
+                return False
+
+        wait_until(answers, timeout=10, message="redis-server to answer")
+        return self
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def client(self):
+        import redis
+
+        return redis.from_url(self.url)
+
+
 class HTTPPeer:
     """An HTTP server on 127.0.0.1 that records requests and answers with `responder(request)`.
 

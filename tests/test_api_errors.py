@@ -10,6 +10,7 @@ from notifications.models import Notification
 
 from .api_support import *  # noqa: F403
 from .api_support import API, jwt_client, send_body
+from .conftest import make_user
 
 SHAPE = {"status", "code", "message", "errors"}
 
@@ -158,3 +159,12 @@ def test_it_names_unknown_usernames_and_lists_every_problem(staff_user, cohort):
     assert set(errors) == {"category", "title", "data", "audience"}
     assert errors["audience"] == ["Unknown user(s): ghost, nobody99."]
     assert "severity" in errors["data"][0]
+
+
+def test_each_user_has_a_budget_of_their_own(student, settings):
+    settings.API_THROTTLE_RATES = {**settings.API_THROTTLE_RATES, "user": "2/min"}
+    client, theirs = jwt_client(student), jwt_client(make_user("s1000997"))
+
+    assert [client.get(f"{API}me/inbox/").status_code for _ in range(3)] == [200, 200, 429]
+    assert [theirs.get(f"{API}me/inbox/").status_code for _ in range(3)] == [200, 200, 429]
+    assert client.get(f"{API}me/inbox/").status_code == 429

@@ -1,9 +1,17 @@
 """The caller's own things: inbox with unread count, read and acknowledge, preferences, push subscriptions;
 and the provisioning doors: cohorts, users, metrics."""
 
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
 from channels_app.models import PushSubscription
-from notifications.models import InboxMessage, Preference
-from notifications.services import notification_send
+from notifications.engine import fanout_page_plan, inbox_messages_purge, notification_fan_out
+from notifications.models import FanoutPage, InboxMessage, Preference
+from notifications.services import notification_resend_unacknowledged, notification_send
 
 from .api_support import *  # noqa: F403
 from .api_support import API, jwt_client, key_client
@@ -141,3 +149,83 @@ def test_it_reports_delivery_counts_and_send_latency_per_channel(admin_user, mem
     body = jwt_client(admin_user).get(f"{API}metrics/").json()
     assert body["deliveries"] == {"email": {"sent": 3}, "sms": {"failed": 1}}
     assert body["latency"]["email"] == {"count": 3, "p50_ms": 2000.0, "p95_ms": 4000.0, "p99_ms": 4000.0}
+
+
+def deliver_to_inbox(sender, users, title, *, notifier="academic", parent=None):
+    """Send a notification to `users`' inboxes through the engine, as the workers would (fan-out, page task)."""
+    if parent is not None:
+        notification, _ = notification_resend_unacknowledged(parent, by=sender)
+    else:
+        notification, _ = notification_send(sender=sender, notifier=notifier, title=title, body="Details inside.",
+                                            audience={"users": [u.username for u in users]}, channels=["inbox"],
+                                            data={"severity": "high"} if notifier == "security" else None)
+    notification_fan_out(notification.pk, spread=True)
+    for page in FanoutPage.objects.filter(notification=notification):
+        fanout_page_plan(page.pk)
+    return notification
+
+
+def unread(client):
+    return client.get(f"{API}me/inbox/").json()["unread_count"]
+
+
+@pytest.fixture
+def unread_cache(settings):
+    settings.INBOX_UNREAD_CACHE = True  # as with Redis; here on whichever cache the tests run
+
+
+def test_the_unread_count_follows_new_read_acknowledged_unread_again_and_deleted_messages(
+        student, admin_user, unread_cache, django_capture_on_commit_callbacks):
+    other = make_user("s1000998")
+    client = jwt_client(student)
+    assert unread(client) == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        alert = deliver_to_inbox(admin_user, [student, other], "Lockdown", notifier="security")
+        exam = deliver_to_inbox(admin_user, [student], "Exam moved")
+    assert unread(client) == 2  # counted once the messages came, though 0 was counted (and kept) before
+    assert unread(client) == 2
+
+    mine = {m.notification_id: m for m in InboxMessage.objects.filter(recipient=student)}
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(f"{API}me/inbox/{mine[alert.pk].pk}/read/")
+    assert unread(client) == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(f"{API}me/inbox/{mine[exam.pk].pk}/ack/")
+    assert unread(client) == 0
+
+    with django_capture_on_commit_callbacks(execute=True):  # the resend puts the same alert back, unread
+        deliver_to_inbox(admin_user, [], "", parent=alert)
+    assert unread(client) == 1
+    assert unread(jwt_client(other)) == 1
+
+    with django_capture_on_commit_callbacks(execute=True):
+        alert.delete()
+    assert unread(client) == 0
+
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver_to_inbox(admin_user, [student], "Library closed")
+        InboxMessage.objects.filter(recipient=student).update(created_at=timezone.now() - timedelta(days=400))
+    assert unread(client) == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        assert inbox_messages_purge(older_than=timedelta(days=365)) == 2
+    assert unread(client) == 0
+
+
+def test_the_inbox_page_takes_as_many_queries_for_a_full_inbox_as_for_an_almost_empty_one(
+        student, admin_user, settings, unread_cache, django_capture_on_commit_callbacks):
+    settings.FANOUT_CHUNK_SIZE = 100
+    client = jwt_client(student)
+    counts = []
+    for titles in (["Only one"], [f"Message {n}" for n in range(30)]):
+        with django_capture_on_commit_callbacks(execute=True):
+            for title in titles:
+                deliver_to_inbox(admin_user, [student], title)
+        with CaptureQueriesContext(connection) as first:
+            page = client.get(f"{API}me/inbox/").json()
+        with CaptureQueriesContext(connection) as again:
+            assert client.get(f"{API}me/inbox/", {"unread": "true"}).status_code == 200
+        assert page["unread_count"] == InboxMessage.objects.filter(recipient=student).count()
+        counts.append((len(first), len(again)))
+
+    assert counts[0] == counts[1]
+    assert counts[1][1] < counts[1][0]  # the count, once kept, is not counted again

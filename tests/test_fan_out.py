@@ -3,9 +3,11 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from notifications.models import Delivery, FanoutPage, Notification
+from notifications.models import Delivery, FanoutPage, InboxMessage, Notification, Preference
 from notifications.engine import deliveries_sweep, fanout_page_plan, notification_fan_out
 from notifications.services import notification_send
 
@@ -92,3 +94,63 @@ def test_it_finishes_at_once_for_an_audience_that_reaches_nobody(admin_user):
     notification.refresh_from_db()
     assert notification.fanned_out_at is not None and notification.status == "sent"
     assert not FanoutPage.objects.exists()
+
+
+def _inbox_page(admin_user, prefix, count, opted_out=()):
+    users = students(prefix, count)
+    Preference.objects.bulk_create([Preference(user=users[n], category="announcement", channel="inbox", enabled=False)
+                                    for n in opted_out])
+    notification, _ = notification_send(sender=admin_user, notifier="academic", category="announcement",
+                                        title="Snow day", body="Lectures move online.", channels=["inbox"],
+                                        audience={"users": [u.username for u in users]})
+    notification_fan_out(notification.pk, spread=True)
+    return notification, FanoutPage.objects.get(notification=notification)
+
+
+@pytest.mark.parametrize("small, large", [(5, 40)])
+def test_a_page_is_planned_and_its_inbox_chunk_written_in_as_many_queries_whatever_its_size(
+        admin_user, settings, small, large):
+    settings.FANOUT_CHUNK_SIZE = 100
+    counts = {}
+    for size in (small, large):
+        notification, page = _inbox_page(admin_user, f"q{size}-", size)
+        with CaptureQueriesContext(connection) as queries:
+            assert fanout_page_plan(page.pk) == size
+        counts[size] = len(queries)
+        assert InboxMessage.objects.filter(notification=notification).count() == size
+        assert set(Delivery.objects.filter(notification=notification).values_list("status", flat=True)) == {"sent"}
+        notification.refresh_from_db()
+        assert notification.status == Notification.Status.SENT
+
+    assert counts[small] == counts[large]
+
+
+def test_the_page_task_writes_the_inbox_only_of_those_who_take_it_and_records_why_the_others_get_nothing(
+        admin_user, settings):
+    settings.FANOUT_CHUNK_SIZE = 100
+    notification, page = _inbox_page(admin_user, "half-", 20, opted_out=range(0, 20, 2))
+
+    assert fanout_page_plan(page.pk) == 10
+
+    deliveries = Delivery.objects.filter(notification=notification).select_related("recipient")
+    skipped = deliveries.filter(status=Delivery.Status.SKIPPED)
+    assert skipped.count() == 10 and {d.reason for d in skipped} == {Delivery.Reason.OPTED_OUT}
+    assert {d.recipient.username for d in deliveries.filter(status=Delivery.Status.SENT)} == {
+        f"half-{n:05d}" for n in range(1, 20, 2)}
+    assert set(InboxMessage.objects.filter(notification=notification).values_list("recipient__username", flat=True)) \
+        == {f"half-{n:05d}" for n in range(1, 20, 2)}
+    assert not deliveries.filter(status=Delivery.Status.SENDING).exists() and not deliveries.exclude(claim_token="")
+
+
+def test_the_rest_of_a_page_beyond_its_first_chunk_goes_to_the_queue(admin_user, settings, broker, db):
+    settings.FANOUT_CHUNK_SIZE = 4
+    notification, _ = _inbox_page(admin_user, "rest-", 4)
+    page = FanoutPage.objects.get(notification=notification)
+    FanoutPage.objects.filter(pk=page.pk).update(size=4)
+    settings.FANOUT_CHUNK_SIZE = 3  # the page holds more than a chunk
+
+    assert fanout_page_plan(page.pk) == 4
+
+    statuses = sorted(Delivery.objects.filter(notification=notification).values_list("status", flat=True))
+    assert statuses == ["queued", "sent", "sent", "sent"]
+    assert Delivery.objects.get(notification=notification, status="queued").enqueued_at is not None

@@ -35,6 +35,10 @@ from .queue import enqueue_deliveries, enqueue_deliveries_at
 
 logger = logging.getLogger(__name__)
 Status = Delivery.Status
+# Channels whose sending, repeated after a lost outcome, writes nothing twice (the inbox keeps one message
+# per notification and recipient): their outcomes, which come in one burst, are not counted towards
+# DELIVERY_RECORD_EVERY, so a chunk's are written together rather than in a write every few messages.
+IDEMPOTENT_CHANNELS = frozenset({Channel.INBOX})
 
 
 def log_notification(notification, status):
@@ -77,6 +81,11 @@ def deliveries_send(delivery_ids, *, now=None):
     ).update(status=Status.SENDING, claim_token=token, claimed_at=now, attempts=F("attempts") + 1)
     if not claimed:
         return {}
+    return claimed_deliveries_send(token, now=now, fixed_clock=fixed_clock)
+
+
+def claimed_deliveries_send(token, *, now, fixed_clock=True):
+    """Send the deliveries claimed under `token` (status `sending`, attempts counted) and record every outcome."""
     deliveries = list(Delivery.objects.filter(claim_token=token, status=Status.SENDING).select_related("recipient"))
     # One row per notification (usually one), not one joined copy per delivery.
     notifications = Notification.objects.in_bulk({d.notification_id for d in deliveries})
@@ -169,8 +178,8 @@ def _release_leftovers(token, now):
 class OutcomeRecorder:
     """The engine's `on_outcome` for one notification's share of a chunk: records as the batch goes.
 
-    Buffers outcomes and writes them every DELIVERY_RECORD_EVERY messages or
-    DELIVERY_RECORD_SECONDS, whichever comes first; after each write it stops the batch
+    Buffers outcomes and writes them every DELIVERY_RECORD_EVERY messages (the inbox's not counted: see
+    IDEMPOTENT_CHANNELS) or DELIVERY_RECORD_SECONDS, whichever comes first; after each write it stops the batch
     (`StopSending`) if the notification was cancelled or the task's time budget is spent.
     `settle()` then gives every claimed delivery that got no outcome its end: cancelled,
     handed back to the queue (the budget), or failed with the reason.
@@ -184,13 +193,16 @@ class OutcomeRecorder:
         self.budget_ends = budget_ends
         self.summary = summary
         self.pending, self.reported = [], set()
+        self.counted = 0  # outcomes pending of channels where a resend could repeat a message
         self.flushed_at = self.started
         self.stopped = ""
 
     def __call__(self, outcome):
         self.pending.append(outcome)
         self.reported.add(outcome.delivery_id)
-        if (len(self.pending) >= settings.DELIVERY_RECORD_EVERY
+        if self.deliveries[outcome.delivery_id].channel not in IDEMPOTENT_CHANNELS:
+            self.counted += 1
+        if (self.counted >= settings.DELIVERY_RECORD_EVERY
                 or time.monotonic() - self.flushed_at >= settings.DELIVERY_RECORD_SECONDS):
             self.flush()
             if reason := self.stop_reason():
@@ -204,7 +216,7 @@ class OutcomeRecorder:
         if self.pending:
             pending, self.pending = self.pending, []
             outcomes_record(self.deliveries, pending, self.clock(), self.summary)
-        self.flushed_at = time.monotonic()
+        self.flushed_at, self.counted = time.monotonic(), 0
 
     def stop_reason(self):
         if Notification.objects.filter(pk=self.notification_id, status=Notification.Status.CANCELLED).exists():

@@ -7,6 +7,7 @@ one `bulk_create` and sends the page's first chunk itself; the rest goes to the 
 
 import itertools
 import logging
+import uuid
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -18,7 +19,7 @@ from channels_app.registry import get_notifier
 
 from ..models import Delivery, FanoutPage, Notification
 from .audience import audience_users
-from .delivery import deliveries_send, log_notification, notification_refresh_status
+from .delivery import claimed_deliveries_send, log_notification, notification_refresh_status
 from .planning import RECIPIENT_FIELDS, DeliveryPlanner
 from .queue import enqueue_deliveries, enqueue_fanout_pages
 
@@ -90,23 +91,34 @@ def fanout_page_plan(page_id, *, now=None, send_first_chunk=True):
     planner = DeliveryPlanner(notification, get_notifier(notification.notifier), now=now)
     users = list(audience_users(notification.audience).filter(pk__gt=page.after_pk, pk__lte=page.last_pk)
                  .order_by("pk").only(*RECIPIENT_FIELDS))
+    # The first chunk is written already claimed by this task (as deliveries_send would claim it), and sent
+    # here: no claim UPDATE, no second look for its ids.
+    token = uuid.uuid4().hex if send_first_chunk else ""
     with transaction.atomic():
         if not FanoutPage.objects.filter(pk=page_id, planned_at__isnull=True).update(planned_at=now):
             return 0  # another worker planned it
         planned = planner.plan(users)
-        for delivery in planned:  # those due now are handed to the workers below
+        first = settings.FANOUT_CHUNK_SIZE if send_first_chunk else 0
+        for delivery in planned:  # those due now are sent or handed to the workers below
             if delivery.status == Status.QUEUED and not delivery.digest and delivery.next_attempt_at <= now:
                 delivery.enqueued_at = now
+                if first:
+                    first -= 1
+                    delivery.status, delivery.claim_token, delivery.claimed_at = Status.SENDING, token, now
+                    delivery.attempts = 1
         Delivery.objects.bulk_create(planned, ignore_conflicts=True)
         # Rows made by an earlier, interrupted run keep their own enqueued_at (the sweep owns them).
-        ids = list(Delivery.objects.filter(notification=notification, recipient__in=users, status=Status.QUEUED,
-                                           enqueued_at=now).values_list("id", flat=True))
-        first = ids[: settings.FANOUT_CHUNK_SIZE] if send_first_chunk else []
-        transaction.on_commit(lambda: enqueue_deliveries(ids[len(first):]))
+        due = Delivery.objects.filter(notification=notification, recipient__in=users, status=Status.QUEUED,
+                                      enqueued_at=now)
+        if token:
+            due |= Delivery.objects.filter(claim_token=token, status=Status.SENDING)
+        rows = list(due.values_list("id", "status"))
+        ids = [pk for pk, status in rows if status == Status.QUEUED]
+        transaction.on_commit(lambda: enqueue_deliveries(ids))
     _fan_out_finish_if_planned(notification)
-    if first:
-        deliveries_send(first, now=now)
-    return len(ids)
+    if len(ids) < len(rows):
+        claimed_deliveries_send(token, now=now)
+    return len(rows)
 
 
 def _inactive_named_skip(notification, now):

@@ -24,8 +24,9 @@ SUPPRESSING_ERRORS = ("bounced", "complained")
 SUPPRESSIBLE_CHANNELS = (Channel.EMAIL, Channel.SMS)
 
 # What the planner reads of each recipient (one `.only()` for every page).
-RECIPIENT_FIELDS = ("pk", "email", "phone", "phone_verified_at", "timezone", "quiet_hours_start", "quiet_hours_end",
-                    "digest_hour", "language")
+# (and what the first chunk, sent by the page's task from these rows, needs to address its messages).
+RECIPIENT_FIELDS = ("pk", "username", "first_name", "last_name", "email", "phone", "phone_verified_at", "timezone",
+                    "quiet_hours_start", "quiet_hours_end", "digest_hour", "language")
 
 _ON = {Channel.EMAIL: True, Channel.INBOX: True, Channel.PUSH: True, Channel.SMS: False}
 

@@ -8,6 +8,7 @@ and `ensure_retention_schedule`, the roster sync (when configured) one kept by `
 
 import os
 import signal
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -25,6 +26,7 @@ from django_q.worker import worker as q_worker
 from django_q.models import Schedule
 from django_q.status import Stat
 from django_q.tasks import async_task
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 SWEEP_SCHEDULE = "flashnotify-sweep"
 LAST_HEARTBEAT_KEY = "workers:last-heartbeat"
@@ -32,20 +34,57 @@ RETENTION_SCHEDULE = "flashnotify-retention"
 ROSTER_SCHEDULE = "flashnotify-roster-sync"
 
 
+_brokers = threading.local()
+
+
+def shared_broker():
+    """This process's broker, made once and reused by every enqueue (django-q2 makes one per `async_task`,
+    which on Redis is a new connection pool, so a TCP connection and its handshake per task).
+
+    Kept per thread and per configuration (a forked worker or a test that switches brokers gets its own);
+    redis-py reconnects a pooled connection that the server dropped (a Redis restart) when it is next used.
+    """
+    key = (os.getpid(), Conf.BROKER_CLASS, Conf.ORM, Conf.REDIS, Conf.CLUSTER_NAME)
+    if getattr(_brokers, "key", None) != key:
+        _brokers.broker, _brokers.key = get_broker(), key
+    return _brokers.broker
+
+
+def _broker_for(when):
+    if when is None:
+        return shared_broker()
+    if Conf.ORM:
+        return _ORMAt(when)
+    broker = shared_broker()
+    if isinstance(broker, DelayingRedis):
+        return _DelayedOn(broker, when)
+    return DelayingRedis(list_key=Conf.CLUSTER_NAME, when=when)
+
+
+def _enqueue(func, *args, when=None, **kwargs):
+    """`async_task` through the shared broker (at `when`, if given); a broken connection is dropped and the
+    enqueue tried once more on a new one."""
+    try:
+        return async_task(func, *args, broker=_broker_for(when), **kwargs)
+    except (RedisConnectionError, OSError):
+        _brokers.key = None
+        return async_task(func, *args, broker=_broker_for(when), **kwargs)
+
+
 def enqueue_fan_out(notification_id):
-    async_task("notifications.tasks.fan_out", notification_id, task_name=f"fan-out-{notification_id}"[:100])
+    _enqueue("notifications.tasks.fan_out", notification_id, task_name=f"fan-out-{notification_id}"[:100])
 
 
 def enqueue_fanout_pages(page_ids):
     for page_id in page_ids:
-        async_task("notifications.tasks.plan_page", page_id)
+        _enqueue("notifications.tasks.plan_page", page_id)
 
 
 def enqueue_deliveries(delivery_ids):
     """Hand delivery ids to the workers, one task per chunk."""
     size = settings.FANOUT_CHUNK_SIZE
     for start in range(0, len(delivery_ids), size):
-        async_task("notifications.tasks.send_deliveries", delivery_ids[start:start + size])
+        _enqueue("notifications.tasks.send_deliveries", delivery_ids[start:start + size])
 
 
 class _ORMAt(ORM):
@@ -106,6 +145,17 @@ class DelayingRedis(Redis):
         return super().purge_queue()
 
 
+class _DelayedOn:
+    """A delayed enqueue through the shared DelayingRedis broker's connection (its sorted set, scored by `when`)."""
+
+    def __init__(self, broker, when):
+        self.broker, self.when = broker, when
+        self.list_key = broker.list_key
+
+    def enqueue(self, task):
+        return self.broker.connection.zadd(self.broker.delayed_key, {task: self.when.timestamp()})
+
+
 def enqueue_deliveries_at(delivery_ids, when):
     """Hand delivery ids to the workers at `when` (a retry's due time), one task per chunk.
 
@@ -115,20 +165,19 @@ def enqueue_deliveries_at(delivery_ids, when):
     DELIVERY_STALE_SECONDS either way.
     """
     size = settings.FANOUT_CHUNK_SIZE
-    broker = _ORMAt(when) if Conf.ORM else DelayingRedis(list_key=Conf.CLUSTER_NAME, when=when)
     for start in range(0, len(delivery_ids), size):
-        async_task("notifications.tasks.send_deliveries", list(delivery_ids[start:start + size]), broker=broker)
+        _enqueue("notifications.tasks.send_deliveries", list(delivery_ids[start:start + size]), when=when)
 
 
 def enqueue_invitations(user_ids):
     """Hand new accounts' invitation emails to the workers, INVITATION_BATCH_SIZE people a task."""
     size = max(settings.INVITATION_BATCH_SIZE, 1)
     for start in range(0, len(user_ids), size):
-        async_task("notifications.tasks.send_invitations", list(user_ids[start:start + size]))
+        _enqueue("notifications.tasks.send_invitations", list(user_ids[start:start + size]))
 
 
 def enqueue_digests(recipient_ids):
-    async_task("notifications.tasks.send_digests", recipient_ids)
+    _enqueue("notifications.tasks.send_digests", recipient_ids)
 
 
 def ensure_sweep_schedule(sender=None, using="default", **kwargs):

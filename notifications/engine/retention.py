@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..models import Delivery, InboxMessage
+from .inbox import inbox_unread_changed_for_all
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ def inbox_messages_purge(*, older_than, batch_size=2000, now=None, progress=None
     """Delete inbox messages created more than `older_than` ago, batch by batch. Returns the count."""
     cutoff = (now or timezone.now()) - older_than
     deleted = _purge(InboxMessage.objects.filter(created_at__lt=cutoff), batch_size=batch_size, progress=progress)
+    if deleted:
+        inbox_unread_changed_for_all()
     logger.info("purged %d inbox messages created before %s", deleted, cutoff.isoformat())
     return deleted
 

@@ -4,6 +4,7 @@ import logging
 
 from django.utils import timezone
 
+from ..engine.inbox import inbox_unread_changed
 from ..models import InboxMessage
 
 logger = logging.getLogger(__name__)
@@ -13,6 +14,7 @@ def message_mark_read(message):
     if message.read_at is None:
         message.read_at = timezone.now()
         InboxMessage.objects.filter(pk=message.pk, read_at__isnull=True).update(read_at=message.read_at)
+        inbox_unread_changed([message.recipient_id])
     return message
 
 
@@ -28,6 +30,7 @@ def message_acknowledge(message):
             recipient_id=message.recipient_id, acknowledged_at__isnull=True)
         family.filter(read_at__isnull=True).update(read_at=now)
         family.update(acknowledged_at=now)
+        inbox_unread_changed([message.recipient_id])
         logger.info("notification %s acknowledged by user %s", message.notification_id, message.recipient_id,
                     extra={"notification_id": message.notification_id, "user_id": message.recipient_id})
     return message
