@@ -35,11 +35,13 @@ def test_it_confirms_with_counts_after_preferences_and_a_preview_before_sending(
     assert plan["channels"]["email"] == {"send": 1, "digest": 0, "skipped": 1, "opted_out": 1,
                                          "reasons": {"opted_out": 1}}
     assert plan["channels"]["inbox"] == {"send": 2, "digest": 0, "skipped": 0, "opted_out": 0, "reasons": {}}
-    assert response.context["plan_channels"][0][1]["opted_out"] == 1  # the "Opted out" column
-    preview = dict(response.context["preview"])
-    assert preview["email"]["subject"] == "Room change"
-    assert "Tomorrow's lecture moves to B12." in preview["email"]["text"]
-    assert preview["inbox"]["title"] == "Room change"
+    email = next(row for row in response.context["rows"] if row["channel"] == "email")
+    assert (email["receive"], email["not_received"]) == (1, 1)
+    assert [(line["code"], line["people"]) for line in email["reasons"]] == [("opted_out", 1)]
+    preview = {label: dict(parts) for label, parts in response.context["previews"][0]["channels"]}
+    assert preview["Email"]["Subject"] == "Room change"
+    assert "Tomorrow's lecture moves to B12." in preview["Email"]["Text"]
+    assert preview["Inbox"]["Title"] == "Room change"
     assert Notification.objects.count() == 0  # nothing written before the confirmation
 
 
