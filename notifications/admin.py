@@ -232,7 +232,6 @@ class DeliveryAdmin(ReadOnlyAdmin):
 @admin.register(CategoryDefault)
 class CategoryDefaultAdmin(admin.ModelAdmin):
     list_display = ("category", "channel", "enabled", "digest")
-    list_filter = ("category", "channel")  # the compose confirmation links here, filtered by its category
     list_editable = ("enabled", "digest")
 
 

@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.utils.translation import ngettext
@@ -24,7 +25,7 @@ from channels_app.mixins import sms_count
 
 from . import services
 from .console_forms import ComposeForm
-from .models import Delivery, Notification
+from .models import CategoryDefault, Delivery, Notification
 from .selectors import audience_users, notification_plan_counts
 
 COMPOSE_TEMPLATE = "admin/notifications/notification/compose.html"
@@ -38,6 +39,8 @@ HELD = (Delivery.Reason.QUIET_HOURS, Delivery.Reason.DIGEST)
 # What each rendered part is called on the preview.
 PART_LABELS = {"subject": gettext_lazy("Subject"), "text": gettext_lazy("Text"), "title": gettext_lazy("Title"),
                "body": gettext_lazy("Message"), "link": gettext_lazy("Link")}
+
+LANGUAGE_NAMES = {"en": gettext_lazy("English"), "fr": gettext_lazy("French")}
 
 
 class NobodyReceives(Exception):
@@ -99,7 +102,7 @@ def compose_confirmation(request, draft, recipients, plan):
         rendered = services.notification_preview(draft, sample)
         sms = rendered.get(Channel.SMS, {}).get("text")
         previews.append({
-            "language": language, "language_name": dict(settings.LANGUAGES).get(language, language),
+            "language": language, "language_name": LANGUAGE_NAMES.get(language, language),
             "sample": sample, "channels": [(labels[channel], [(PART_LABELS.get(part, part), text)
                                                             for part, text in rendered[channel].items() if part != "html"])
                                            for channel in shown if channel in rendered],
@@ -139,9 +142,8 @@ def reason_line(code, people, draft, channel, can_change_defaults):
     if code == Delivery.Reason.DEFAULT_OFF:
         line["explanation"] = _("off by default for “%(category)s” on %(channel)s") % {
             "category": category, "channel": dict(Channel.choices).get(channel, channel)}
-        if can_change_defaults:
-            line["link"] = (reverse("admin:notifications_categorydefault_changelist")
-                            + f"?category__exact={draft.category}")
+        if can_change_defaults:  # the row to change, or (a built-in default) the form that makes one
+            line["link"] = category_default_url(draft.category, channel)
     elif code == Delivery.Reason.OPTED_OUT:
         line["explanation"] = _("turned off by the recipients themselves in their preferences")
     elif code == Delivery.Reason.PHONE_NOT_VERIFIED:
@@ -153,6 +155,14 @@ def reason_line(code, people, draft, channel, can_change_defaults):
     elif code == Delivery.Reason.DIGEST:
         line["explanation"] = _("in their daily digest email")
     return line
+
+
+def category_default_url(category, channel):
+    row = CategoryDefault.objects.filter(category=category, channel=channel).first()
+    if row is not None:
+        return reverse("admin:notifications_categorydefault_change", args=[row.pk])
+    return reverse("admin:notifications_categorydefault_add") + "?" + urlencode({"category": category,
+                                                                                 "channel": channel})
 
 
 def audience_summary(audience):

@@ -12,7 +12,7 @@ from accounts.models import User
 from channels_app.mixins import sms_count
 from notifications.engine import notification_fan_out
 from notifications.engine.digest import digests_send
-from notifications.models import InboxMessage, Notification, Preference
+from notifications.models import CategoryDefault, InboxMessage, Notification, Preference
 from notifications.services import notification_send
 from notifications.services.preferences import preferences_save
 
@@ -261,7 +261,11 @@ def test_it_says_per_channel_who_will_not_receive_it_and_why_with_a_link_to_the_
     assert (rows["inbox"]["receive"], rows["inbox"]["not_received"]) == (2, 0)
     page = response.content.decode()
     assert "0 of 2" in page and "off by default for “Course announcement” on SMS" in page
-    assert "/admin/notifications/categorydefault/?category__exact=announcement" in page
+    assert "/admin/notifications/categorydefault/add/?category=announcement&amp;channel=sms" in page  # built in
+    CategoryDefault.objects.create(category="announcement", channel="sms", enabled=False)
+    again = client.post(COMPOSE, compose_form(mine, channels=["sms", "inbox"])).content.decode()
+    row = CategoryDefault.objects.get()
+    assert f"/admin/notifications/categorydefault/{row.pk}/change/" in again
     assert "No preview for SMS: nobody will receive it there." in page
     assert [label for label, _ in response.context["previews"][0]["channels"]] == ["Inbox"]
     assert 'value="Send now"' in page  # the inbox reaches both
