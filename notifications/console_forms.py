@@ -26,6 +26,9 @@ KIND_LABELS = {
 SEVERITIES = [("", _("— (security alerts only)")), ("low", _("Low")), ("moderate", _("Moderate")),
               ("high", _("High")), ("critical", _("Critical"))]
 
+ROLE_LABELS = {Role.ADMIN: _("Administrators"), Role.STAFF: _("Staff members"), Role.USER: _("Students and other users"),
+               Role.API_USER: _("API integrations")}
+
 DATETIME_INPUT = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
 
 
@@ -61,7 +64,8 @@ class ComposeForm(forms.Form):
     users = forms.CharField(label=_("People"), required=False,
                             widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
                             help_text=_("Usernames (student or staff numbers), separated by spaces, commas or lines."))
-    roles = forms.MultipleChoiceField(label=_("Roles"), choices=Role.choices, required=False,
+    roles = forms.MultipleChoiceField(label=_("Roles"), choices=[(role, ROLE_LABELS[role]) for role in Role.values],
+                                      required=False,
                                       widget=forms.CheckboxSelectMultiple)
     everyone = forms.BooleanField(label=_("Everyone"), required=False)
     scheduled_for = forms.DateTimeField(label=_("Send at"), required=False, widget=DATETIME_INPUT)
