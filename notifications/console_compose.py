@@ -70,7 +70,8 @@ def compose_view(model_admin, request):
                 if not receiving(plan):
                     raise NobodyReceives
                 return compose_send(model_admin, request, form, kwargs)
-            context.update(compose_confirmation(request, draft, recipients, plan))
+            context.update(compose_confirmation(request, draft, recipients, plan),
+                           scheduled_for=cleaned["scheduled_for"], zone=form.zone.key)
             return TemplateResponse(request, CONFIRM_TEMPLATE, context)
         except NobodyReceives:
             form.add_error(None, _("Nobody would receive this notification on any channel: nothing was sent. "

@@ -134,6 +134,8 @@ class ComposeForm(forms.Form):
     def add_service_errors(self, exc):
         """Show notification_validate's (or notification_send's) ValidationError on the form, by field."""
         for field, errors in getattr(exc, "message_dict", {None: exc.messages}).items():
+            if field == "data" and any("'severity'" in error for error in errors):
+                errors = [_("Choose a severity: a security or emergency alert must carry one.")]
             field = self.SERVICE_FIELDS.get(field, field)
             self.add_error(field if field in self.fields else None, errors)
 

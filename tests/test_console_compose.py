@@ -129,7 +129,8 @@ def test_it_refuses_a_security_alert_without_severity_at_the_confirmation_step(c
                                                        channels=["inbox"], title="Evacuate"))
 
     assert "admin/notifications/notification/confirm.html" not in templates
-    assert "severity" in response.context["form"].errors["severity"][0]
+    assert response.context["form"].errors["severity"] == [
+        "Choose a severity: a security or emergency alert must carry one."]
     with_severity, templates = confirm(client, compose_form(mine, notifier="security", category="security",
                                                             channels=["inbox"], title="Evacuate", severity="high"))
     assert "admin/notifications/notification/confirm.html" in templates
@@ -202,9 +203,11 @@ def test_it_reads_dates_in_the_senders_time_zone_and_says_so(client, staff_user,
     client.force_login(staff_user)
 
     form_page = client.get(COMPOSE).content.decode()
+    confirmation = client.post(COMPOSE, compose_form(mine, scheduled_for=typed, deadline=typed)).content.decode()
     response = client.post(COMPOSE, compose_form(mine, scheduled_for=typed, deadline=typed, stage="confirm"))
 
     assert "Send at (your time, Europe/Paris)" in form_page
+    assert ", 9 a.m. (Europe/Paris time)." in confirmation  # what was typed, said back in the sender's zone
     assert response.status_code == 302
     notification = Notification.objects.get()
     assert str(notification.scheduled_for) == stored and str(notification.deadline) == stored
