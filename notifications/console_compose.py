@@ -104,8 +104,7 @@ def compose_confirmation(request, draft, recipients, plan):
         sms = rendered.get(Channel.SMS, {}).get("text")
         previews.append({
             "language": language, "language_name": LANGUAGE_NAMES.get(language, language),
-            "sample": sample, "channels": [(labels[channel], [(PART_LABELS.get(part, part), text)
-                                                            for part, text in rendered[channel].items() if part != "html"])
+            "sample": sample, "channels": [(labels[channel], preview_parts(rendered[channel]))
                                            for channel in shown if channel in rendered],
             "sms": {**sms_count(sms), "cut": sms_count(sms)["segments"] > settings.SMS_MAX_SEGMENTS}
             if sms is not None else None,
@@ -114,6 +113,11 @@ def compose_confirmation(request, draft, recipients, plan):
             "not_shown": [row["label"] for row in rows if not row["receive"]],
             "sms_received": Channel.SMS in shown,
             "title": _("Confirm: %(title)s") % {"title": draft.title}}
+
+
+def preview_parts(parts):
+    """[(part's name, text)] of one channel's rendering; the HTML email is the text one, styled."""
+    return [(PART_LABELS.get(part, part), text) for part, text in parts.items() if part != "html"]
 
 
 def channel_rows(request, draft, plan):
@@ -142,7 +146,8 @@ def reason_line(code, people, draft, channel, can_change_defaults):
     category = str(dict(Category.choices).get(draft.category, draft.category))
     line = {"code": code, "people": people, "label": str(Delivery.Reason(code).label), "explanation": "", "link": ""}
     if code == Delivery.Reason.DEFAULT_OFF:
-        line["explanation"] = _("off by default for “%(category)s” on %(channel)s") % {
+        # The setting itself says it better than the reason's name ("Category default off").
+        line["label"] = _("off by default for “%(category)s” on %(channel)s") % {
             "category": category, "channel": dict(Channel.choices).get(channel, channel)}
         if can_change_defaults:  # the row to change, or (a built-in default) the form that makes one
             line["link"] = category_default_url(draft.category, channel)

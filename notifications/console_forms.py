@@ -26,8 +26,8 @@ KIND_LABELS = {
 SEVERITIES = [("", _("— (security alerts only)")), ("low", _("Low")), ("moderate", _("Moderate")),
               ("high", _("High")), ("critical", _("Critical"))]
 
-ROLE_LABELS = {Role.ADMIN: _("Administrators"), Role.STAFF: _("Staff members"), Role.USER: _("Students and other users"),
-               Role.API_USER: _("API integrations")}
+ROLE_LABELS = {Role.ADMIN: _("Administrators"), Role.STAFF: _("Staff members"),
+               Role.USER: _("Students and other users"), Role.API_USER: _("API integrations")}
 
 DATETIME_INPUT = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
 

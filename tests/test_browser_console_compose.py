@@ -19,9 +19,9 @@ TITLE_FR, BODY_FR = "Changement de salle pour CS101", "Le cours de demain a lieu
 
 # What each console language calls the things the test reads.
 WORDS = {
-    "en": {"of": "0 of 5", "default_off": "Category default off", "sent": "accepted for cohort Computer Science 101 "
-                                                                           "(cs101-2026)"},
-    "fr": {"of": "0 sur 5", "default_off": "Désactivé par défaut pour la catégorie",
+    "en": {"of": "0 of 5", "default_off": "off by default for “Course announcement” on SMS",
+           "sent": "accepted for cohort Computer Science 101 (cs101-2026)"},
+    "fr": {"of": "0 sur 5", "default_off": "désactivé par défaut pour « Annonce de cours » en SMS",
            "sent": "accepté pour la cohorte Computer Science 101 (cs101-2026)"},
 }
 

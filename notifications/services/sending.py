@@ -235,8 +235,8 @@ def notification_validate(*, notifier, title, body, audience, category=None, pri
     if errors:
         raise ValidationError(errors)
     return dict(notifier=notifier, title=title, body=body, translations=translations, category=category,
-                priority=priority, channels=channels, data=data, audience=audience, scheduled_for=scheduled_for, deadline=deadline,
-                reminder_offsets=reminder_offsets,
+                priority=priority, channels=channels, data=data, audience=audience, scheduled_for=scheduled_for,
+                deadline=deadline, reminder_offsets=reminder_offsets,
                 requires_ack=bool(requires_ack) or getattr(notifier_cls, "requires_ack", False))
 
 
