@@ -97,16 +97,17 @@ def batch_template_engine():
     return engine
 
 
-def personalise(notification, message):
-    """Render the title and body of a personalised notification as templates over the recipient's context.
+def personalise(notification, message, title, body):
+    """Render `title` and `body` (the recipient's version) as templates over the recipient's context.
 
-    Compiled once per notification (cached on it), so a batch of thousands compiles two templates.
+    Compiled once per notification and version (cached on it), so a batch of thousands compiles two
+    templates per language.
     """
-    compiled = getattr(notification, "_personal_templates", None)
+    cache = notification.__dict__.setdefault("_personal_templates", {})
+    compiled = cache.get((title, body))
     if compiled is None:
         engine = batch_template_engine()
-        compiled = (engine.from_string(notification.title), engine.from_string(notification.body))
-        notification._personal_templates = compiled
+        compiled = cache[(title, body)] = (engine.from_string(title), engine.from_string(body))
     context = Context({**notification.data, **message.context, "recipient": message.recipient}, autoescape=False)
     return compiled[0].render(context).strip(), compiled[1].render(context).strip()
 
@@ -234,9 +235,9 @@ class Notifier(metaclass=NotificationMeta):
     def context(self, message):
         """The context of every message template (documented in channels_app/content.py)."""
         notification = message.notification
-        title, body = notification.title, notification.body
+        title, body = notification.content_for(message.recipient.language)
         if message.context:
-            title, body = personalise(notification, message)
+            title, body = personalise(notification, message, title, body)
         inbox_url = f"{settings.SITE_URL}/inbox/" + (f"{notification.pk}/" if notification.pk else "")
         return {
             **notification.data,

@@ -218,6 +218,24 @@ GSM7 = set(
 )
 
 
+# GSM-7's extension table: each of these takes two of a segment's 160 (or 153) places.
+GSM7_EXTENDED = set("^{}\\[~]|€")
+
+
+def sms_count(text):
+    """{"characters", "units", "segments", "encoding"} of `text` as an SMS: GSM-7 when every character
+    is in its alphabet (160 units in one segment, 153 each when split; the extension table's take
+    two), else UCS-2 (70, then 67; a character outside the BMP takes two). static/console/compose.js
+    counts the same way."""
+    gsm = all(char in GSM7 for char in text)
+    if gsm:
+        units, (single, multi) = sum(2 if char in GSM7_EXTENDED else 1 for char in text), (160, 153)
+    else:
+        units, (single, multi) = len(text.encode("utf-16-le")) // 2, (70, 67)
+    segments = 0 if not units else 1 if units <= single else -(-units // multi)
+    return {"characters": len(text), "units": units, "segments": segments, "encoding": "GSM-7" if gsm else "UCS-2"}
+
+
 def fit_sms(text, max_segments):
     """Cut `text` to at most `max_segments` SMS segments (GSM-7 or UCS-2), ending with '…' when cut."""
     gsm = all(char in GSM7 for char in text)

@@ -10,9 +10,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import Http404, JsonResponse
-from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import path
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
@@ -20,11 +19,11 @@ from accounts.roles import console_role
 from channels_app.models import PerformanceMetric, PushSubscription
 
 from . import services
-from .console_forms import ComposeForm
+from .console_compose import compose_view
 from .health import health_channel, health_index
 from .models import CategoryDefault, Delivery, InboxMessage, Notification
 from .selectors import (
-    acknowledgement_counts, audience_users, delivery_counts, notification_plan_counts, notification_progress, notification_reach,
+    acknowledgement_counts, delivery_counts, notification_progress, notification_reach,
     notifications_visible_to, reason_counts,
 )
 
@@ -150,56 +149,8 @@ class NotificationAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/notifications/notification/watch.html", context)
 
     def add_view(self, request, form_url="", extra_context=None):
-        """Compose → confirm (counts after preferences, a preview per channel) → send."""
-        if not self.has_add_permission(request):
-            raise PermissionDenied
-        admin_role = is_console_admin(request)
-        form = ComposeForm(request.POST or None, user=request.user, is_admin=admin_role)
-        context = {**self.admin_site.each_context(request), "opts": self.opts, "title": "Compose a notification",
-                   "form": form, "has_view_permission": True}
-        if request.method == "POST" and form.is_valid():
-            kwargs = form.send_kwargs()
-            try:
-                # What sending would refuse is refused here, before the confirmation is shown.
-                cleaned = services.notification_validate(**kwargs)
-                services.audience_check(request.user, cleaned["audience"])
-                if request.POST.get("stage") == "confirm":
-                    return self._send(request, form, kwargs)
-                context.update(self._confirmation(request, cleaned))
-                return TemplateResponse(request, "admin/notifications/notification/confirm.html", context)
-            except services.IdempotencyConflict:
-                form.add_error(None, "This form was already sent with other content; start again to send another.")
-            except PermissionDenied as exc:
-                form.add_error(None, str(exc) or "You may not send to this audience.")
-            except ValidationError as exc:
-                form.add_service_errors(exc)
-        return TemplateResponse(request, "admin/notifications/notification/compose.html", context)
-
-    def _confirmation(self, request, cleaned):
-        """The confirmation of `cleaned` (notification_validate's fields): what sending it would do."""
-        draft = Notification(**{name: cleaned[name] for name in (
-            "notifier", "category", "priority", "title", "body", "data", "channels", "audience", "deadline",
-            "requires_ack")})
-        recipients = audience_users(cleaned["audience"])
-        plan = notification_plan_counts(draft, recipients)
-        sample = recipients.order_by("pk").first() or request.user
-        plan_channels = sorted((channel, {**row, "other_skipped": row["skipped"] - row["opted_out"]})
-                               for channel, row in plan["channels"].items())
-        return {"plan": plan, "plan_channels": plan_channels, "draft": draft,
-                "preview": sorted(services.notification_preview(draft, sample).items()), "sample": sample,
-                "title": "Confirm: " + cleaned["title"]}
-
-    def _send(self, request, form, kwargs):
-        key = f"console:{request.user.pk}:{form.cleaned_data['token']}"
-        notification, created = services.notification_send(sender=request.user, idempotency_key=key, **kwargs)
-        if created:
-            self.log_addition(request, notification, [{"added": {}}])
-            self.message_user(request, f"Notification {notification.pk} accepted for "
-                                       f"{', '.join(f'{k}: {v}' for k, v in kwargs['audience'].items())}.")
-        else:
-            self.message_user(request, "This notification was already sent (the form was submitted twice).",
-                              messages.WARNING)
-        return redirect(reverse("admin:notifications_notification_change", args=[notification.pk]))
+        """Compose → confirm (what sending will do per channel, and why not; a preview) → send."""
+        return compose_view(self, request)
 
     # --- actions --------------------------------------------------------------------------
     @admin.action(description="Retry failed deliveries", permissions=["change"])

@@ -1,45 +1,119 @@
-"""The console's compose form: what a sender may ask for, scoped to what they may reach."""
+"""The console's compose form: what a sender may ask for, scoped to what they may reach.
 
+In three sections (the message, its audience, its timing), with plain names. What is refused is
+refused by `notification_validate` (the send's own validation), whose errors land on these fields.
+"""
+
+import json
 import uuid
+import zoneinfo
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Cohort, Role
 from channels_app.constants import Category, Channel, Priority
-from channels_app.registry import notifier_choices
+from channels_app.registry import NotificationMeta, notifier_choices
+
+# What each kind of message is called on the form (the notifier's key stays the value sent).
+KIND_LABELS = {
+    "academic": _("Academic: courses, deadlines, grades, timetable"),
+    "security": _("Security or emergency alert"),
+}
+
+SEVERITIES = [("", _("— (security alerts only)")), ("low", _("Low")), ("moderate", _("Moderate")),
+              ("high", _("High")), ("critical", _("Critical"))]
+
+ROLE_LABELS = {Role.ADMIN: _("Administrators"), Role.STAFF: _("Staff members"),
+               Role.USER: _("Students and other users"), Role.API_USER: _("API integrations")}
+
+DATETIME_INPUT = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
+
+
+def sender_zone(user):
+    try:
+        return zoneinfo.ZoneInfo(user.timezone or "UTC")
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return zoneinfo.ZoneInfo("UTC")
 
 
 class ComposeForm(forms.Form):
-    notifier = forms.ChoiceField(choices=())
-    category = forms.ChoiceField(choices=Category.choices)
-    priority = forms.ChoiceField(choices=Priority.choices, initial=Priority.NORMAL)
-    channels = forms.MultipleChoiceField(choices=Channel.choices, widget=forms.CheckboxSelectMultiple,
-                                         required=False, help_text="None ticked: every channel of the notifier.")
-    title = forms.CharField(max_length=200)
-    body = forms.CharField(widget=forms.Textarea(attrs={"rows": 5, "cols": 60}))
-    severity = forms.CharField(max_length=50, required=False, help_text="Security alerts only.")
-    cohorts = forms.ModelMultipleChoiceField(queryset=Cohort.objects.none(), required=False,
+    notifier = forms.ChoiceField(label=_("Kind of message"), choices=())
+    category = forms.ChoiceField(label=_("Category"), choices=Category.choices,
+                                 help_text=_("Recipients choose per category which channels they receive."))
+    priority = forms.ChoiceField(label=_("Priority"), choices=Priority.choices, initial=Priority.NORMAL,
+                                 help_text=_("Urgent messages are sent during quiet hours."))
+    severity = forms.ChoiceField(label=_("Severity"), choices=SEVERITIES, required=False,
+                                 help_text=_("Required for a security or emergency alert."))
+    title = forms.CharField(label=_("Title (English)"), max_length=200,
+                            help_text=_("One line: the email subject, the push title, the start of the SMS."))
+    body = forms.CharField(label=_("Message (English)"), widget=forms.Textarea(attrs={"rows": 5, "cols": 60}))
+    title_fr = forms.CharField(label=_("Title (French)"), max_length=200, required=False,
+                               help_text=_("Optional. Recipients whose language is French get the French version; "
+                                           "without one they get the English."))
+    body_fr = forms.CharField(label=_("Message (French)"), required=False,
+                              widget=forms.Textarea(attrs={"rows": 5, "cols": 60}))
+    channels = forms.MultipleChoiceField(label=_("Channels"), choices=Channel.choices,
+                                         widget=forms.CheckboxSelectMultiple, required=False,
+                                         help_text=_("None ticked: every channel of this kind of message. Each "
+                                                     "recipient's preferences still apply."))
+    cohorts = forms.ModelMultipleChoiceField(label=_("Cohorts"), queryset=Cohort.objects.none(), required=False,
                                              widget=forms.CheckboxSelectMultiple)
-    users = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
-                            help_text="Usernames, separated by spaces, commas or lines.")
-    roles = forms.MultipleChoiceField(choices=Role.choices, required=False, widget=forms.CheckboxSelectMultiple)
-    everyone = forms.BooleanField(required=False)
-    scheduled_for = forms.DateTimeField(required=False, help_text="Empty: now. YYYY-MM-DD HH:MM, server time.")
-    deadline = forms.DateTimeField(required=False, help_text="YYYY-MM-DD HH:MM")
-    requires_ack = forms.BooleanField(required=False, label="Requires acknowledgement")
+    users = forms.CharField(label=_("People"), required=False,
+                            widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+                            help_text=_("Usernames (student or staff numbers), separated by spaces, commas or lines."))
+    roles = forms.MultipleChoiceField(label=_("Roles"), choices=[(role, ROLE_LABELS[role]) for role in Role.values],
+                                      required=False,
+                                      widget=forms.CheckboxSelectMultiple)
+    everyone = forms.BooleanField(label=_("Everyone"), required=False)
+    scheduled_for = forms.DateTimeField(label=_("Send at"), required=False, widget=DATETIME_INPUT)
+    deadline = forms.DateTimeField(label=_("Deadline"), required=False, widget=DATETIME_INPUT,
+                                   help_text=_("Optional: the date the message is about (shown in it)."))
+    requires_ack = forms.BooleanField(label=_("Ask recipients to acknowledge"), required=False,
+                                      help_text=_("Security alerts always ask."))
     token = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    SECTIONS = (
+        ("message", _("Message"), ("notifier", "category", "priority", "severity", "title", "body", "title_fr",
+                                   "body_fr", "channels")),
+        ("audience", _("Audience"), ("cohorts", "users", "roles", "everyone")),
+        ("timing", _("Timing"), ("scheduled_for", "deadline", "requires_ack")),
+    )
 
     def __init__(self, *args, user, is_admin, **kwargs):
         super().__init__(*args, **kwargs)
         self.user = user
-        self.fields["notifier"].choices = notifier_choices()
+        self.zone = sender_zone(user)
+        self.fields["notifier"].choices = [(key, KIND_LABELS.get(key, label)) for key, label in notifier_choices()]
+        # What each kind sends and needs, for static/console/compose.js (the service still decides).
+        self.fields["notifier"].widget.attrs["data-kinds"] = json.dumps({
+            key: {"categories": list(NotificationMeta.registry[key].categories),
+                  "channels": list(NotificationMeta.registry[key].channels),
+                  "severity": "severity" in NotificationMeta.registry[key].required_fields}
+            for key, _label in notifier_choices()})
         self.fields["cohorts"].queryset = Cohort.objects.all() if is_admin else user.managed_cohorts.all()
+        self.fields["scheduled_for"].label = _("Send at (your time, %(zone)s)") % {"zone": self.zone.key}
+        self.fields["scheduled_for"].help_text = _("Empty: now.")
+        self.fields["deadline"].label = _("Deadline (your time, %(zone)s)") % {"zone": self.zone.key}
+        for name in ("body", "body_fr"):
+            self.fields[name].widget.attrs["data-sms-counter"] = f"sms-{name}"
         if not is_admin:  # only an administrator may send to a role or to everyone
             del self.fields["roles"]
             del self.fields["everyone"]
         if not self.is_bound:
             self.initial.setdefault("token", uuid.uuid4().hex)
+
+    def full_clean(self):
+        # Dates are typed in the sender's time zone (User.timezone), whatever the request's.
+        with timezone.override(self.zone):
+            super().full_clean()
+
+    def sections(self):
+        """[(key, legend, [bound fields])] in the order the form shows them."""
+        return [(key, legend, [self[name] for name in names if name in self.fields])
+                for key, legend, names in self.SECTIONS]
 
     def clean_users(self):
         raw = self.cleaned_data.get("users") or ""
@@ -48,7 +122,7 @@ class ComposeForm(forms.Form):
     def clean(self):
         data = super().clean()
         if not (data.get("cohorts") or data.get("users") or data.get("roles") or data.get("everyone")):
-            raise ValidationError("Choose an audience: cohorts, users, roles or everyone.")
+            raise ValidationError(_("Choose an audience: cohorts, people, roles or everyone."))
         if not data.get("token"):
             data["token"] = uuid.uuid4().hex
         return data
@@ -60,6 +134,8 @@ class ComposeForm(forms.Form):
     def add_service_errors(self, exc):
         """Show notification_validate's (or notification_send's) ValidationError on the form, by field."""
         for field, errors in getattr(exc, "message_dict", {None: exc.messages}).items():
+            if field == "data" and any("'severity'" in error for error in errors):
+                errors = [_("Choose a severity: a security or emergency alert must carry one.")]
             field = self.SERVICE_FIELDS.get(field, field)
             self.add_error(field if field in self.fields else None, errors)
 
@@ -75,11 +151,13 @@ class ComposeForm(forms.Form):
 
     def send_kwargs(self):
         data = self.cleaned_data
+        translations = {}
+        if data.get("title_fr") or data.get("body_fr"):
+            translations["fr"] = {"title": data.get("title_fr") or "", "body": data.get("body_fr") or ""}
         return dict(
             notifier=data["notifier"], category=data["category"], priority=data["priority"],
-            channels=data.get("channels") or None, title=data["title"], body=data["body"],
+            channels=data.get("channels") or None, title=data["title"], body=data["body"], translations=translations,
             data={"severity": data["severity"]} if data.get("severity") else {},
             audience=self.audience(), scheduled_for=data.get("scheduled_for"), deadline=data.get("deadline"),
             requires_ack=data.get("requires_ack"),
         )
-

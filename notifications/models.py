@@ -35,6 +35,10 @@ class Notification(models.Model):
     priority = models.CharField(_("priority"), max_length=10, choices=Priority.choices, default=Priority.NORMAL)
     title = models.CharField(_("title"), max_length=200)
     body = models.TextField(_("body"))
+    translations = models.JSONField(
+        _("translations"), default=dict, blank=True,
+        help_text=_("The title and body in other languages, {\"fr\": {\"title\": …, \"body\": …}}: each recipient "
+                    "gets the version of their language, and the English title and body when there is none."))
     data = models.JSONField(_("data"), default=dict, blank=True,
                             help_text=_("Extra template context, e.g. course, severity, location."))
     channels = models.JSONField(_("channels"), default=list)
@@ -81,6 +85,16 @@ class Notification(models.Model):
     @property
     def is_final(self):
         return self.status in self.FINAL_STATUSES
+
+    def content_for(self, language):
+        """(title, body) for a recipient who reads `language`: its translation, else the English title and body.
+
+        The one place that chooses a recipient's content: every channel, the inbox and the digest render it.
+        """
+        version = (self.translations or {}).get(language) or {}
+        if version.get("title") and version.get("body"):
+            return version["title"], version["body"]
+        return self.title, self.body
 
     def child_family_root(self):
         """The `family_root` of a notification whose `parent` is this one."""

@@ -1,4 +1,5 @@
 import json
+import re
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
@@ -39,10 +40,19 @@ class AudienceSerializer(serializers.Serializer):
     everyone = serializers.BooleanField(required=False, default=False, help_text="Administrators only.")
 
 
+class TranslationSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200, required=False, allow_blank=True, trim_whitespace=False)
+    body = serializers.CharField(max_length=20_000, required=False, allow_blank=True, trim_whitespace=False)
+
+
 class NotificationCreateSerializer(serializers.Serializer):
     notifier = serializers.ChoiceField(choices=notifier_choices())
     title = serializers.CharField(max_length=200)
     body = serializers.CharField(max_length=20_000)
+    translations = serializers.DictField(
+        child=TranslationSerializer(), required=False, default=dict,
+        help_text='The title and body in other languages, e.g. {"fr": {"title": "…", "body": "…"}}: each recipient '
+                  "gets the version of their language (User.language), the English title and body when there is none.")
     category = serializers.ChoiceField(choices=Category.choices, required=False,
                                        help_text="Defaults to the notifier's first category.")
     priority = serializers.ChoiceField(choices=Priority.choices, default=Priority.NORMAL)
@@ -69,8 +79,20 @@ class NotificationCreateSerializer(serializers.Serializer):
         try:
             notification_validate(**attrs)
         except DjangoValidationError as exc:
-            raise serializers.ValidationError(exc.message_dict) from exc
+            raise serializers.ValidationError(self.errors_as_fields(exc.message_dict)) from exc
         return attrs
+
+    @staticmethod
+    def errors_as_fields(errors):
+        """The service's `title_fr` / `body_fr` errors where the request put them: translations.fr.title / .body."""
+        fields = {}
+        for field, messages in errors.items():
+            version = re.fullmatch(r"(title|body)_([a-z]{2})", field)
+            if version:
+                fields.setdefault("translations", {}).setdefault(version[2], {})[version[1]] = messages
+            else:
+                fields[field] = messages
+        return fields
 
 
 class NotificationSerializer(serializers.ModelSerializer):
@@ -89,7 +111,8 @@ class NotificationDetailSerializer(NotificationSerializer):
         help_text="Deliveries per channel and status: {channel: {status: count}}.")
 
     class Meta(NotificationSerializer.Meta):
-        fields = NotificationSerializer.Meta.fields + ["body", "data", "reminder_offsets", "delivery_counts"]
+        fields = NotificationSerializer.Meta.fields + ["body", "translations", "data", "reminder_offsets",
+                                                        "delivery_counts"]
         read_only_fields = fields
 
     def get_delivery_counts(self, notification) -> dict[str, dict[str, int]]:

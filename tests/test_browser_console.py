@@ -27,15 +27,15 @@ def test_it_composes_confirms_and_watches_a_cohort_notification_reach_everyone(p
     with_axe(page)  # records anything the Content-Security-Policy blocks
     sign_in(page, staff_user.username, f"pw-{staff_user.username}")
     page.goto("/admin/notifications/notification/add/")
-    page.get_by_label("Title").fill("Room change for CS101")
-    page.get_by_label("Body").fill("Tomorrow's lecture moves to room B12.")
+    page.get_by_label("Title (English)").fill("Room change for CS101")
+    page.get_by_label("Message (English)").fill("Tomorrow's lecture moves to room B12.")
     page.get_by_label("Email").check()
     page.get_by_label("Inbox").check()
     page.get_by_label("cs101-2026 — Computer Science 101").check()
     page.get_by_role("button", name="Review before sending").click()
 
     assert page.locator("#people-count").inner_text() == "12"
-    assert page.locator("tr.plan-email td").nth(1).inner_text() == "12"
+    assert page.locator("tr.plan-email td.receive").inner_text().startswith("12 of 12")
     assert "Tomorrow's lecture moves to room B12." in page.locator("#preview").inner_text()
     assert Notification.objects.count() == 0
     page.get_by_role("button", name="Send now").click()

@@ -214,7 +214,8 @@ def test_it_counts_opt_outs_per_channel_before_sending(client, staff_user, cohor
         "notifier": "academic", "category": "timetable", "priority": "normal", "channels": ["email", "inbox"],
         "title": "Room change", "body": "B12.", "cohorts": [cohort.pk], "users": "", "token": "tok-reasons"})
 
-    channels = dict(response.context["plan_channels"])
-    assert (channels["email"]["send"], channels["email"]["opted_out"], channels["email"]["other_skipped"]) == (1, 1, 0)
-    assert '<tr class="plan-email"><td>email</td><td>1</td><td>0</td><td>1</td><td>0</td></tr>' \
-        in response.content.decode()
+    email = next(row for row in response.context["rows"] if row["channel"] == "email")
+    assert (email["receive"], email["not_received"]) == (1, 1)
+    assert [(line["code"], line["people"]) for line in email["reasons"]] == [("opted_out", 1)]
+    page = response.content.decode()
+    assert "1 of 2" in page and "1 — Opted out (turned off by the recipients themselves in their preferences)" in page

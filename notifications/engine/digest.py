@@ -52,7 +52,7 @@ class DigestNotifier(EmailMixin, Notifier):
         digest = message.notification
         return {
             **super().context(message),
-            "items": digest.items,
+            "items": digest.items_for(message.recipient.language),
             "category": digest.category,
             "category_label": CATEGORY_LABELS.get(message.recipient.language, {}).get(
                 digest.category, str(Category(digest.category).label)),
@@ -71,6 +71,13 @@ class Digest:
     deadline: None = None
     priority: str = Priority.LOW
     data: dict = dataclasses.field(default_factory=dict)
+
+    def content_for(self, language):
+        return self.title, self.body
+
+    def items_for(self, language):
+        """Each notification of the digest as {"title", "body", "notification"} in the recipient's language."""
+        return [dict(zip(("title", "body"), item.content_for(language)), notification=item) for item in self.items]
 
 
 def digests_enqueue(*, now=None):

@@ -132,14 +132,18 @@ def _template_problem(source):
     return None
 
 
-def batch_templates_check(title, body):
-    """Raise ValidationError naming the title or body that is not a valid batch template.
+def batch_templates_check(title, body, translations=None):
+    """Raise ValidationError naming the title or body (or a translation's: `title_fr`) that is not a
+    valid batch template.
 
     Batch templates are rendered per recipient by the workers: they are held to
     `batch_template_engine` (the default filters and BATCH_TAGS, nothing loaded, nothing read).
     """
     errors = {}
-    for name, source in (("title", title), ("body", body)):
+    sources = [("title", title), ("body", body)]
+    for language, version in (translations or {}).items():
+        sources += [(f"title_{language}", version.get("title")), (f"body_{language}", version.get("body"))]
+    for name, source in sources:
         problem = _template_problem(source or "")
         if problem:
             errors[name] = [f"Template error: {problem}"]
@@ -147,9 +151,16 @@ def batch_templates_check(title, body):
         raise ValidationError(errors)
 
 
-def batch_titles_check(batch, title, data=None):
-    """Move to `batch.problems` the rows whose rendered title could not be sent (a control character
-    such as a line break coming from a cell), as notification_validate refuses such a title."""
+def batch_titles_check(batch, title, data=None, translations=None):
+    """Move to `batch.problems` the rows whose rendered title (or translated title) could not be sent
+    (a control character such as a line break coming from a cell), as notification_validate refuses
+    such a title."""
+    for language, version in (translations or {}).items():
+        batch = _titles_check(batch, version.get("title") or "", data, f"title ({language})")
+    return _titles_check(batch, title, data, "title")
+
+
+def _titles_check(batch, title, data, name):
     if "{" not in (title or "") or text_problem(title, title=True):
         return batch  # a plain title, or a template already refused as such: notification_validate says it once
     try:
@@ -161,7 +172,7 @@ def batch_titles_check(batch, title, data=None):
         rendered = template.render(Context({**(data or {}), **row.context}, autoescape=False)).strip()
         problem = text_problem(rendered, title=True)
         if problem:
-            batch.problems.append((row.line, f"title: {problem}"))
+            batch.problems.append((row.line, f"{name}: {problem}"))
         else:
             kept.append(row)
     batch.rows = kept
@@ -185,7 +196,7 @@ def _fan_out_unfinished(notification):
 
 
 def batch_send(*, rows, key, sender=None, notifier, title, body, category=None, priority="normal", channels=None,
-               data=None, chunk_size=5000, progress=None):
+               data=None, translations=None, chunk_size=5000, progress=None):
     """Send `rows` (BatchRow list) as personalised notifications, one per part of `chunk_size` rows.
 
     Returns a list of (notification, created). Raises what `notification_send` raises
@@ -199,7 +210,8 @@ def batch_send(*, rows, key, sender=None, notifier, title, body, category=None, 
         with transaction.atomic():
             notification, created = notification_send(
                 sender=sender, notifier=notifier, title=title, body=body, category=category, priority=priority,
-                channels=channels, data=data, audience={"users": [row.username for row in part]},
+                channels=channels, data=data, translations=translations,
+                audience={"users": [row.username for row in part]},
                 idempotency_key=f"{key}:{index + 1}/{parts}",
             )
             if created:

@@ -89,8 +89,8 @@ def notification_resend_unacknowledged(notification, *, by):
         return None, 0
     resent, _ = notification_send(
         sender=by, notifier=notification.notifier, category=notification.category, priority=notification.priority,
-        title=notification.title, body=notification.body, data=notification.data, channels=notification.channels,
-        audience={"users": usernames}, deadline=notification.deadline, requires_ack=True, parent=notification,
+        title=notification.title, body=notification.body, translations=notification.translations,
+        data=notification.data, channels=notification.channels, audience={"users": usernames}, deadline=notification.deadline, requires_ack=True, parent=notification,
     )
     logger.info("notification %s resent to %d unacknowledged recipients as %s", notification.pk, len(usernames),
                 resent.pk, extra={"notification_id": notification.pk})

@@ -10,6 +10,7 @@ import logging
 import re
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -116,6 +117,43 @@ def text_problem(value, *, title):
             else f"The body contains {what}, which no channel can carry.")
 
 
+def translation_languages():
+    """The languages a notification may carry a translation in: every language of the site but English."""
+    return [code for code, _ in settings.LANGUAGES if code != "en"]
+
+
+def clean_translations(translations):
+    """{language: {"title", "body"}} checked as the English title and body are; errors by `title_<lang>`/`body_<lang>`.
+
+    A language with neither a title nor a body is dropped (its readers get English); one with only
+    one of them is refused, so nobody gets a French title over an English body.
+    """
+    cleaned, errors = {}, {}
+    languages = translation_languages()
+    if translations and not isinstance(translations, dict):
+        raise ValidationError({"translations": ["Give translations as {language: {title, body}}."]})
+    for language, version in (translations or {}).items():
+        if language not in languages:
+            errors["translations"] = [f"No translation in {language!r}; the languages are {', '.join(languages)}."]
+            continue
+        version = version if isinstance(version, dict) else {}
+        title, body = str(version.get("title") or ""), str(version.get("body") or "")
+        if not (title.strip() or body.strip()):
+            continue
+        if not title.strip():
+            errors[f"title_{language}"] = ["A title is required with a translated body."]
+        elif text_problem(title, title=True):
+            errors[f"title_{language}"] = [text_problem(title, title=True)]
+        if not body.strip():
+            errors[f"body_{language}"] = ["A body is required with a translated title."]
+        elif text_problem(body, title=False):
+            errors[f"body_{language}"] = [text_problem(body, title=False)]
+        cleaned[language] = {"title": title, "body": body}
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
 def audience_unknown_users(usernames):
     """The usernames in `usernames` that belong to nobody (inactive users exist: they are skipped at fan-out)."""
     usernames = list(usernames)
@@ -128,17 +166,19 @@ def audience_unknown_users(usernames):
 
 def notification_validate(*, notifier, title, body, audience, category=None, priority=Priority.NORMAL,
                           channels=None, data=None, scheduled_for=None, deadline=None, reminder_offsets=None,
-                          requires_ack=None):
+                          requires_ack=None, translations=None):
     """Check a notification as sending it would; return its cleaned fields or raise ValidationError.
 
     The one validation of every door: `notification_send` runs it, and so do the console's
     confirmation step, the API's serializer and `send_batch --dry-run`, so none of them shows or
     accepts what sending (or a worker) would refuse. Every problem is reported, by field:
-    notifier, category, priority, channels, title, body, data (the notifier's required fields,
-    such as a security alert's severity), audience (unknown cohorts, roles and usernames, by
-    name), reminder_offsets. Returns a dict with notifier, title, body, category (defaulted),
-    priority, channels (defaulted, deduplicated), data, audience (cleaned), scheduled_for,
-    deadline, reminder_offsets (sorted) and requires_ack (the notifier's default applied).
+    notifier, category, priority, channels, title, body, title_fr and body_fr (a translation,
+    checked as the English title and body are), data (the notifier's required fields, such as a
+    security alert's severity), audience (unknown cohorts, roles and usernames, by name),
+    reminder_offsets. Returns a dict with notifier, title, body, translations (the languages
+    given), category (defaulted), priority, channels (defaulted, deduplicated), data, audience
+    (cleaned), scheduled_for, deadline, reminder_offsets (sorted) and requires_ack (the
+    notifier's default applied).
     """
     notifier_cls = NotificationMeta.registry.get(notifier)
     if notifier_cls is None:
@@ -172,6 +212,10 @@ def notification_validate(*, notifier, title, body, audience, category=None, pri
     elif text_problem(body, title=False):
         errors["body"] = [text_problem(body, title=False)]
     try:
+        translations = clean_translations(translations)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    try:
         notifier_cls.validate_data(data)
     except ValidationError as exc:
         errors.update(exc.message_dict)
@@ -190,15 +234,15 @@ def notification_validate(*, notifier, title, body, audience, category=None, pri
         errors["reminder_offsets"] = ["Reminders need a deadline."]
     if errors:
         raise ValidationError(errors)
-    return dict(notifier=notifier, title=title, body=body, category=category, priority=priority, channels=channels,
-                data=data, audience=audience, scheduled_for=scheduled_for, deadline=deadline,
-                reminder_offsets=reminder_offsets,
+    return dict(notifier=notifier, title=title, body=body, translations=translations, category=category,
+                priority=priority, channels=channels, data=data, audience=audience, scheduled_for=scheduled_for,
+                deadline=deadline, reminder_offsets=reminder_offsets,
                 requires_ack=bool(requires_ack) or getattr(notifier_cls, "requires_ack", False))
 
 
 def notification_send(*, sender, notifier, title, body, audience, category=None, priority=Priority.NORMAL,
                       channels=None, data=None, scheduled_for=None, deadline=None, reminder_offsets=None,
-                      requires_ack=None, idempotency_key=None, api_key=None, parent=None):
+                      requires_ack=None, translations=None, idempotency_key=None, api_key=None, parent=None):
     """Accept a notification and hand its fan-out to the workers. Returns (notification, created).
 
     Validated by `notification_validate` (what every door runs before it shows or accepts
@@ -209,12 +253,13 @@ def notification_send(*, sender, notifier, title, body, audience, category=None,
     cleaned = notification_validate(
         notifier=notifier, title=title, body=body, audience=audience, category=category, priority=priority,
         channels=channels, data=data, scheduled_for=scheduled_for, deadline=deadline,
-        reminder_offsets=reminder_offsets, requires_ack=requires_ack)
+        reminder_offsets=reminder_offsets, requires_ack=requires_ack, translations=translations)
     audience, reminder_offsets = cleaned["audience"], cleaned["reminder_offsets"]
     audience_check(sender, audience, api_key=api_key)
 
     fields = cleaned
-    fingerprint = _fingerprint(fields) if idempotency_key else ""
+    # Without translations, the fingerprint of a request is what it was before they existed.
+    fingerprint = _fingerprint({k: v for k, v in fields.items() if v or k != "translations"}) if idempotency_key else ""
     if idempotency_key:
         existing = Notification.objects.filter(idempotency_key=idempotency_key).first()
         if existing:
@@ -264,7 +309,8 @@ def _schedule_reminders(notification, *, now=None):
         Notification.objects.create(
             notifier=notification.notifier, category=Category.DEADLINE if notification.category != Category.SECURITY
             else notification.category, priority=notification.priority,
-            title=notification.title, body=notification.body, data={**notification.data, "reminder_minutes": minutes},
+            title=notification.title, body=notification.body, translations=notification.translations,
+            data={**notification.data, "reminder_minutes": minutes},
             channels=notification.channels, audience=notification.audience, sender=notification.sender,
             status=Notification.Status.SCHEDULED, scheduled_for=at, deadline=notification.deadline,
             requires_ack=False, parent=notification, family_root_id=notification.child_family_root(),

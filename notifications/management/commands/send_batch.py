@@ -38,6 +38,9 @@ examples:
   manage.py send_batch grades.csv --title ... --body ... --idempotency-key grades-2026-s1
   # to a cohort, on two channels
   manage.py send_batch --cohort cs101-2026 --channels email,inbox --title "Room change" --body "B12 tomorrow."
+  # with a French version: recipients whose language is French get it, the others the English one
+  manage.py send_batch --cohort cs101-2026 --title "Room change" --body "B12 tomorrow." \
+      --title-fr "Changement de salle" --body-fr "B12 demain."
 
 CSV: a header line with a 'username' column (student or staff number), one row per recipient.
 """
@@ -62,6 +65,9 @@ class Command(BaseCommand):
         parser.add_argument("--channels", help="Comma-separated channels (default: the notifier's).")
         parser.add_argument("--title", required=True, help="Title; a template over the row's columns.")
         parser.add_argument("--body", required=True, help="Body; a template over the row's columns.")
+        parser.add_argument("--title-fr", default="", help="Title in French, for recipients who read French "
+                                                             "(English when none is given); a template too.")
+        parser.add_argument("--body-fr", default="", help="Body in French; give it with --title-fr.")
         parser.add_argument("--data", default="{}", help="JSON object of extra context for every recipient.")
         parser.add_argument("--sender", help="Username of the sender (their cohort scope applies).")
         parser.add_argument("--idempotency-key", help="Key of this batch (default: derived from the file and options).")
@@ -92,6 +98,8 @@ class Command(BaseCommand):
         channels = [c.strip() for c in options["channels"].split(",") if c.strip()] if options["channels"] else None
         fields = dict(sender=sender, notifier=options["notifier"], title=options["title"], body=options["body"],
                       category=options["category"], priority=options["priority"], channels=channels, data=data)
+        if options["title_fr"] or options["body_fr"]:
+            fields["translations"] = {"fr": {"title": options["title_fr"], "body": options["body_fr"]}}
         try:
             if options["cohort"]:
                 return self.to_cohort(options, fields)
@@ -105,7 +113,8 @@ class Command(BaseCommand):
 
     # The service's field names as this command's arguments, so a refusal names what to change.
     ARGUMENTS = {"notifier": "--notifier", "category": "--category", "priority": "--priority",
-                 "channels": "--channels", "title": "--title", "body": "--body", "data": "--data"}
+                 "channels": "--channels", "title": "--title", "body": "--body", "data": "--data",
+                 "title_fr": "--title-fr", "body_fr": "--body-fr"}
 
     @classmethod
     def describe(cls, exc):
@@ -122,7 +131,8 @@ class Command(BaseCommand):
     @staticmethod
     def draft(cleaned):
         return Notification(**{name: cleaned[name] for name in (
-            "notifier", "category", "priority", "title", "body", "data", "channels", "audience", "requires_ack")})
+            "notifier", "category", "priority", "title", "body", "translations", "data", "channels", "audience",
+            "requires_ack")})
 
     def show_plan(self, notification, recipients, first_user, context):
         counts = notification_plan_counts(notification, recipients)
@@ -139,14 +149,14 @@ class Command(BaseCommand):
         self.stdout.write("Dry run: nothing written.")
 
     def from_csv(self, options, fields):
-        batch_templates_check(fields["title"], fields["body"])
+        batch_templates_check(fields["title"], fields["body"], fields.get("translations"))
         try:
             stream = sys.stdin if options["csv_file"] == "-" else open(options["csv_file"], encoding="utf-8-sig",
                                                                         newline="")
         except OSError as exc:
             raise CommandError(f"Cannot read {options['csv_file']}: {exc.strerror}.")
         with stream:
-            batch = batch_titles_check(batch_read(stream), fields["title"], fields["data"])
+            batch = batch_titles_check(batch_read(stream), fields["title"], fields["data"], fields.get("translations"))
         for line, reason in batch.problems:
             self.stderr.write(f"line {line}: {reason}")
         refused = ""
