@@ -14,6 +14,7 @@ from notifications.services import notification_send
 
 from .conftest import make_user
 from .console_helpers import sent_notification, two_cohorts
+from .delivery_helpers import students
 
 BASE = "/admin/notifications/notification/"
 
@@ -84,7 +85,7 @@ def test_it_names_who_has_acknowledged_and_who_has_not_searchable_and_in_pages(c
 
 def test_it_pages_the_acknowledgements_of_a_large_audience(client, admin_user):
     cohort = Cohort.objects.create(code="big", name="Big")
-    cohort.members.add(*[make_user(f"s70{n:04d}") for n in range(120)])
+    cohort.members.add(*students("s70", 120))
     notification = sent_notification(cohort, admin_user, statuses=("sent",) * 120, requires_ack=True,
                                      fanned_out_at=timezone.now())
     client.force_login(admin_user)
@@ -99,7 +100,7 @@ def test_it_pages_the_acknowledgements_of_a_large_audience(client, admin_user):
 
 def test_it_shows_each_escalation_rung_as_its_own_row(client, admin_user):
     cohort = Cohort.objects.create(code="sec", name="Security drill")
-    people = [make_user(f"s80000{n:02d}") for n in range(10)]
+    people = students("s80", 10)
     cohort.members.add(*people)
     notification = sent_notification(cohort, admin_user, statuses=("sent",) * 10, channel="push", requires_ack=True)
     for person in people[:7]:
@@ -122,7 +123,7 @@ def test_it_shows_each_escalation_rung_as_its_own_row(client, admin_user):
 def test_its_totals_are_the_audience_from_the_start_never_growing_as_pages_are_planned(client, admin_user, settings):
     settings.FANOUT_CHUNK_SIZE = 10
     cohort = Cohort.objects.create(code="cs101", name="CS 101")
-    cohort.members.add(*[make_user(f"s60{n:04d}") for n in range(40)])
+    cohort.members.add(*students("s60", 40))
     notification, _ = notification_send(sender=admin_user, notifier="academic", category="announcement",
                                         title="Room change", body="B12", channels=["inbox"],
                                         audience={"cohorts": ["cs101"]})
