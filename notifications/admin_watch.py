@@ -90,6 +90,7 @@ def watch_status(notification):
     """Everything the Watch page refreshes while a notification runs, in the viewer's language."""
     progress = watch_progress(notification)
     statuses = dict(Delivery.Status.choices)
+    acks = acknowledgement_counts(notification) if notification.requires_ack else None
     return {
         **{key: value for key, value in progress.items() if key != "scheduled_for"},
         "sentence": progress_sentence(progress),
@@ -103,8 +104,8 @@ def watch_status(notification):
                     "attempts": d.attempts, "error": d.last_error,
                     "failed_at": formats.date_format(timezone.localtime(d.failed_at), "DATETIME_FORMAT")
                     if d.failed_at else ""} for d in failed_deliveries(notification)],
-        "acks": {"asked": notification.requires_ack, **acknowledgement_counts(notification)},
-        "actions": watch_actions(notification),
+        "acks": {"asked": notification.requires_ack, **(acks or {})},
+        "actions": watch_actions(notification, acks=acks),
     }
 
 

@@ -143,12 +143,13 @@ def acknowledgement_list(notification, *, search="", which=""):
     return people
 
 
-def watch_actions(notification):
-    """Which of the Watch page's actions can act now: {"retry", "cancel", "resend"} (booleans)."""
+def watch_actions(notification, *, acks=None):
+    """Which of the Watch page's actions can act now: {"retry", "cancel", "resend"} (booleans).
+    `acks`: acknowledgement_counts(notification), when the caller has it already."""
     live = notification.status != Notification.Status.CANCELLED
     failed = live and Delivery.objects.filter(notification=notification, status=Status.FAILED).exists()
     waiting = (live and notification.requires_ack and bool(notification.fanned_out_at)
-               and acknowledgement_counts(notification)["waiting"] > 0)
+               and (acks or acknowledgement_counts(notification))["waiting"] > 0)
     return {"retry": failed, "resend": waiting,
             "cancel": notification.status in (Notification.Status.SCHEDULED, Notification.Status.QUEUED,
                                               Notification.Status.SENDING)}
