@@ -77,6 +77,8 @@ def progress_sentence(progress):
         return _("Scheduled: sending starts %(when)s (%(zone)s) for %(audience)s recipients.") % {
             **values, "when": formats.date_format(when, "DATETIME_FORMAT") if when else "—",
             "zone": timezone.get_current_timezone_name()}
+    if progress["state"] == "cancelled_before_start":
+        return _("Cancelled before sending started: none of its %(audience)s recipients was sent anything.") % values
     if progress["state"] == "cancelled":
         return _("Cancelled: %(reached)s of %(audience)s recipients were reached before it stopped.") % values
     if progress["state"] == "waiting":

@@ -35,7 +35,7 @@ def channel_name(channel):
 
 def audience_size(notification):
     """How many people the notification is for: fixed once its fan-out started, counted live before."""
-    if notification.started_at or notification.fanned_out_at or notification.is_final:
+    if notification.started_at or notification.fanned_out_at:
         return notification.recipient_count
     return audience_users(notification.audience).count()
 
@@ -43,7 +43,8 @@ def audience_size(notification):
 def watch_progress(notification):
     """Where a notification stands, in people out of its audience (a total that never grows).
 
-    Returns {"status", "status_label", "state" (scheduled, waiting, running, finished, cancelled),
+    Returns {"status", "status_label", "state" (scheduled, waiting, running, finished, cancelled,
+    cancelled_before_start),
     "audience", "reached", "settled" (people with nothing pending), "pending" (deliveries),
     "percent", "final", "scheduled_for"}. `percent` is the settled share while it runs, 100 when
     finished, and the reached share of a cancelled notification (it stopped short).
@@ -59,7 +60,7 @@ def watch_progress(notification):
     fanned_out = bool(notification.fanned_out_at)
     status = notification.status
     if status == Notification.Status.CANCELLED:
-        state = "cancelled"
+        state = "cancelled" if totals["people"] or notification.started_at else "cancelled_before_start"
     elif status == Notification.Status.SCHEDULED:
         state = "scheduled"
     elif notification.is_final or (fanned_out and not pending):
@@ -70,7 +71,7 @@ def watch_progress(notification):
         state = "waiting"
     if state == "finished":
         percent = 100
-    elif state == "cancelled":
+    elif state in ("cancelled", "cancelled_before_start"):
         percent = int(reached * 100 / audience) if audience else 0
     else:
         percent = min(int(settled * 100 / audience), 99) if audience else 0
@@ -79,7 +80,7 @@ def watch_progress(notification):
         status = Notification.Status.SENDING  # deliveries are moving: never "Queued, 0 of 0"
     return {"status": status, "status_label": str(labels[status]), "state": state, "audience": audience,
             "reached": reached, "settled": settled, "pending": pending, "percent": percent,
-            "final": state in ("finished", "cancelled"), "scheduled_for": notification.scheduled_for}
+            "final": state in ("finished", "cancelled", "cancelled_before_start"), "scheduled_for": notification.scheduled_for}
 
 
 def channel_rows(notification):

@@ -130,6 +130,7 @@ def test_it_watches_a_send_live_then_cancels_one_and_explains_a_person(page, bro
     page.wait_for_url(re.compile(rf"/admin/notifications/notification/{later.pk}/change/$"))
     expect(page.locator("#watch-status")).to_have_text("Cancelled" if language == "en" else "Annulée")
     assert page.locator("#fanout-progress").get_attribute("value") == "0"
+    assert "120" in page.locator("#progress-sentence").inner_text()  # the audience it was for, not "0 of 0"
     assert page.locator("#act-cancel").is_hidden()
     assert Notification.objects.get(pk=later.pk).status == "cancelled"
     assert_accessible(page)

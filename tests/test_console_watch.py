@@ -172,6 +172,11 @@ def test_it_draws_a_cancelled_notification_as_stopped_and_a_scheduled_one_with_i
     assert waiting["state"] == "scheduled" and waiting["audience"] == 2
     assert "09:00 (Europe/Paris)" in waiting["sentence"]
     assert waiting["actions"] == {"retry": False, "resend": False, "cancel": True}
+    client.post(f"{BASE}{scheduled.pk}/act/", {"action": "cancel"})
+    never_started = client.get(f"{BASE}{scheduled.pk}/status.json").json()
+    assert (never_started["state"], never_started["audience"], never_started["percent"]) == (
+        "cancelled_before_start", 2, 0)
+    assert never_started["actions"] == {"retry": False, "resend": False, "cancel": False}
 
 
 def test_its_actions_show_only_when_they_can_act_and_return_to_the_notification(client, staff_user):
