@@ -80,7 +80,8 @@ def watch_progress(notification):
         status = Notification.Status.SENDING  # deliveries are moving: never "Queued, 0 of 0"
     return {"status": status, "status_label": str(labels[status]), "state": state, "audience": audience,
             "reached": reached, "settled": settled, "pending": pending, "percent": percent,
-            "final": state in ("finished", "cancelled", "cancelled_before_start"), "scheduled_for": notification.scheduled_for}
+            "final": state in ("finished", "cancelled", "cancelled_before_start"),
+            "scheduled_for": notification.scheduled_for}
 
 
 def channel_rows(notification):

@@ -117,7 +117,8 @@ def test_it_watches_a_send_live_then_cancels_one_and_explains_a_person(page, bro
     page.screenshot(path=str(SCREENSHOTS / f"console-person{suffix}.png"), full_page=True)
     if language == "fr":
         left = english_left_on_french_page(page, viewer, data=data | {
-            people[1].email, "Student1", f"Student1 ({people[1].username})", "cs101-2026 — Computer Science 101", "UTC"})
+            people[1].email, "Student1", f"Student1 ({people[1].username})", "cs101-2026 — Computer Science 101",
+            "UTC"})
         assert left == []
 
     # A scheduled send, cancelled from its own page: back on it, drawn as cancelled, not as a full bar.
