@@ -8,7 +8,8 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -42,7 +43,7 @@ class RosterImportForm(forms.Form):
 class UserAdmin(BaseUserAdmin):
     fieldsets = BaseUserAdmin.fieldsets + (
         (_("Contact and preferences"), {
-            "fields": ("phone", "phone_verified_at", "language", "timezone", "quiet_hours_start",
+            "fields": ("person_page", "phone", "phone_verified_at", "language", "timezone", "quiet_hours_start",
                        "quiet_hours_end", "digest_hour"),
         }),
     )
@@ -50,11 +51,19 @@ class UserAdmin(BaseUserAdmin):
         (_("Contact"), {"fields": ("email", "phone", "language", "timezone")}),
     )
     # Only the student confirms a number (a code by SMS); changing it here makes it unverified.
-    readonly_fields = ("phone_verified_at",)
-    list_display = ("username", "email", "phone", "first_name", "last_name", "is_staff", "is_active")
+    readonly_fields = ("phone_verified_at", "person_page")
+    list_display = ("username", "email", "phone", "first_name", "last_name", "is_staff", "is_active", "person_page")
     search_fields = ("username", "email", "phone", "first_name", "last_name")
     change_list_template = "admin/accounts/user/change_list.html"
     actions = ["sign_out_everywhere", "send_invitations"]
+
+    @admin.display(description=_("what they receive"))
+    def person_page(self, user):
+        """The person's page: preferences as applied, cohorts, reachability, last deliveries with reasons."""
+        if not user.pk:
+            return "—"
+        return format_html('<a href="{}">{}</a>', reverse("admin:person", args=[user.pk]),
+                           _("Preferences and deliveries"))
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)

@@ -6,6 +6,7 @@ as they register model admins, so the site knows nothing of them.
 
 from django.contrib import admin
 from django.urls import path
+from django.utils.translation import gettext_lazy as _
 
 from .forms import ConsoleSignInForm
 from .roles import console_role
@@ -13,9 +14,9 @@ from .sso_views import SignOutView
 
 
 class ConsoleSite(admin.AdminSite):
-    site_header = "FlashNotify console"
-    site_title = "FlashNotify console"
-    index_title = "Operations"
+    site_header = _("FlashNotify console")
+    site_title = _("FlashNotify console")
+    index_title = _("Operations")
     login_form = ConsoleSignInForm
 
     def __init__(self, *args, **kwargs):

@@ -9,23 +9,24 @@ from django.contrib.admin.filters import DateFieldListFilter
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponseNotAllowed, JsonResponse
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from accounts.roles import console_role
 from channels_app.models import PerformanceMetric, PushSubscription
 
-from . import services
+from . import admin_watch, services
 from .console_compose import compose_view
+from .console_selectors import delivery_export
 from .health import health_channel, health_index
 from .models import CategoryDefault, Delivery, InboxMessage, Notification
-from .selectors import (
-    acknowledgement_counts, delivery_counts, notification_progress, notification_reach,
-    notifications_visible_to, reason_counts,
-)
+from .selectors import notification_progress, notifications_visible_to
 
 
 def is_console_admin(request):
@@ -68,16 +69,6 @@ def _reached_subquery():
     )
 
 
-def _reason_table(counts):
-    """[(reason label, [n per channel])] and the channels, for the watch page's "not delivered" table."""
-    channels = sorted(counts)
-    codes = sorted({code for by_reason in counts.values() for code in by_reason})
-    labels = dict(Delivery.Reason.choices)
-    rows = [(labels.get(code, "Skipped (see each delivery)"), code or "other",
-             [counts[channel].get(code, 0) for channel in channels]) for code in codes]
-    return {"channels": channels, "rows": rows}
-
-
 @admin.register(Notification)
 class NotificationAdmin(admin.ModelAdmin):
     list_display = ("title", "status_badge", "reach", "category", "channel_list", "sender", "created_at")
@@ -102,18 +93,18 @@ class NotificationAdmin(admin.ModelAdmin):
             raise Http404("No such notification, or not one of yours.")
 
     # --- the changelist at a glance -------------------------------------------------------
-    @admin.display(description="status", ordering="status")
+    @admin.display(description=_("status"), ordering="status")
     def status_badge(self, obj):
         return format_html('<span class="fn-status fn-status-{}">{}</span>', obj.status, obj.get_status_display())
 
-    @admin.display(description="reach")
+    @admin.display(description=_("reach"))
     def reach(self, obj):
-        total = obj.recipient_count
+        total = obj.recipient_count  # the audience, counted once when the fan-out started
         if not total:
             return "—"
         return format_html('<progress max="{}" value="{}"></progress> {}/{}', total, obj.reached, obj.reached, total)
 
-    @admin.display(description="channels")
+    @admin.display(description=_("channels"))
     def channel_list(self, obj):
         return ", ".join(obj.channels)
 
@@ -123,28 +114,51 @@ class NotificationAdmin(admin.ModelAdmin):
         return [
             path("<path:object_id>/progress.json", self.admin_site.admin_view(self.progress_view),
                  name="%s_%s_progress" % info),
+            path("<path:object_id>/status.json", self.admin_site.admin_view(self.status_view),
+                 name="%s_%s_status" % info),
+            path("<path:object_id>/deliveries.csv", self.admin_site.admin_view(self.export_view),
+                 name="%s_%s_export" % info),
+            path("<path:object_id>/act/", self.admin_site.admin_view(self.act_view), name="%s_%s_act" % info),
         ] + super().get_urls()
 
     def progress_view(self, request, object_id):
         notification = self.get_object_or_404(request, object_id)
         return JsonResponse(notification_progress(notification))
 
+    def status_view(self, request, object_id):
+        """What the Watch page refreshes while the notification runs (static/console/watch.js polls it)."""
+        return admin_watch.watch_status_response(self.get_object_or_404(request, object_id))
+
+    def export_view(self, request, object_id):
+        """Every delivery of the notification as CSV, with the reasons; streamed, formula-safe."""
+        notification = self.get_object_or_404(request, object_id)
+        return admin_watch.delivery_export_response(notification, delivery_export(notification))
+
+    def act_view(self, request, object_id):
+        """The Watch page's buttons: the list's actions on this one notification, then back to its page."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        notification = self.get_object_or_404(request, object_id)
+        if not self.has_change_permission(request, notification):
+            raise PermissionDenied
+        action = {"retry_failed": self.retry_failed, "cancel": self.cancel,
+                  "resend_unacknowledged": self.resend_unacknowledged}.get(request.POST.get("action"))
+        if action is None:
+            self.message_user(request, gettext("Choose an action."), messages.WARNING)
+        else:
+            action(request, self.get_queryset(request).filter(pk=notification.pk))
+        return redirect(reverse("admin:notifications_notification_change", args=[notification.pk]))
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         """A notification's page is the Watch page: nothing of a sent notification is edited by hand."""
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
         notification = self.get_object_or_404(request, object_id)
-        failed = (Delivery.objects.filter(notification=notification, status=Delivery.Status.FAILED)
-                  .select_related("recipient").order_by("-failed_at")[:100])
-        acks = {"asked": notification.requires_ack, **acknowledgement_counts(notification)}
         context = {
             **self.admin_site.each_context(request),
-            "opts": self.opts, "title": f"Watch: {notification.title}", "notification": notification,
-            "counts": sorted(delivery_counts(notification).items()), "statuses": Delivery.Status.choices,
-            "reach": notification_reach(notification), "progress": notification_progress(notification),
-            "failed": failed, "acks": acks, "can_act": self.has_change_permission(request, notification),
-            "reasons": _reason_table(reason_counts(notification)),
-            "has_view_permission": True,
+            "opts": self.opts, "title": gettext("Watch: %(title)s") % {"title": notification.title},
+            "notification": notification, "can_act": self.has_change_permission(request, notification),
+            "has_view_permission": True, **admin_watch.watch_context(request, notification),
         }
         return TemplateResponse(request, "admin/notifications/notification/watch.html", context)
 
@@ -153,7 +167,7 @@ class NotificationAdmin(admin.ModelAdmin):
         return compose_view(self, request)
 
     # --- actions --------------------------------------------------------------------------
-    @admin.action(description="Retry failed deliveries", permissions=["change"])
+    @admin.action(description=_("Retry failed deliveries"), permissions=["change"])
     def retry_failed(self, request, queryset):
         total = 0
         for notification in queryset:
@@ -161,9 +175,12 @@ class NotificationAdmin(admin.ModelAdmin):
             if count:
                 self.log_change(request, notification, f"Retried {count} failed deliveries.")
             total += count
-        self.message_user(request, f"Queued {total} failed deliveries again, across {len(queryset)} notification(s).")
+        self.message_user(request, ngettext(
+            "Queued %(count)d failed deliveries again, across %(notifications)d notification(s).",
+            "Queued %(count)d failed deliveries again, across %(notifications)d notification(s).", total)
+            % {"count": total, "notifications": len(queryset)})
 
-    @admin.action(description="Cancel (scheduled or running)", permissions=["change"])
+    @admin.action(description=_("Cancel (scheduled or running)"), permissions=["change"])
     def cancel(self, request, queryset):
         done, refused = [], []
         for notification in queryset:
@@ -173,13 +190,14 @@ class NotificationAdmin(admin.ModelAdmin):
                 refused.append(" ".join(exc.messages))
                 continue
             self.log_change(request, notification, f"Cancelled; {count} pending deliveries cancelled.")
-            done.append(f"{notification.pk} ({count} pending deliveries cancelled; any being sent stop within seconds)")
+            done.append(gettext("%(id)s (%(count)d pending deliveries cancelled; any being sent stop within seconds)")
+                        % {"id": notification.pk, "count": count})
         if done:
-            self.message_user(request, f"Cancelled notification(s) {', '.join(done)}.")
+            self.message_user(request, gettext("Cancelled notification(s) %(list)s.") % {"list": ", ".join(done)})
         for reason in refused:
             self.message_user(request, reason, messages.WARNING)
 
-    @admin.action(description="Resend to those who have not acknowledged", permissions=["change"])
+    @admin.action(description=_("Resend to those who have not acknowledged"), permissions=["change"])
     def resend_unacknowledged(self, request, queryset):
         for notification in queryset:
             try:
@@ -188,13 +206,15 @@ class NotificationAdmin(admin.ModelAdmin):
                 self.message_user(request, " ".join(getattr(exc, "messages", [str(exc)])), messages.WARNING)
                 continue
             if resent is None:
-                self.message_user(request, f"Notification {notification.pk}: everyone has acknowledged.")
+                self.message_user(request, gettext("Notification %(id)s: everyone has acknowledged.")
+                                  % {"id": notification.pk})
                 continue
             self.log_change(request, notification, f"Resent to {count} recipients who had not acknowledged "
                                                    f"(notification {resent.pk}).")
             self.log_addition(request, resent, [{"added": {}}])
-            self.message_user(request, f"Notification {notification.pk}: resent to {count} recipient(s) who had not "
-                                       f"acknowledged, as notification {resent.pk}.")
+            self.message_user(request, gettext("Notification %(id)s: resent to %(count)d recipient(s) who had not "
+                                               "acknowledged, as notification %(resent)s.")
+                              % {"id": notification.pk, "count": count, "resent": resent.pk})
 
 
 class PossibleDuplicateFilter(admin.SimpleListFilter):
@@ -211,16 +231,58 @@ class PossibleDuplicateFilter(admin.SimpleListFilter):
 
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdmin):
-    list_display = ("id", "notification", "recipient", "channel", "status", "attempts", "sent_at",
-                    "possible_duplicate", "last_error")
-    list_filter = ("channel", "status", PossibleDuplicateFilter)
+    list_display = ("id", "notification", "recipient_link", "channel", "status", "reason_display", "attempts",
+                    "sent_at", "possible_duplicate", "last_error")
+    list_filter = ("channel", "status", "reason", PossibleDuplicateFilter)
     search_fields = ("=recipient__username", "=recipient__email", "=provider_message_id")
+    list_select_related = ("notification", "recipient")
+    raw_id_fields = ("notification", "recipient")
+    change_form_template = "admin/notifications/delivery/change_form.html"
+    # What a reader asks of one delivery first; the workers' bookkeeping is folded away, for Admin only.
+    INTERNALS = ("claim_token", "claimed_at", "reclaims", "send_count", "enqueued_at", "next_attempt_at",
+                 "provider_message_id", "digest", "created_at", "updated_at")
 
     @admin.display(boolean=True, description=_("possible duplicate"))
     def possible_duplicate(self, delivery):
         return delivery.possible_duplicate
-    list_select_related = ("notification", "recipient")
-    raw_id_fields = ("notification", "recipient")
+
+    @admin.display(description=_("recipient"), ordering="recipient__username")
+    def recipient_link(self, delivery):
+        return format_html('<a href="{}">{}</a>', admin_watch.person_url(delivery.recipient_id),
+                           admin_watch.person_name(delivery.recipient))
+
+    @admin.display(description=_("notification"))
+    def notification_link(self, delivery):
+        return format_html('<a href="{}">{}</a>', reverse("admin:notifications_notification_change",
+                                                          args=[delivery.notification_id]), delivery.notification.title)
+
+    @admin.display(description=_("reason"), ordering="reason")
+    def reason_display(self, delivery):
+        return admin_watch.delivery_reason(delivery)
+
+    @admin.display(description=_("escalation rung"))
+    def rung(self, delivery):
+        return delivery.escalation_level or gettext("first send")
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = [(None, {"fields": ("notification_link", "recipient_link", "channel", "rung", "status",
+                                        "reason_display", "attempts", "sent_at", "delivered_at", "failed_at",
+                                        "last_error")})]
+        if is_console_admin(request):
+            fieldsets.append((_("Internals"), {"classes": ("collapse",), "fields": self.INTERNALS}))
+        return fieldsets
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("notification_link", "recipient_link", "channel", "rung", "status", "reason_display", "attempts",
+                "sent_at", "delivered_at", "failed_at", "last_error") + self.INTERNALS
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        delivery = self.get_queryset(request).select_related("notification", "recipient").filter(
+            pk=object_id if str(object_id).isdigit() else None).first()
+        title = admin_watch.delivery_title(delivery) if delivery else None
+        return super().change_view(request, object_id, form_url,
+                                   {**(extra_context or {}), "title": title, "subtitle": None, "delivery_title": title}
+                                   if title else extra_context)
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
@@ -277,4 +339,6 @@ class PushSubscriptionAdmin(admin.ModelAdmin):
 
 
 admin.site.register_page("health/", health_index, name="health")
+admin.site.register_page("people/", admin_watch.people_view, name="people")
+admin.site.register_page("people/<int:user_id>/", admin_watch.person_view, name="person")
 admin.site.register_page("health/<str:channel>/", health_channel, name="health_channel")

@@ -111,10 +111,11 @@ def test_it_finishes_a_notification_nobody_takes_and_says_why_on_the_watch_page(
     assert notification.status == Notification.Status.SENT  # skipped rows are final, not pending
     assert progress["final"] and progress["percent"] == 100 and progress["pending"] == 0
     html = page.content.decode()
-    assert "0</span> of 1 recipients reached" in html and ": 1 opted out</span>" in html
-    reasons = page.context["reasons"]
-    assert reasons["channels"] == ["email", "sms"]
-    assert ("Opted out", "opted_out", [1, 1]) in reasons["rows"]
+    assert '<span id="reached">0</span> of <span id="audience">1</span> recipients reached' in html
+    assert "not reached: 1 opted out</span>" in html
+    reasons = page.context["status"]["reasons"]
+    assert [label for _, label in reasons["columns"]] == ["Email", "SMS"]
+    assert {"code": "opted_out", "label": "Opted out", "counts": [1, 1]} in reasons["rows"]
     assert page.context["reach"]["unreached"] == [{"reason": "opted_out", "label": "opted out", "people": 1}]
 
 
@@ -131,7 +132,7 @@ def test_it_counts_people_not_rows_in_the_reach_with_its_reasons(client, admin_u
     reach = page.context["reach"]
     assert (reach["reached"], reach["recipients"]) == (2, 2)  # s2 was reached in the inbox
     assert reach["unreached"] == []
-    assert ("Opted out", "opted_out", [1]) in page.context["reasons"]["rows"]
+    assert {"code": "opted_out", "label": "Opted out", "counts": [1]} in page.context["status"]["reasons"]["rows"]
 
 
 def test_it_gives_reasons_and_a_per_recipient_explanation_through_the_api(staff_user, cohort):

@@ -12,7 +12,7 @@ import uuid
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Sum
 from django.utils import timezone
 
 from channels_app.registry import get_notifier
@@ -44,11 +44,14 @@ def notification_fan_out(notification_id, *, now=None, spread=False):
     notification = Notification.objects.select_related("sender").get(pk=notification_id)
     if notification.status != Notification.Status.SENDING or notification.fanned_out_at:
         return notification
+    audience = audience_users(notification.audience).order_by("pk").values_list("pk", flat=True)
     if started:
+        # The audience's size, counted once: what the console reports progress against, fixed while pages are planned.
+        notification.recipient_count = audience.count()
+        Notification.objects.filter(pk=notification_id).update(recipient_count=notification.recipient_count)
         log_notification(notification, Notification.Status.SENDING)
         _inactive_named_skip(notification, now)
     size, cursor = settings.FANOUT_CHUNK_SIZE, notification.fanout_cursor
-    audience = audience_users(notification.audience).order_by("pk").values_list("pk", flat=True)
     batch = 20 if spread else 1  # pages read (ids only, one query), saved and handed out together
     while True:
         block = iter(audience.filter(pk__gt=cursor)[: size * batch])
@@ -63,8 +66,7 @@ def notification_fan_out(notification_id, *, now=None, spread=False):
             if Notification.objects.filter(pk=notification_id, status=Notification.Status.CANCELLED).exists():
                 return notification
             FanoutPage.objects.bulk_create(pages, ignore_conflicts=True)
-            Notification.objects.filter(pk=notification_id).update(
-                fanout_cursor=cursor, recipient_count=F("recipient_count") + sum(p.size for p in pages))
+            Notification.objects.filter(pk=notification_id).update(fanout_cursor=cursor)
             saved = list(FanoutPage.objects.filter(notification=notification, after_pk__in=[p.after_pk for p in pages],
                                                    planned_at__isnull=True).values_list("pk", flat=True))
             if spread:
@@ -144,8 +146,10 @@ def _fan_out_finish_if_planned(notification):
 
 
 def _fan_out_finish(notification):
+    # The pages are who was fanned out to: the count made at the start, unless the audience changed meanwhile.
+    planned = FanoutPage.objects.filter(notification=notification).aggregate(n=Sum("size"))["n"] or 0
     if Notification.objects.filter(pk=notification.pk, fanned_out_at__isnull=True).update(
-            fanned_out_at=timezone.now()):
+            fanned_out_at=timezone.now(), recipient_count=planned):
         notification.refresh_from_db()
         logger.info("notification %s fanned out to %d recipients", notification.pk, notification.recipient_count,
                     extra={"notification_id": notification.pk})

@@ -1,22 +1,89 @@
-// The Watch page's progress bar: polls the notification's progress while fan-out and sending run.
+// The Watch page, live: polls the notification's status (status.json) while it is scheduled or running and
+// redraws the header, the progress bar, the per-channel table, the reasons, the failures and the actions.
+// Every text comes from the server in the viewer's language; nothing here is inline (the CSP stays strict).
 (function () {
   "use strict";
   var bar = document.getElementById("fanout-progress");
   if (!bar || bar.dataset.final === "1") { return; }
-  var percent = document.getElementById("progress-percent");
-  var detail = document.getElementById("progress-detail");
+
+  function byId(id) { return document.getElementById(id); }
+  function setText(id, text) { var el = byId(id); if (el) { el.textContent = text; } }
+  function cell(tag, text, attrs) {
+    var el = document.createElement(tag);
+    el.textContent = text;
+    Object.keys(attrs || {}).forEach(function (name) { el.setAttribute(name, attrs[name]); });
+    return el;
+  }
+  function fillBody(table, rows, emptyColumns) {
+    var body = table && table.tBodies[0];
+    if (!body || !rows.length) { return; }  // keep the "none yet" row until there is something to show
+    body.replaceChildren.apply(body, rows);
+  }
+  function header(table, labels) {
+    var head = table && table.tHead && table.tHead.rows[0];
+    if (!head) { return; }
+    var first = head.cells[0];
+    head.replaceChildren.apply(head, [first].concat(labels.map(function (label) {
+      return cell("th", label, {scope: "col"});
+    })));
+  }
+
+  function draw(s) {
+    bar.value = s.percent;
+    bar.dataset.state = s.state;
+    setText("progress-percent", s.percent + "%");
+    setText("progress-sentence", s.sentence);
+    setText("reached", s.reached);
+    setText("audience", s.audience);
+    var status = byId("watch-status");
+    if (status) { status.textContent = s.status_label; status.className = "fn-status fn-status-" + s.status; }
+
+    var channels = byId("channel-table");
+    fillBody(channels, s.channels.map(function (row) {
+      var tr = document.createElement("tr");
+      tr.className = "channel-" + row.key + (row.level ? " fn-rung" : "");
+      tr.appendChild(cell("th", row.label, {scope: "row"}));
+      row.cells.forEach(function (n) { tr.appendChild(cell("td", n)); });
+      tr.appendChild(cell("td", row.total));
+      return tr;
+    }));
+
+    var reasons = byId("reason-table");
+    if (s.reasons.rows.length) {
+      header(reasons, s.reasons.columns.map(function (column) { return column[1]; }));
+      fillBody(reasons, s.reasons.rows.map(function (row) {
+        var tr = document.createElement("tr");
+        tr.className = "reason-" + row.code;
+        tr.appendChild(cell("th", row.label, {scope: "row"}));
+        row.counts.forEach(function (n) { tr.appendChild(cell("td", n)); });
+        return tr;
+      }));
+    }
+
+    fillBody(byId("failed-table"), s.failed.map(function (d) {
+      var tr = document.createElement("tr"), who = document.createElement("td"), link = cell("a", d.name, {href: d.person_url});
+      who.appendChild(link);
+      who.appendChild(document.createTextNode(" (" + d.username + ")"));
+      tr.appendChild(who);
+      [d.channel, d.attempts, d.failed_at, d.error].forEach(function (text) { tr.appendChild(cell("td", text)); });
+      return tr;
+    }));
+
+    [["act-retry", s.actions.retry], ["act-cancel", s.actions.cancel], ["act-resend", s.actions.resend]]
+      .forEach(function (pair) { var button = byId(pair[0]); if (button) { button.hidden = !pair[1]; } });
+  }
+
+  var wasScheduled = bar.dataset.state === "scheduled";
   function poll() {
     fetch(bar.dataset.url, {credentials: "same-origin", headers: {"Accept": "application/json"}})
       .then(function (response) { return response.json(); })
-      .then(function (p) {
-        bar.value = p.percent;
-        percent.textContent = p.percent + "%";
-        detail.textContent = p.done + " of " + p.total + " deliveries done" + (p.fanned_out ? "" : ", still fanning out");
-        if (p.final) {
-          window.location.reload();  // the tables below are final too now
-        } else {
-          window.setTimeout(poll, p.status === "scheduled" ? 30000 : 1000);  // nothing moves before its time
+      .then(function (s) {
+        if (s.final || (wasScheduled && s.state !== "scheduled")) {
+          window.location.reload();  // every part of the page is final (or it started): draw it whole
+          return;
         }
+        draw(s);
+        window.setTimeout(poll, s.state === "scheduled" ? 30000 : 1000);  // nothing moves before its time
       })
       .catch(function () { window.setTimeout(poll, 3000); });
   }

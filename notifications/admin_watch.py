@@ -1,0 +1,212 @@
+"""The console's Watch page parts, its export, and a person's page: thin doors over console_selectors.
+
+NotificationAdmin (notifications.admin) serves the Watch page and calls these; the person pages
+are registered on the console site. Every view checks who asks: a notification through the
+admin's own queryset (Staff: only theirs), a person through `people_visible_to`.
+"""
+
+import logging
+
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.core.paginator import Paginator
+from django.http import Http404, JsonResponse, StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import formats, timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+from accounts.roles import is_admin
+from channels_app.constants import Channel
+from flashnotify.csv_export import csv_writer
+
+from .console_selectors import (
+    acknowledgement_list, channel_name, channel_rows, failed_deliveries, people_search, people_visible_to,
+    person_cohorts, person_deliveries, person_reachability, reason_name, reason_rows, watch_actions, watch_progress,
+)
+from .models import Delivery
+from .selectors import acknowledgement_counts, notification_reach
+from .services.preferences import preference_grid
+
+logger = logging.getLogger(__name__)
+User = get_user_model()
+ACKS_PER_PAGE = 50
+# The statuses a channel row counts, in the order a reader follows a delivery.
+ROW_STATUSES = (Delivery.Status.QUEUED, Delivery.Status.SENDING, Delivery.Status.RETRYING, Delivery.Status.SENT,
+                Delivery.Status.DELIVERED, Delivery.Status.FAILED, Delivery.Status.SKIPPED,
+                Delivery.Status.CANCELLED)
+
+
+def person_url(user_id):
+    return reverse("admin:person", args=[user_id])
+
+
+def person_name(user):
+    """ "Léa Martin (s1000001)", or the username alone when there is no name."""
+    name = user.get_full_name()
+    return f"{name} ({user.username})" if name else user.username
+
+
+def delivery_reason(delivery):
+    code = delivery.reason_code
+    return reason_name(code, delivery.skip_reason) if code or delivery.skip_reason else ""
+
+
+def _lower_first(text):
+    return text[:1].lower() + text[1:]
+
+
+def delivery_title(delivery):
+    """ "Room change → Léa Martin (s1000001) by email: skipped — opted out" """
+    statuses = dict(Delivery.Status.choices)
+    values = {"title": delivery.notification.title, "person": person_name(delivery.recipient),
+              "channel": channel_name(delivery.channel).lower(),
+              "status": _lower_first(str(statuses.get(delivery.status, delivery.status)))}
+    reason = _lower_first(delivery_reason(delivery))
+    if reason:
+        return _("%(title)s → %(person)s by %(channel)s: %(status)s — %(reason)s") % {**values, "reason": reason}
+    return _("%(title)s → %(person)s by %(channel)s: %(status)s") % values
+
+
+def progress_sentence(progress):
+    """The header's sentence: what the progress bar shows, in words."""
+    values = {"reached": progress["reached"], "audience": progress["audience"], "percent": progress["percent"]}
+    if progress["state"] == "scheduled":
+        when = timezone.localtime(progress["scheduled_for"]) if progress["scheduled_for"] else None
+        return _("Scheduled: sending starts %(when)s (%(zone)s) for %(audience)s recipients.") % {
+            **values, "when": formats.date_format(when, "DATETIME_FORMAT") if when else "—",
+            "zone": timezone.get_current_timezone_name()}
+    if progress["state"] == "cancelled_before_start":
+        return _("Cancelled before sending started: none of its %(audience)s recipients was sent anything.") % values
+    if progress["state"] == "cancelled":
+        return _("Cancelled: %(reached)s of %(audience)s recipients were reached before it stopped.") % values
+    if progress["state"] == "waiting":
+        return _("Waiting for a worker to start sending to %(audience)s recipients.") % values
+    if progress["state"] == "finished":
+        return _("Finished: %(reached)s of %(audience)s recipients reached.") % values
+    return _("Sending: %(reached)s of %(audience)s recipients reached so far, %(percent)s%% done.") % values
+
+
+def watch_status(notification):
+    """Everything the Watch page refreshes while a notification runs, in the viewer's language."""
+    progress = watch_progress(notification)
+    statuses = dict(Delivery.Status.choices)
+    acks = acknowledgement_counts(notification) if notification.requires_ack else None
+    return {
+        **{key: value for key, value in progress.items() if key != "scheduled_for"},
+        "sentence": progress_sentence(progress),
+        "statuses": [str(statuses[s]) for s in ROW_STATUSES],
+        "channels": [{"key": f"{row['channel']}-{row['level']}", "label": row["label"], "level": row["level"],
+                      "cells": [row["counts"].get(s, 0) for s in ROW_STATUSES], "total": row["total"]}
+                     for row in channel_rows(notification)],
+        "reasons": reason_rows(notification),
+        "failed": [{"name": d.recipient.get_full_name() or d.recipient.username, "username": d.recipient.username,
+                    "person_url": person_url(d.recipient_id), "channel": channel_name(d.channel),
+                    "attempts": d.attempts, "error": d.last_error,
+                    "failed_at": formats.date_format(timezone.localtime(d.failed_at), "DATETIME_FORMAT")
+                    if d.failed_at else ""} for d in failed_deliveries(notification)],
+        "acks": {"asked": notification.requires_ack, **(acks or {})},
+        "actions": watch_actions(notification, acks=acks),
+    }
+
+
+def watch_context(request, notification):
+    """The Watch page's context: the live status, reach percentiles, and the page of acknowledgements asked for."""
+    status = watch_status(notification)
+    reach = notification_reach(notification)
+    search, which = request.GET.get("ack_q", "").strip(), request.GET.get("ack", "")
+    acks_page = None
+    if notification.requires_ack:
+        people = acknowledgement_list(notification, search=search, which=which)
+        acks_page = Paginator(people, ACKS_PER_PAGE).get_page(request.GET.get("ack_page"))
+    return {
+        "status": status, "reach": reach, "audience": status["audience"],
+        "unreached": [{"people": row["people"], "label": reason_name(row["reason"])} for row in reach["unreached"]],
+        "acks_page": acks_page, "ack_q": search, "ack_which": which,
+        "status_url": reverse("admin:notifications_notification_status", args=[notification.pk]),
+        "export_url": reverse("admin:notifications_notification_export", args=[notification.pk]),
+        "act_url": reverse("admin:notifications_notification_act", args=[notification.pk]),
+    }
+
+
+def watch_status_response(notification):
+    return JsonResponse(watch_status(notification))
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+def delivery_export_response(notification, rows):
+    """`rows` (an iterator) as a streamed CSV download, every cell formula-safe (flashnotify.csv_export)."""
+    writer = csv_writer(_Echo())
+    response = StreamingHttpResponse(("\ufeff" if i == 0 else "") + writer.writerow(row) for i, row in enumerate(rows))
+    response["Content-Type"] = "text/csv; charset=utf-8"
+    response["Content-Disposition"] = f'attachment; filename="notification-{notification.pk}-deliveries.csv"'
+    logger.info("deliveries of notification %s exported", notification.pk, extra={"notification_id": notification.pk})
+    return response
+
+
+# --- a person ----------------------------------------------------------------------------------
+
+def _visible_person(request, user_id):
+    person = people_visible_to(request.user).filter(pk=user_id).first()
+    if person is None:
+        raise Http404(_("No such person, or not one you may look up."))
+    return person
+
+
+def preference_rows(person):
+    """The grid as the engine applies it: [{"label", "mandatory", "cells": [{"channel", "on", "why"}]}]."""
+    grid = preference_grid(person)
+    rows = []
+    for category in grid["categories"]:
+        cells = []
+        for channel in Channel.values:
+            state = category["channels"][channel]
+            if category["mandatory"]:
+                why = _("always (security alerts reach everyone)")
+            elif state["chosen"]:
+                why = _("their choice")
+            else:
+                why = _("category default")
+            cells.append({"channel": channel, "on": state["enabled"], "why": why})
+        rows.append({"label": category["label"], "mandatory": category["mandatory"], "digest": category["digest"],
+                     "cells": cells})
+    return rows
+
+
+def person_view(request, user_id):
+    """One person: who they are, where they can be reached, their preferences as the engine applies them,
+    their cohorts and their last deliveries with the reasons: "why didn't X get it?" on one page."""
+    person = _visible_person(request, user_id)
+    reach = person_reachability(person)
+    unreachable = {Channel.EMAIL: "" if reach["email"] else _("no email address"),
+                   Channel.SMS: "" if reach["phone_verified"] else (
+                       _("phone number not verified") if reach["phone"] else _("no phone number")),
+                   Channel.PUSH: "" if reach["push_subscriptions"] else _("no push subscription"),
+                   Channel.INBOX: ""}
+    deliveries = person_deliveries(request.user, person)
+    context = {
+        **admin.site.each_context(request),
+        "title": person.get_full_name() or person.username, "person": person, "reach": reach,
+        "channels": [(channel, channel_name(channel), unreachable[channel]) for channel in Channel.values],
+        "grid": preference_rows(person), "cohorts": person_cohorts(person),
+        "deliveries": [{"delivery": d, "reason": reason_name(d.reason_code, d.skip_reason) if d.reason_code
+                        or d.skip_reason else "", "channel": channel_name(d.channel)} for d in deliveries],
+        "can_edit": is_admin(request.user),
+        "deliveries_url": reverse("admin:notifications_delivery_changelist") + f"?recipient__id__exact={person.pk}",
+    }
+    return TemplateResponse(request, "admin/people/person.html", context)
+
+
+def people_view(request):
+    """Find a person by name, username or email (among those the viewer may look up)."""
+    query = request.GET.get("q", "").strip()
+    found = people_search(request.user, query) if query else []
+    context = {**admin.site.each_context(request), "title": _("Find a person"), "query": query, "found": found,
+               "none_found": ngettext("%(count)d person found.", "%(count)d people found.", len(found))
+               % {"count": len(found)}}
+    return TemplateResponse(request, "admin/people/index.html", context)
