@@ -16,7 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_lazy
 from django.utils.translation import ngettext
 
 from accounts.roles import console_role
@@ -121,10 +121,10 @@ def health_channel(request, channel):
 
 
 _NO_ADDRESS = {
-    Channel.EMAIL: _lazy("your account has no email address. An administrator can add one on your user page."),
-    Channel.SMS: _lazy("your account has no mobile phone number. Add and confirm one on your Phone page "
+    Channel.EMAIL: gettext_lazy("your account has no email address. An administrator can add one on your user page."),
+    Channel.SMS: gettext_lazy("your account has no mobile phone number. Add and confirm one on your Phone page "
                        "(/phone/), then try again."),
-    Channel.PUSH: _lazy("you have not turned on push notifications in any browser. Turn them on from your "
+    Channel.PUSH: gettext_lazy("you have not turned on push notifications in any browser. Turn them on from your "
                         "Preferences page, then try again."),
 }
 

@@ -7,7 +7,7 @@
   var shown = panel.dataset.ids ? panel.dataset.ids.split(",") : [];
 
   function describe(p) {
-    return panel.dataset.textDone.replace("%(done)s", p.done).replace("%(total)s", p.total)
+    return panel.dataset.textDone.replace("{done}", p.done).replace("{total}", p.total)
       + (p.fanned_out ? "" : panel.dataset.textFanning);
   }
 
