@@ -201,6 +201,11 @@ class CohortAdmin(admin.ModelAdmin):
 class ApiKeyForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(label=_("scopes"), choices=ApiKey.Scope.choices,
                                        widget=forms.CheckboxSelectMultiple, help_text=_("What the key may do."))
+    # One labelled field (the browser's date and time picker), not the admin's split date and time boxes.
+    expires_at = forms.DateTimeField(label=_("expires at"), required=False,
+                                     widget=forms.DateTimeInput(attrs={"type": "datetime-local"},
+                                                                format="%Y-%m-%dT%H:%M"),
+                                     help_text=_("Empty: the key never expires."))
 
     class Meta:
         model = ApiKey
@@ -222,8 +227,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_filter = ("revoked_at",)
     search_fields = ("name", "prefix", "user__username")
     readonly_fields = ("prefix", "revoked_at", "last_used_at", "created_at")
-    filter_horizontal = ("cohorts",)
-    autocomplete_fields = ("user",)
+    autocomplete_fields = ("user",)  # cohorts: a plain labelled list (select2's inline search has no label)
     actions = ["revoke"]
     change_form_template = "admin/accounts/apikey/change_form.html"
 
