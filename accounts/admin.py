@@ -4,6 +4,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+from django.contrib.admin.widgets import AutocompleteSelect
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
@@ -198,6 +199,16 @@ class CohortAdmin(admin.ModelAdmin):
         return queryset.filter(managers=request.user)
 
 
+class OwnerSelect(AutocompleteSelect):
+    """The API key owner's autocomplete box, with a prompt: select2 names its box by the text it shows,
+    and the admin's widget shows none until someone is chosen."""
+
+    def build_attrs(self, base_attrs, extra_attrs=None):
+        attrs = super().build_attrs(base_attrs, extra_attrs)
+        attrs["data-placeholder"] = _("Type a username, a name or an email")
+        return attrs
+
+
 class ApiKeyForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(label=_("scopes"), choices=ApiKey.Scope.choices,
                                        widget=forms.CheckboxSelectMultiple, help_text=_("What the key may do."))
@@ -230,6 +241,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
     autocomplete_fields = ("user",)  # cohorts: a plain labelled list (select2's inline search has no label)
     actions = ["revoke"]
     change_form_template = "admin/accounts/apikey/change_form.html"
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "user":
+            kwargs["widget"] = OwnerSelect(db_field, self.admin_site, using=kwargs.get("using"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_fields(self, request, obj=None):
         fields = super().get_fields(request, obj)

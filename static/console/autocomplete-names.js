@@ -1,19 +1,15 @@
-// Gives each autocomplete box (select2, drawn by the admin's autocomplete.js) the name of its field's label,
-// which select2 does not: screen readers then announce "owner" instead of an unnamed combo box.
+// Names each autocomplete box (select2, drawn by the admin's autocomplete.js) after its field's label:
+// select2's text box has no name of its own. Watches the page, as select2 draws its boxes after load.
 (function () {
   "use strict";
   function name() {
     document.querySelectorAll("select.admin-autocomplete").forEach(function (select) {
       var label = document.querySelector('label[for="' + select.id + '"]');
-      var box = select.parentNode.querySelector(".select2-selection");
-      if (!label || !box) { return; }
-      var text = label.textContent.replace(/:\s*$/, "").trim();
-      box.removeAttribute("aria-labelledby");
-      box.setAttribute("aria-label", text);
-      var shown = box.querySelector(".select2-selection__rendered");
-      if (shown) { shown.setAttribute("aria-label", text); }
+      var shown = document.getElementById("select2-" + select.id + "-container");
+      if (label && shown && !shown.hasAttribute("aria-label")) {
+        shown.setAttribute("aria-label", label.textContent.replace(/:\s*$/, "").trim());
+      }
     });
   }
-  window.addEventListener("load", name);
-  document.addEventListener("change", name);  // select2 draws its box again when a person is chosen
+  new MutationObserver(name).observe(document.documentElement, {childList: true, subtree: true});
 })();
