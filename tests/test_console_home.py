@@ -193,3 +193,27 @@ def test_the_favicon_is_served_and_linked(client):
     assert response.status_code == 200
     assert b"".join(response.streaming_content if response.streaming else [response.content])[:4] == b"\0\0\1\0"
     assert 'rel="icon" href="/favicon.ico"' in client.get("/admin/login/").content.decode()
+
+
+@pytest.mark.django_db
+def test_the_last_sends_cost_the_same_queries_for_two_sends_as_for_twenty(client, staff_user):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    mine, _, _ = two_cohorts(staff_user)
+    client.force_login(staff_user)
+
+    def queries_for_home():
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get("/admin/").status_code == 200
+        return len(queries)
+
+    for n in range(2):
+        Notification.objects.filter(pk=sent_notification(mine, staff_user, title=f"Sent {n}").pk).update(status="sent")
+    few = queries_for_home()
+    for n in range(2, 20):
+        Notification.objects.filter(pk=sent_notification(mine, staff_user, title=f"Sent {n}").pk).update(status="sent")
+    many = queries_for_home()
+
+    assert many == few, (few, many)
+    print(f"console home: {many} queries with 20 sends listed")
