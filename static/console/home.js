@@ -7,6 +7,7 @@
   var shown = panel.dataset.ids ? panel.dataset.ids.split(",") : [];
 
   function describe(p) {
+    if (!p.total && !p.fanned_out) { return panel.dataset.textWaiting; }
     return panel.dataset.textDone.replace("{done}", p.done).replace("{total}", p.total)
       + (p.fanned_out ? "" : panel.dataset.textFanning);
   }
