@@ -4,9 +4,12 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+from django.contrib.admin.widgets import AutocompleteSelect
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
+from django.http import Http404
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -205,26 +208,59 @@ class CohortAdmin(admin.ModelAdmin):
         return queryset.filter(managers=request.user)
 
 
+class OwnerSelect(AutocompleteSelect):
+    """The API key owner's autocomplete box, with a prompt: select2 names its box by the text it shows,
+    and the admin's widget shows none until someone is chosen."""
+
+    def build_attrs(self, base_attrs, extra_attrs=None):
+        attrs = super().build_attrs(base_attrs, extra_attrs)
+        attrs["data-placeholder"] = _("Type a username, a name or an email")
+        return attrs
+
+
 class ApiKeyForm(forms.ModelForm):
-    scopes = forms.MultipleChoiceField(choices=ApiKey.Scope.choices, widget=forms.CheckboxSelectMultiple)
+    scopes = forms.MultipleChoiceField(label=_("scopes"), choices=ApiKey.Scope.choices,
+                                       widget=forms.CheckboxSelectMultiple, help_text=_("What the key may do."))
+    # One labelled field (the browser's date and time picker), not the admin's split date and time boxes.
+    expires_at = forms.DateTimeField(label=_("expires at"), required=False,
+                                     widget=forms.DateTimeInput(attrs={"type": "datetime-local"},
+                                                                format="%Y-%m-%dT%H:%M"),
+                                     help_text=_("Empty: the key never expires."))
 
     class Meta:
         model = ApiKey
-        fields = ["user", "name", "scopes", "cohorts", "expires_at", "revoked_at"]
+        fields = ["user", "name", "scopes", "cohorts", "expires_at"]
+        labels = {"user": _("owner")}
+        help_texts = {"user": _("The person the key acts for: type part of their username, name or email.")}
 
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    """The full key is shown once, in the message after creation; only its hash is stored."""
+    """The full key is shown once, in the message after creation; only its hash is stored.
+
+    A key is revoked (the list's action, or the button on its page), never by typing a date:
+    each revocation is recorded in the admin history.
+    """
 
     form = ApiKeyForm
     list_display = ("name", "prefix", "user", "scopes", "expires_at", "last_used_at", "revoked_at")
     list_filter = ("revoked_at",)
     search_fields = ("name", "prefix", "user__username")
-    readonly_fields = ("prefix", "last_used_at", "created_at")
-    filter_horizontal = ("cohorts",)
-    raw_id_fields = ("user",)
+    readonly_fields = ("prefix", "revoked_at", "last_used_at", "created_at")
+    autocomplete_fields = ("user",)  # cohorts: a plain labelled list (select2's inline search has no label)
     actions = ["revoke"]
+    change_form_template = "admin/accounts/apikey/change_form.html"
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "user":
+            kwargs["widget"] = OwnerSelect(db_field, self.admin_site, using=kwargs.get("using"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if obj is None:  # a new key: nothing to show of a prefix, a use or a revocation yet
+            return [name for name in fields if name not in self.readonly_fields]
+        return fields
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -242,7 +278,37 @@ class ApiKeyAdmin(admin.ModelAdmin):
             "raw_key": request._api_key_raw, "title": _("API key created"),
         })
 
-    @admin.action(description=_("Revoke the selected keys"))
+    def get_urls(self):
+        return [path("<int:object_id>/revoke/", self.admin_site.admin_view(self.revoke_view),
+                     name="accounts_apikey_revoke")] + super().get_urls()
+
+    def _revoke(self, request, keys):
+        """Revoke each key not yet revoked, with an admin-history entry; returns how many were."""
+        revoked = 0
+        for key in keys:
+            if key.revoked_at is None:
+                api_key_revoke(key)
+                self.log_change(request, key, "Revoked: the key is refused from now on.")
+                revoked += 1
+        return revoked
+
+    def revoke_view(self, request, object_id):
+        """The change page's Revoke button (POST only)."""
+        key = self.get_object(request, str(object_id))
+        if key is None:
+            raise Http404
+        if request.method != "POST" or not self.has_change_permission(request, key):
+            raise PermissionDenied
+        if self._revoke(request, [key]):
+            self.message_user(request, _("The API key “%(name)s” is revoked: it is refused from now on.")
+                              % {"name": key.name}, messages.SUCCESS)
+        else:
+            self.message_user(request, _("The API key “%(name)s” was already revoked.") % {"name": key.name},
+                              messages.WARNING)
+        return redirect("admin:accounts_apikey_change", key.pk)
+
+    @admin.action(description=_("Revoke the selected keys"), permissions=["change"])
     def revoke(self, request, queryset):
-        for key in queryset.filter(revoked_at__isnull=True):
-            api_key_revoke(key)
+        revoked = self._revoke(request, queryset.filter(revoked_at__isnull=True))
+        self.message_user(request, ngettext("%(count)d API key revoked.", "%(count)d API keys revoked.", revoked)
+                          % {"count": revoked}, messages.SUCCESS)

@@ -21,6 +21,14 @@ class ChannelConfig(metaclass=ConfigMeta):
         return found
 
     @classmethod
+    def missing_settings(cls):
+        """The settings still to set, for a person to read: ["TWILIO_ACCOUNT_SID", "A or B"]."""
+        missing = [name for name in cls.required if not getattr(settings, name, "")]
+        missing += [" or ".join(group) for group in cls.one_of
+                    if not any(getattr(settings, name, "") for name in group)]
+        return missing
+
+    @classmethod
     def is_configured(cls):
         return not cls.problems()
 

@@ -1,10 +1,13 @@
-"""Reads on the sending layer: recent error rates and send latencies per channel."""
+"""Reads on the sending layer: recent error rates and send latencies per channel, and each channel's state."""
 
 from datetime import timedelta
 
 from django.utils import timezone
 
+from .breaker import CircuitBreaker
+from .constants import Channel
 from .models import PerformanceMetric
+from .registry import ChannelMeta
 
 
 def _percentile(values, percent):
@@ -49,3 +52,25 @@ def channel_health(channel, *, now=None, hours=24, buckets=24, limit=50_000):
                    "p50": _percentile(all_latencies, 50), "p95": _percentile(all_latencies, 95),
                    "p99": _percentile(all_latencies, 99)},
     }
+
+
+def channel_status(channel, *, hours=1):
+    """A channel at a glance: configured or not (and which settings are missing), its provider's
+    circuit breaker, and its send totals over the last `hours`.
+
+    The configuration is the one `validate_config` checks before every send, so a channel the
+    console calls configured is one whose sends are not refused for it.
+    Returns {"channel", "label", "configured", "missing", "provider", "breaker" (snapshot or None), "totals"}.
+    """
+    mixin = ChannelMeta.channels.get(channel)
+    config = getattr(mixin, "config", None)
+    missing = config.missing_settings() if config else []
+    provider = getattr(mixin, "breaker_provider", None)
+    return {"channel": channel, "label": Channel(channel).label, "configured": not missing, "missing": missing,
+            "provider": provider, "breaker": CircuitBreaker(provider).snapshot() if provider else None,
+            "totals": channel_health(channel, hours=hours, buckets=1)["totals"]}
+
+
+def channels_status(*, hours=1):
+    """`channel_status` of every channel, in the order of Channel."""
+    return [channel_status(channel, hours=hours) for channel in Channel.values]

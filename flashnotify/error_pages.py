@@ -6,9 +6,12 @@ their own (in system checks too), and DRF's views read REST_FRAMEWORK's dotted p
 they are imported, which would bring flashnotify.api_errors back in half-initialised.
 """
 
+from django.contrib import admin
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.views import defaults
+
+from accounts.roles import console_role
 
 
 def error_body(status_code, code, message, errors=None):
@@ -23,10 +26,15 @@ def not_found(request, exception=None):
 
 
 def permission_denied(request, exception=None):
-    """The 403 handler: the API's error shape under /api/, the site's styled page elsewhere."""
+    """The 403 handler: the API's error shape under /api/, the console's page for a console user in the
+    console (Staff on an Admin-only page: what happened and a way back), the site's styled page elsewhere."""
     if request.path.startswith("/api/"):
         return JsonResponse(error_body(403, "permission_denied", str(exception or "")
                                        or "You do not have permission to perform this action."), status=403)
+    user = getattr(request, "user", None)
+    role = console_role(user) if user is not None else None
+    if role and request.path.startswith(f"/{admin.site.name}/"):
+        return render(request, "admin/403.html", {**admin.site.each_context(request), "role": role}, status=403)
     return defaults.permission_denied(request, exception)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dj_database_url
 from csp.constants import NONE, SELF
+from django.utils.translation import gettext_lazy
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("FLASHNOTIFY_VAR_DIR", BASE_DIR / "var"))
@@ -160,7 +161,7 @@ Q_CLUSTER = {
     "catch_up": False,
     "recycle": 500,
     "max_rss": envint("Q_MAX_RSS_KB", 250_000),
-    "label": "Task queue",
+    "label": gettext_lazy("Task queue"),  # the console's name for django-q2's tables
     "log_level": env("Q_LOG_LEVEL", "WARNING"),
     "poll": 0.2,
 }
@@ -271,6 +272,7 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"  # served at the site's root: /favicon.ico
 
 # --- Email ------------------------------------------------------------------------------
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")

@@ -1,10 +1,11 @@
 from django.apps import AppConfig
 from django.db.models.signals import post_delete, post_migrate
+from django.utils.translation import gettext_lazy as _
 
 
 class NotificationsConfig(AppConfig):
     name = "notifications"
-    verbose_name = "Notifications"
+    verbose_name = _("Notifications")
 
     def ready(self):
         # Wiring, as Django's contrib apps do it: the digest notifier registers itself on import,

@@ -4,14 +4,20 @@
 offered here to the doors.
 """
 
+from datetime import timedelta
+
 from django.contrib.auth import get_user_model
-from django.db.models import Case, CharField, Count, F, Max, Min, OuterRef, Q, Subquery, Value, When
+from django.db.models import Case, CharField, Count, F, IntegerField, Max, Min, OuterRef, Q, Subquery, Value, When
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from accounts.models import Cohort
 from accounts.roles import is_admin
+from channels_app.models import PushSubscription
 from channels_app.registry import get_notifier
 
 from .engine.audience import audience_users
+from .engine.escalation import ESCALATION_WINDOW
 from .engine.inbox import inbox_unread_count
 from .engine.planning import RECIPIENT_FIELDS, DeliveryPlanner
 from .models import Delivery, InboxMessage, Notification
@@ -240,3 +246,69 @@ def inbox_message_for(user_id, notification_id):
             message = (messages.filter(notification__in=Notification.objects.family_of(notification).values("pk"))
                        .order_by("created_at", "pk").first())
     return message
+
+
+# --- the console's home ------------------------------------------------------------------
+
+def _count_of(deliveries):
+    """A subquery: how many rows of `deliveries` (filtered on notification=OuterRef("pk")) there are."""
+    return Coalesce(Subquery(deliveries.order_by().values("notification").annotate(n=Count("id")).values("n"),
+                             output_field=IntegerField()), Value(0))
+
+
+def notifications_with_reach(notifications):
+    """`notifications` annotated with `reached`: how many of their recipients a delivery reached."""
+    reached = (Delivery.objects.filter(notification=OuterRef("pk"), status__in=Delivery.REACHED_STATUSES)
+               .order_by().values("notification").annotate(n=Count("recipient", distinct=True)).values("n"))
+    return notifications.annotate(reached=Coalesce(Subquery(reached, output_field=IntegerField()), Value(0)))
+
+
+def sends_running(user, *, limit=10):
+    """The notifications `user` may see that are queued or sending now, newest first, with their progress:
+    [{"notification", "progress": notification_progress(...)}]."""
+    running = (notifications_visible_to(user).select_related("sender")
+               .filter(status__in=[Notification.Status.QUEUED, Notification.Status.SENDING])
+               .order_by("-created_at", "-pk")[:limit])
+    return [{"notification": n, "progress": notification_progress(n)} for n in running]
+
+
+def sends_recent(user, *, limit=20):
+    """The last `limit` notifications `user` may see (scheduled ones excluded), each with `reached`."""
+    return list(notifications_with_reach(notifications_visible_to(user)).select_related("sender")
+                .exclude(status=Notification.Status.SCHEDULED).order_by("-created_at", "-pk")[:limit])
+
+
+def sends_needing_action(user, *, now=None, days=7, limit=10):
+    """What a console user should look at: {"failed": [...], "unacknowledged": [...]}.
+
+    `failed`: notifications of the last `days` that ended failed or partly failed, each with `failed_count`
+    (its failed deliveries). `unacknowledged`: alerts asking for acknowledgement whose escalation delay has
+    passed while people still have not acknowledged — [{"notification", "recipients", "acknowledged",
+    "waiting", "overdue_since"}]. Only notifications `user` may see; at most `limit` of each.
+    """
+    now = now or timezone.now()
+    visible = notifications_visible_to(user)
+    failed = list(visible.filter(status__in=[Notification.Status.FAILED, Notification.Status.PARTIALLY_FAILED],
+                                 created_at__gte=now - timedelta(days=days))
+                  .annotate(failed_count=_count_of(Delivery.objects.filter(notification=OuterRef("pk"),
+                                                                           status=Delivery.Status.FAILED)))
+                  .order_by("-created_at", "-pk")[:limit])
+    unacknowledged = []
+    asking = (visible.filter(requires_ack=True, family_root__isnull=True, started_at__isnull=False,
+                             started_at__gte=now - min(ESCALATION_WINDOW, timedelta(days=days)))
+              .exclude(status=Notification.Status.CANCELLED).order_by("-started_at", "-pk"))
+    for notification in asking[:100]:
+        overdue_since = notification.started_at + get_notifier(notification.notifier).escalation_delay
+        if overdue_since > now:
+            continue
+        counts = acknowledgement_counts(notification)
+        if counts["waiting"]:
+            unacknowledged.append({"notification": notification, "overdue_since": overdue_since, **counts})
+            if len(unacknowledged) >= limit:
+                break
+    return {"failed": failed, "unacknowledged": unacknowledged}
+
+
+def push_subscription_count(user):
+    """How many browsers `user` receives web push on."""
+    return PushSubscription.objects.filter(user=user).count()

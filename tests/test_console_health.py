@@ -51,7 +51,7 @@ def test_it_refuses_a_breaker_reset_to_staff(client, staff_user, open_email_brea
     refused = client.post("/admin/health/email/", {"action": "reset"})
 
     assert refused.status_code == 403
-    assert "Access denied" in refused.content.decode() and "/static/css/site" in refused.content.decode()
+    assert "Access denied" in refused.content.decode() and "Back to the console home" in refused.content.decode()
     assert open_email_breaker.state == "open"
 
 
@@ -88,8 +88,9 @@ def test_it_sends_a_test_message_to_the_staff_member_and_shows_the_answer(client
 
     assert [m["To"] for m in smtp_peer.messages] == [staff_user.email]
     assert smtp_peer.messages[0]["Subject"] == "FlashNotify test message"
-    assert "Test message accepted by the email provider: &lt;test-" in response.content.decode()
-    assert LogEntry.objects.filter(change_message__startswith="Sent a test message on email: accepted").exists()
+    assert "Test message to teacher@example.edu accepted by the email provider: &lt;test-" in response.content.decode()
+    assert LogEntry.objects.filter(
+        change_message__startswith="Sent a test message on email to teacher@example.edu: accepted").exists()
     assert PerformanceMetric.objects.filter(channel="email", operation="send", succeeded=1).exists()
 
 
@@ -100,12 +101,16 @@ def test_it_shows_the_providers_refusal_of_a_test_message(client, staff_user, sm
 
     response = client.post("/admin/health/email/", {"action": "test"}, follow=True)
 
-    assert "did not accept the test message: SMTP 550" in response.content.decode()
+    assert "did not accept the test message to teacher@example.edu: SMTP 550" in response.content.decode()
     assert smtp_peer.messages == []
 
 
 @pytest.mark.django_db
 def test_it_says_why_no_test_is_sent_without_an_address(client, staff_user):
     client.force_login(staff_user)
+    page = client.get("/admin/health/sms/").content.decode()
+    assert "No test can be sent: your account has no mobile phone number." in page
+    assert 'value="test"' not in page  # no button that could only fail
+
     response = client.post("/admin/health/sms/", {"action": "test"}, follow=True)
-    assert "No test sent: No sms address to send to." in response.content.decode()
+    assert "No test sent: your account has no mobile phone number." in response.content.decode()
