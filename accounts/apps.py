@@ -1,5 +1,4 @@
 from django.apps import AppConfig
-from django.utils.translation import gettext_lazy as _
 from django.db.models.signals import post_migrate
 from django.utils.translation import gettext_lazy as _
 
