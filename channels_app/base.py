@@ -341,10 +341,13 @@ class SharedParts:
 
     @classmethod
     def key(cls, message):
-        """Messages that render alike: the same channel, language and time zone, and the same values empty
-        or not (an `{% if ack_url %}` goes the same way), all-ASCII or not (an email's transfer encoding)."""
+        """Messages that render alike: the same notification (a digest's are each their own), channel,
+        language and time zone, and the same values empty or not (an `{% if ack_url %}` goes the same
+        way), all-ASCII or not (an email's transfer encoding)."""
         values = cls.values(message)
-        return (message.channel, message.recipient.language, message.recipient.timezone, message.priority,
+        notification = message.notification
+        return (getattr(notification, "pk", None) or id(notification),
+                message.channel, message.recipient.language, message.recipient.timezone, message.priority,
                 tuple(bool(v) for v in values), tuple(v.isascii() for v in values))
 
     @classmethod
