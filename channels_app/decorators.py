@@ -162,7 +162,7 @@ def rate_limit(provider):
             # Deferred first: recorded at once, so their due times are not pushed back by the sending.
             for m, wait in zip(messages[granted:], waits):
                 outcome = Outcome.transient_failure(
-                    m, f"waiting for the {provider} provider's rate limit ({rate:g} messages per second)",
+                    m, f"waiting for the {provider} provider's rate limit ({rate:g} per second)",
                     retry_after=wait, attempted=False)
                 outcome.extra["wait"] = "rate_limit"
                 yield outcome

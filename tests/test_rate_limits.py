@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.checks import run_checks
+from prometheus_client import REGISTRY
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.utils import timezone
@@ -50,6 +51,8 @@ def test_it_sends_up_to_the_rate_and_defers_the_rest_with_the_reason_then_sends_
     users = students("s7000", 5)
     t0 = timezone.now()
     deliveries = planned(email_to(admin_user, users), t0)
+    waits = {"channel": "email", "provider": "email", "reason": "rate_limit"}
+    waited = REGISTRY.get_sample_value("flashnotify_provider_waits_total", waits) or 0
 
     assert deliveries_send([d.pk for d in deliveries], now=t0) == {"sent": 3, "retrying": 2}
 
@@ -57,11 +60,12 @@ def test_it_sends_up_to_the_rate_and_defers_the_rest_with_the_reason_then_sends_
     waiting = Delivery.objects.filter(pk__in=[d.pk for d in deliveries], status="retrying").order_by("next_attempt_at")
     assert len(waiting) == 2
     for delivery in waiting:
-        assert delivery.last_error == f"{WAITING} (3 messages per second)"
+        assert delivery.last_error == f"{WAITING} (3 per second)"
         assert delivery.attempts == 0  # the wait is not an attempt
         assert t0 < delivery.next_attempt_at <= t0 + timedelta(seconds=1)
     # Each deferred message is given its own turn, one interval (1/3 s) after the one before.
     first, second = waiting
+    assert REGISTRY.get_sample_value("flashnotify_provider_waits_total", waits) - waited == 2
     assert abs(second.next_attempt_at - first.next_attempt_at - timedelta(seconds=1 / 3)) <= timedelta(microseconds=1)
 
     # Their turn comes: they are sent, each once, and the reason is gone.
@@ -149,7 +153,7 @@ def test_two_workers_share_one_budget(smtp_peer, admin_user):
     assert len(smtp_peer.messages) == 4
     waiting = Delivery.objects.filter(notification=deliveries[0].notification, status="retrying")
     assert waiting.count() == 4
-    assert {(d.attempts, d.last_error) for d in waiting} == {(0, f"{WAITING} (4 messages per second)")}
+    assert {(d.attempts, d.last_error) for d in waiting} == {(0, f"{WAITING} (4 per second)")}
     # Each waits for a turn of its own: none is told to go before the budget has room for it.
     turns = sorted(d.next_attempt_at for d in waiting)
     assert turns == [t0 + timedelta(seconds=0.25 * n) for n in range(1, 5)]
