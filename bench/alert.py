@@ -134,7 +134,8 @@ def main():
         limits = fanout.measure_limits(CHANNELS, ports, control, users, notification_args)
         fanout.wait_for_workers()
         notification_args.update(notifier="security", category="security", priority="urgent",
-                                 title="Campus lockdown", body="Stay indoors and away from windows until the all-clear.",
+                                 title="Campus lockdown",
+                                 body="Stay indoors and away from windows until the all-clear.",
                                  data={"severity": "critical", "location": "Main campus"})
         handed, lost, duplicates, rss = send_alert(notification_args, args.recipients, control, cluster, args.timeout)
         total = max(handed.values())

@@ -229,7 +229,8 @@ def machine():
     except (OSError, StopIteration):
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0
-    return f"{os.cpu_count()} CPUs ({model or platform.processor()}), Python {platform.python_version()}, load {load:.1f}"
+    return (f"{os.cpu_count()} CPUs ({model or platform.processor()}), Python {platform.python_version()}, "
+            f"load {load:.1f}")
 
 
 def main():

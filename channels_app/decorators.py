@@ -154,7 +154,15 @@ def rate_limit(provider):
             if not rate:
                 yield from step(self, messages, *args, **kwargs)
                 return
-            granted, waits = RateLimiter(provider, rate, clock=self.clock).reserve(len(messages))
+            try:
+                granted, waits = RateLimiter(provider, rate, clock=self.clock).reserve(len(messages))
+            except Exception as exc:  # the shared cache does not answer: wait rather than pass the provider's rate
+                logger.warning("%s rate limit: cannot reach the shared cache: %s", provider, exc,
+                               extra={"notification_id": messages[0].notification.pk, "provider": provider})
+                for m in messages:
+                    yield Outcome.transient_failure(m, f"the {provider} rate limit cannot be read: {exc}"[:300],
+                                                    retry_after=10, attempted=False)
+                return
             if waits:
                 logger.info("%s rate limit (%g/s): %d of %d messages deferred", provider, rate, len(waits),
                             len(messages), extra={"notification_id": messages[0].notification.pk,
@@ -172,7 +180,6 @@ def rate_limit(provider):
         return wrapper
 
     def decorate(cls):
-        cls.rate_limit_provider = provider
         return _wrap_step(cls, limited)
 
     return decorate
