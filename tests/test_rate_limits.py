@@ -124,10 +124,11 @@ def test_the_limiter_grants_its_rate_with_a_burst_of_one_second_and_says_when_th
     limiter = RateLimiter("sms", 10, clock=lambda: clock[0])
 
     assert limiter.reserve(25) == (10, pytest.approx([0.1 * i for i in range(1, 16)]))
-    assert limiter.reserve(5) == (0, pytest.approx([0.1 * i for i in range(1, 6)]))
+    # The next ones are told turns after those already told: they will not all come back at once.
+    assert limiter.reserve(5) == (0, pytest.approx([1.5 + 0.1 * i for i in range(1, 6)]))
     clock[0] += 0.35  # three and a half intervals later: three more messages fit
     granted, waits = limiter.reserve(5)
-    assert granted == 3 and waits == pytest.approx([0.05, 0.15])
+    assert granted == 3 and waits == pytest.approx([1.75, 1.85])
     # Over any run of seconds, no more than the rate and the one-second burst.
     sent = 13
     for _ in range(100):
@@ -176,3 +177,23 @@ def test_a_rate_in_messages_per_second_or_none_is_accepted(value, settings):
     settings.PUSH_RATE_LIMIT = value
 
     assert not [m for m in run_checks() if m.id == "flashnotify.E030"]
+
+
+@pytest.mark.django_db
+def test_a_phone_code_counts_against_the_sms_rate_and_waits_for_it_like_any_message(http_peer, settings, student):
+    from accounts.phone import phone_verification_start
+    from django.core.exceptions import ValidationError
+
+    peer = http_peer(lambda request: (201, {}, {"sid": "SM" + "1" * 32, "status": "queued"}))
+    settings.TWILIO_API_BASE, settings.TWILIO_FROM_NUMBER = peer.url, "+15005550006"
+    settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN = "AC" + "0" * 32, "test-token"
+    settings.SMS_RATE_LIMIT = "0.001"  # one message, then nothing for 1,000 s
+    RateLimiter("sms", 0.001).reserve(1)  # an alert has just taken the budget
+
+    with pytest.raises(ValidationError, match="Try again in a few minutes"):
+        phone_verification_start(user=student, phone="+33612345678")
+
+    assert peer.requests == []  # the provider's rate is kept: nothing was posted
+    settings.SMS_RATE_LIMIT = ""
+    phone_verification_start(user=student, phone="+33612345678")
+    assert len(peer.requests) == 1
