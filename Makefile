@@ -56,8 +56,9 @@ test: setup browser xmlsec axe
 	$(BIN)/lint-imports --no-cache
 	AXE_JS=$(CURDIR)/$(AXE_JS) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: setup  # by hand only: make bench BENCH_ARGS="--recipients 10000 --channels email"
-	$(BIN)/python bench/fanout.py $(BENCH_ARGS)
+# Every speed figure in one table (bench/run.py); by hand only, on a quiet machine: make bench BENCH_ARGS="--quick"
+bench: setup
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var

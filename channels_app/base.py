@@ -11,6 +11,7 @@ import functools
 import logging
 import re
 import secrets
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -154,10 +155,11 @@ class Notifier(metaclass=NotificationMeta):
         Whatever one message raises fails that message alone (`outcome_for_error`); a step
         that breaks as a whole fails the messages it had not reported, with the reason.
 
-        `now` is the engine's clock for this batch (the circuit breaker reads it), so a
-        test or a sweep can run the sequence at a chosen moment.
+        `now` is the engine's clock for this batch (the circuit breaker reads it, the rate
+        limiter reads `clock()`), so a test or a sweep can run the sequence at a chosen moment.
         """
         self.now = now or timezone.now()
+        self._chosen_now = now is not None
         outcomes = []
 
         def report(outcome):
@@ -221,6 +223,13 @@ class Notifier(metaclass=NotificationMeta):
             if close:
                 close()
             report_late()
+
+    def clock(self):
+        """Seconds since the epoch for the rate limiter: the `now` a caller chose (a test, a sweep),
+        else the real time, which goes on while the batch is sent."""
+        if self.__dict__.get("_chosen_now"):
+            return self.now.timestamp()
+        return time.time()
 
     # --- hooks --------------------------------------------------------------------------
     def template_names(self, channel, part, language, extension, category=None):

@@ -4,6 +4,9 @@ Each wraps one well-defined step and holds no business rule:
 
 - `validate_config(Config)` on a channel mixin wraps its send step: while the channel's
   configuration has problems, every message fails permanently with the reason;
+- `rate_limit(provider)` on a channel mixin wraps its send step (outside the breaker): sends no
+  more than the provider's rate (`<PROVIDER>_RATE_LIMIT`, shared by all workers) and defers the rest,
+  not counted as attempts, to when their turn should come;
 - `circuit_breaker(provider)` on a channel mixin wraps its send step: refused while the
   provider's breaker (shared by all workers) is open, and counts the provider's failures;
 - `track_performance` on a notifier wraps each of its channels' steps: times the batch
@@ -13,12 +16,18 @@ Each wraps one well-defined step and holds no business rule:
 """
 
 import functools
+import logging
 import time
+
+from django.core.exceptions import ImproperlyConfigured
 
 from .breaker import CircuitBreaker
 from .metrics import observe_outcome
 from .models import PerformanceMetric
 from .outcomes import Outcome
+from .ratelimit import RATE_LIMIT_SETTINGS, RateLimiter, configured_rate
+
+logger = logging.getLogger(__name__)
 
 _metrics_buffer = []
 
@@ -117,6 +126,63 @@ def circuit_breaker(provider):
     def decorate(cls):
         cls.breaker_provider = provider
         return _wrap_step(cls, guarded)
+
+    return decorate
+
+
+def rate_limit(provider):
+    """Send no more than the provider's rate, counted across every worker; defer the rest.
+
+    The rate is read at each batch from the setting RATE_LIMIT_SETTINGS names (messages per second;
+    0 or unset: no limit). The batch asks the shared limiter for all its messages at once (one round
+    trip): those granted go to the step; the others are deferred first, each to the time its turn
+    should come, with the reason, and the wait is not an attempt (`attempted=False`). It wraps the
+    circuit breaker, so a deferred message never counts as the provider's answer.
+    """
+    setting = RATE_LIMIT_SETTINGS[provider]
+
+    def limited(step):
+        def wrapper(self, messages, *args, **kwargs):
+            if not messages:
+                return
+            try:
+                rate = configured_rate(setting)
+            except ImproperlyConfigured as exc:  # also a system check (flashnotify.E030): workers refuse to start
+                for m in messages:
+                    yield Outcome.transient_failure(m, str(exc), retry_after=60, attempted=False)
+                return
+            if not rate:
+                yield from step(self, messages, *args, **kwargs)
+                return
+            try:
+                # A notifier's clock (a chosen `now` in tests); a bare mixin (a phone code) reads the real time.
+                limiter = RateLimiter(provider, rate, clock=getattr(self, "clock", time.time))
+                granted, waits = limiter.reserve(len(messages))
+            except Exception as exc:  # the shared cache does not answer: wait rather than pass the provider's rate
+                logger.warning("%s rate limit: cannot reach the shared cache: %s", provider, exc,
+                               extra={"notification_id": messages[0].notification.pk, "provider": provider})
+                for m in messages:
+                    yield Outcome.transient_failure(m, f"the {provider} rate limit cannot be read: {exc}"[:300],
+                                                    retry_after=10, attempted=False)
+                return
+            if waits:
+                logger.info("%s rate limit (%g/s): %d of %d messages deferred", provider, rate, len(waits),
+                            len(messages), extra={"notification_id": messages[0].notification.pk,
+                                                  "channel": messages[0].channel, "provider": provider})
+            # Deferred first: recorded at once, so their due times are not pushed back by the sending.
+            for m, wait in zip(messages[granted:], waits):
+                outcome = Outcome.transient_failure(
+                    m, f"waiting for the {provider} provider's rate limit ({rate:g} per second)",
+                    retry_after=wait, attempted=False)
+                outcome.extra["wait"] = "rate_limit"
+                yield outcome
+            if granted:
+                yield from step(self, messages[:granted], *args, **kwargs)
+
+        return wrapper
+
+    def decorate(cls):
+        return _wrap_step(cls, limited)
 
     return decorate
 

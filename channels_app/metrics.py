@@ -16,12 +16,14 @@ PROVIDER_SEND_SECONDS = Histogram(
 PROVIDER_WAITS = Counter(
     "flashnotify_provider_waits",
     "Messages deferred instead of sent: refused while the provider's circuit breaker is open "
-    "(reason=breaker_open), or answered 429 with Retry-After by the provider (reason=retry_after).",
+    "(reason=breaker_open), over the provider's configured rate (reason=rate_limit), or answered 429 with "
+    "Retry-After by the provider (reason=retry_after).",
     ["channel", "provider", "reason"],
 )
 PROVIDER_WAIT_SECONDS = Counter(
     "flashnotify_provider_wait_seconds",
-    "Seconds the deferred messages were told to wait before the next try (breaker reopening, Retry-After).",
+    "Seconds the deferred messages were told to wait before the next try (breaker reopening, rate limit, "
+    "Retry-After).",
     ["channel", "provider", "reason"],
 )
 
@@ -31,6 +33,6 @@ def observe_outcome(channel, provider, outcome, seconds):
     if outcome.attempted:
         PROVIDER_SEND_SECONDS.labels(channel, provider).observe(seconds)
     if outcome.retry_after and not outcome.ok:
-        reason = "retry_after" if outcome.attempted else "breaker_open"
+        reason = outcome.extra.get("wait") or ("retry_after" if outcome.attempted else "breaker_open")
         PROVIDER_WAITS.labels(channel, provider, reason).inc()
         PROVIDER_WAIT_SECONDS.labels(channel, provider, reason).inc(float(outcome.retry_after))

@@ -32,7 +32,7 @@ from twilio.rest import Client
 from .base import SharedParts
 from .config import EmailConfig, InboxConfig, PushConfig, SMSConfig
 from .constants import Channel, Priority
-from .decorators import circuit_breaker, validate_config
+from .decorators import circuit_breaker, rate_limit, validate_config
 from .errors import TWILIO_PERMANENT_CODES, outcome_for_error, retry_after_seconds
 from .models import PushSubscription
 from .outcomes import Outcome
@@ -60,6 +60,7 @@ def esp_message_id(connection, email, message):
 
 
 @validate_config(EmailConfig)
+@rate_limit("email")
 @circuit_breaker("email")
 class EmailMixin(metaclass=ChannelMeta):
     """Email through Django's email API: SMTP by default, any django-anymail backend by setting."""
@@ -248,6 +249,7 @@ def fit_sms(text, max_segments):
 
 
 @validate_config(SMSConfig)
+@rate_limit("sms")
 @circuit_breaker("sms")
 class SMSMixin(metaclass=ChannelMeta):
     """SMS through the twilio client, with a status callback for delivery receipts."""
@@ -303,6 +305,7 @@ class SMSMixin(metaclass=ChannelMeta):
 
 
 @validate_config(PushConfig)
+@rate_limit("push")
 @circuit_breaker("push")
 class PushNotificationMixin(metaclass=ChannelMeta):
     """Web push through pywebpush with VAPID, to every browser the recipient subscribed."""

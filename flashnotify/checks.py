@@ -9,6 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.checks import Error, Tags, Warning, register, run_checks
 
 from accounts.models import Role
+from channels_app.ratelimit import RATE_LIMIT_SETTINGS, configured_rate
 from accounts.sso import oidc_enabled, role_map, saml_enabled, saml_problems
 from notifications.engine.retention import RETENTION_SETTINGS, retention_days
 
@@ -139,6 +140,20 @@ def check_retention(app_configs, **kwargs):
             problems.append(Error(str(exc), hint=f"Set {name} to a whole number of days (0 keeps forever), or unset "
                                                  "it for the default; until then the retention purge deletes nothing.",
                                   id="flashnotify.E013"))
+    return problems
+
+
+@register()
+def check_rate_limits(app_configs, **kwargs):
+    """A provider's rate that is not a number would hold back every message to it: refuse to start instead."""
+    problems = []
+    for setting in RATE_LIMIT_SETTINGS.values():
+        try:
+            configured_rate(setting)
+        except ImproperlyConfigured as exc:
+            problems.append(Error(str(exc), hint=f"Set {setting} to the provider's rate in messages per second "
+                                                 "(for example 50 or 0.5), or 0 or unset for no limit.",
+                                  id="flashnotify.E030"))
     return problems
 
 

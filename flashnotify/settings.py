@@ -353,6 +353,11 @@ DELIVERY_TASK_SECONDS = envint("DELIVERY_TASK_SECONDS", max(Q_TIMEOUT // 2, 1))
 DELIVERY_SUPPRESSION_DAYS = envint("DELIVERY_SUPPRESSION_DAYS", 30)
 BREAKER_FAILURE_THRESHOLD = envint("BREAKER_FAILURE_THRESHOLD", 5)
 BREAKER_RESET_SECONDS = envint("BREAKER_RESET_SECONDS", 60)
+# Most messages per second handed to each provider, by all workers together (channels_app/ratelimit.py);
+# empty or 0: no limit. Kept as given: one that is not a number is check flashnotify.E030.
+EMAIL_RATE_LIMIT = env("EMAIL_RATE_LIMIT")
+SMS_RATE_LIMIT = env("SMS_RATE_LIMIT")
+PUSH_RATE_LIMIT = env("PUSH_RATE_LIMIT")
 # Retention: finished deliveries and inbox messages older than this many days are purged once a day
 # (0 keeps them forever). Kept as given: notifications.engine.retention reads them, and one that is not
 # a number stops the purge (nothing is deleted) while check flashnotify.E010 reports it.

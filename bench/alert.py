@@ -1,0 +1,172 @@
+"""Emergency alert benchmark: one security alert to N students on email + SMS + push + inbox.
+
+    .venv/bin/python bench/alert.py [--recipients 50000] [--workers 2] [--chunk 500] [--database fn_alert]
+
+The issue's figure: the time until every delivery is handed to its provider (the SMTP server took
+the email, the Twilio-like API and the push service answered, the inbox row is written), with each
+channel's rate against its peer's raw rate measured in the same run. It uses bench/fanout.py's
+pieces: the local peers in a process of their own (aiosmtpd, HTTP servers standing in for Twilio's
+API and a push service), their raw rates (one client, back to back; the inbox's: a bulk insert),
+its own database (PostgreSQL `--database` with a PostgreSQL DATABASE_URL, else a scratch SQLite
+file; Redis keys of its own prefix with REDIS_URL) and real `qcluster` workers. While the alert
+goes out it asks the peers every 0.2 s how many distinct messages each has, and notes when each
+channel has all of them. It ends with one line:
+
+    alert: <n> deliveries to <r> recipients handed to providers in <s> s; email <s> s <rate>/s of raw <rate>/s (<x>); sms ...; push ...; inbox ...; lost 0; duplicates 0; worker peak RSS <MB> MB
+"""
+
+import argparse
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+BASE_DIR = BENCH_DIR.parent
+sys.path.insert(0, str(BASE_DIR))
+sys.path.insert(0, str(BENCH_DIR))
+
+import fanout  # noqa: E402  (peers, raw rates, database, recipients and worker helpers)
+
+CHANNELS = ("email", "sms", "push", "inbox")
+
+
+def send_alert(notification_args, recipients, control, cluster, timeout):
+    """Send the alert; return the seconds until each channel had every message, and lost/duplicates/RSS."""
+    from django.db.models import Count
+
+    from notifications.models import Delivery, InboxMessage, Notification
+    from notifications.services import notification_send
+
+    rss, stop = [0.0], threading.Event()
+
+    def watch_rss():
+        while not stop.is_set():
+            rss[0] = max(rss[0], fanout.peak_rss_mb(cluster.pid))
+            stop.wait(0.5)
+
+    watcher = threading.Thread(target=watch_rss, daemon=True)
+    watcher.start()
+    started = time.monotonic()
+    notification, _ = notification_send(**notification_args)
+    handed, counts = {}, {}
+    deadline = started + timeout
+    while True:
+        now = time.monotonic()
+        control.send("stats")
+        counts = {channel: tuple(value) for channel, value in control.recv().items()}
+        if "inbox" not in handed:
+            inbox = InboxMessage.objects.filter(notification=notification).count()
+            counts["inbox"] = (inbox, inbox)
+        for channel in CHANNELS:
+            if channel not in handed and channel in counts and counts[channel][1] >= recipients:
+                handed[channel] = now - started
+        if len(handed) == len(CHANNELS):
+            break
+        if now > deadline:
+            statuses = dict(Delivery.objects.filter(notification=notification).values_list("status")
+                            .annotate(Count("id")))
+            raise SystemExit(f"timed out after {timeout:g} s: handed {handed}, peers {counts}, deliveries {statuses}")
+        time.sleep(0.2)
+    while not Notification.objects.filter(pk=notification.pk, status__in=Notification.FINAL_STATUSES).exists():
+        if time.monotonic() > deadline:
+            raise SystemExit("timed out waiting for the alert's final status")
+        time.sleep(0.2)
+    stop.set()
+    watcher.join()
+    rss[0] = max(rss[0], fanout.peak_rss_mb(cluster.pid))
+    control.send("stats")
+    final = {channel: tuple(value) for channel, value in control.recv().items()}
+    final["inbox"] = (InboxMessage.objects.filter(notification=notification).count(),) * 2
+    statuses = dict(Delivery.objects.filter(notification=notification).values_list("status").annotate(Count("id")))
+    if set(statuses) - {"sent"}:
+        print(f"delivery statuses: {statuses}", file=sys.stderr)
+    lost = sum(recipients - final[c][1] for c in CHANNELS)
+    duplicates = sum(final[c][0] - final[c][1] for c in CHANNELS)
+    return handed, lost, duplicates, rss[0]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipients", type=int, default=50_000)
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("Q_WORKERS", 2)))
+    parser.add_argument("--chunk", type=int, default=int(os.environ.get("FANOUT_CHUNK_SIZE", 500)))
+    parser.add_argument("--database", default="fn_alert", help="PostgreSQL database to create and drop")
+    parser.add_argument("--timeout", type=float, default=1800)
+    args = parser.parse_args()
+
+    control, peer_end = multiprocessing.get_context("fork").Pipe()
+    peers = multiprocessing.get_context("fork").Process(target=fanout.serve_peers, args=(peer_end,), daemon=True)
+    peers.start()
+    ports = control.recv()
+    database_url, drop_database = fanout.make_database(args)
+    prefix = f"fn-alert-{os.getpid()}"
+    vapid = fanout.vapid_keys()
+    os.environ.update({
+        "DJANGO_SETTINGS_MODULE": "flashnotify.settings", "DATABASE_URL": database_url, "DEBUG": "false",
+        "SECRET_KEY": "bench-secret-key-" + "x" * 40, "SITE_URL": "https://notify.example.edu",
+        "ALLOWED_HOSTS": "notify.example.edu",
+        "Q_CLUSTER_NAME": prefix, "CACHE_KEY_PREFIX": prefix, "Q_WORKERS": str(args.workers),
+        "FANOUT_CHUNK_SIZE": str(args.chunk), "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
+        "EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(ports["smtp"]),
+        "TWILIO_ACCOUNT_SID": "AC" + "1" * 32, "TWILIO_AUTH_TOKEN": "bench-token",
+        "TWILIO_MESSAGING_SERVICE_SID": "MG" + "2" * 32, "TWILIO_API_BASE": f"http://127.0.0.1:{ports['twilio']}",
+        "VAPID_PUBLIC_KEY": vapid[0], "VAPID_PRIVATE_KEY": vapid[1],
+        "PUSH_ALLOW_HTTP_ENDPOINTS": "true",  # the push service is a local http peer
+    })
+    cluster = None
+    try:
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        if not os.environ.get("REDIS_URL"):
+            call_command("createcachetable", verbosity=0)
+        cluster = subprocess.Popen([sys.executable, str(BASE_DIR / "manage.py"), "qcluster"], cwd=BASE_DIR,
+                                   env=os.environ.copy(), start_new_session=True)
+        notification_args, users = fanout.prepare(args.recipients, list(CHANNELS), ports)
+        limits = fanout.measure_limits(CHANNELS, ports, control, users, notification_args)
+        fanout.wait_for_workers()
+        notification_args.update(notifier="security", category="security", priority="urgent",
+                                 title="Campus lockdown",
+                                 body="Stay indoors and away from windows until the all-clear.",
+                                 data={"severity": "critical", "location": "Main campus"})
+        handed, lost, duplicates, rss = send_alert(notification_args, args.recipients, control, cluster, args.timeout)
+        total = max(handed.values())
+        parts = []
+        for channel in CHANNELS:
+            rate = args.recipients / handed[channel]
+            parts.append(f"{channel} {handed[channel]:.2f} s {rate:.0f}/s of raw {limits[channel]:.0f}/s "
+                         f"({rate / limits[channel]:.2f})")
+        print(f"alert: {args.recipients * len(CHANNELS)} deliveries to {args.recipients} recipients handed to "
+              f"providers in {total:.2f} s; {'; '.join(parts)}; lost {lost}; duplicates {duplicates}; "
+              f"worker peak RSS {rss:.0f} MB")
+    finally:
+        if cluster and cluster.poll() is None:
+            cluster.send_signal(signal.SIGTERM)
+            try:
+                cluster.wait(30)
+            except subprocess.TimeoutExpired:
+                pass
+        if cluster:
+            try:
+                os.killpg(cluster.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        control.send("stop")
+        peers.join(10)
+        from django.db import connections
+
+        connections.close_all()
+        drop_database()
+        fanout.clean_redis(prefix)
+
+
+if __name__ == "__main__":
+    main()
