@@ -16,10 +16,7 @@ channel has all of them. It ends with one line:
 """
 
 import argparse
-import multiprocessing
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -99,40 +96,7 @@ def main():
     parser.add_argument("--timeout", type=float, default=1800)
     args = parser.parse_args()
 
-    control, peer_end = multiprocessing.get_context("fork").Pipe()
-    peers = multiprocessing.get_context("fork").Process(target=fanout.serve_peers, args=(peer_end,), daemon=True)
-    peers.start()
-    ports = control.recv()
-    database_url, drop_database = fanout.make_database(args)
-    prefix = f"fn-alert-{os.getpid()}"
-    vapid = fanout.vapid_keys()
-    os.environ.update({
-        "DJANGO_SETTINGS_MODULE": "flashnotify.settings", "DATABASE_URL": database_url, "DEBUG": "false",
-        "SECRET_KEY": "bench-secret-key-" + "x" * 40, "SITE_URL": "https://notify.example.edu",
-        "ALLOWED_HOSTS": "notify.example.edu",
-        "Q_CLUSTER_NAME": prefix, "CACHE_KEY_PREFIX": prefix, "Q_WORKERS": str(args.workers),
-        "FANOUT_CHUNK_SIZE": str(args.chunk), "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
-        "EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(ports["smtp"]),
-        "TWILIO_ACCOUNT_SID": "AC" + "1" * 32, "TWILIO_AUTH_TOKEN": "bench-token",
-        "TWILIO_MESSAGING_SERVICE_SID": "MG" + "2" * 32, "TWILIO_API_BASE": f"http://127.0.0.1:{ports['twilio']}",
-        "VAPID_PUBLIC_KEY": vapid[0], "VAPID_PRIVATE_KEY": vapid[1],
-        "PUSH_ALLOW_HTTP_ENDPOINTS": "true",  # the push service is a local http peer
-    })
-    cluster = None
-    try:
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
-        if not os.environ.get("REDIS_URL"):
-            call_command("createcachetable", verbosity=0)
-        cluster = subprocess.Popen([sys.executable, str(BASE_DIR / "manage.py"), "qcluster"], cwd=BASE_DIR,
-                                   env=os.environ.copy(), start_new_session=True)
-        notification_args, users = fanout.prepare(args.recipients, list(CHANNELS), ports)
-        limits = fanout.measure_limits(CHANNELS, ports, control, users, notification_args)
-        fanout.wait_for_workers()
+    with fanout.bench_run(args, list(CHANNELS), "fn-alert") as (control, cluster, notification_args, limits):
         notification_args.update(notifier="security", category="security", priority="urgent",
                                  title="Campus lockdown",
                                  body="Stay indoors and away from windows until the all-clear.",
@@ -147,25 +111,6 @@ def main():
         print(f"alert: {args.recipients * len(CHANNELS)} deliveries to {args.recipients} recipients handed to "
               f"providers in {total:.2f} s; {'; '.join(parts)}; lost {lost}; duplicates {duplicates}; "
               f"worker peak RSS {rss:.0f} MB")
-    finally:
-        if cluster and cluster.poll() is None:
-            cluster.send_signal(signal.SIGTERM)
-            try:
-                cluster.wait(30)
-            except subprocess.TimeoutExpired:
-                pass
-        if cluster:
-            try:
-                os.killpg(cluster.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        control.send("stop")
-        peers.join(10)
-        from django.db import connections
-
-        connections.close_all()
-        drop_database()
-        fanout.clean_redis(prefix)
 
 
 if __name__ == "__main__":

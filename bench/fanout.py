@@ -38,6 +38,7 @@ nothing costs no more than planning to send to them.
 """
 
 import argparse
+import contextlib
 import base64
 import http.server
 import json
@@ -256,40 +257,7 @@ def main():
     if not channels or set(channels) - set(CHANNELS):
         parser.error(f"--channels takes a comma-separated list of {', '.join(CHANNELS)}")
 
-    control, peer_end = multiprocessing.get_context("fork").Pipe()
-    peers = multiprocessing.get_context("fork").Process(target=serve_peers, args=(peer_end,), daemon=True)
-    peers.start()
-    ports = control.recv()
-    database_url, drop_database = make_database(args)
-    prefix = f"fn-bench-{os.getpid()}"
-    vapid = vapid_keys()
-    os.environ.update({
-        "DJANGO_SETTINGS_MODULE": "flashnotify.settings", "DATABASE_URL": database_url, "DEBUG": "false",
-        "SECRET_KEY": "bench-secret-key-" + "x" * 40, "SITE_URL": "https://notify.example.edu",
-        "ALLOWED_HOSTS": "notify.example.edu",
-        "Q_CLUSTER_NAME": prefix, "CACHE_KEY_PREFIX": prefix, "Q_WORKERS": str(args.workers),
-        "FANOUT_CHUNK_SIZE": str(args.chunk), "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
-        "EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(ports["smtp"]),
-        "TWILIO_ACCOUNT_SID": "AC" + "1" * 32, "TWILIO_AUTH_TOKEN": "bench-token",
-        "TWILIO_MESSAGING_SERVICE_SID": "MG" + "2" * 32, "TWILIO_API_BASE": f"http://127.0.0.1:{ports['twilio']}",
-        "VAPID_PUBLIC_KEY": vapid[0], "VAPID_PRIVATE_KEY": vapid[1],
-        "PUSH_ALLOW_HTTP_ENDPOINTS": "true",  # the push service is a local http peer
-    })
-    cluster = None
-    try:
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
-        if not os.environ.get("REDIS_URL"):
-            call_command("createcachetable", verbosity=0)
-        cluster = subprocess.Popen([sys.executable, str(BASE_DIR / "manage.py"), "qcluster"], cwd=BASE_DIR,
-                                   env=os.environ.copy(), start_new_session=True)
-        notification_args, users = prepare(args.recipients, channels, ports)
-        limits = measure_limits(channels, ports, control, users, notification_args)
-        wait_for_workers()
+    with bench_run(args, channels, "fn-bench") as (control, cluster, notification_args, limits):
         if args.opt_out_half:
             opted_out = opt_out_half(channels)
             planning = compare_planning(notification_args, opted_out, args.chunk)
@@ -329,13 +297,56 @@ def main():
         print(f"fanout: {result['deliveries']} deliveries in {result['seconds']:.2f} s = {rate:.0f}/s; "
               f"limit {limit:.0f}/s; ratio {rate / limit:.2f}; lost {result['lost']}; "
               f"duplicates {result['duplicates']}; worker peak RSS {result['rss']:.0f} MB")
+
+
+@contextlib.contextmanager
+def bench_run(args, channels, name):
+    """The set-up every fan-out benchmark shares, torn down whatever happens: the local peers (in a
+    process of their own), a database of its own, the settings, a `qcluster`, the recipients and the
+    peers' raw rates. Yields (control pipe to the peers, cluster process, notification arguments, raw
+    rates per channel), with the workers ready."""
+    control, peer_end = multiprocessing.get_context("fork").Pipe()
+    peers = multiprocessing.get_context("fork").Process(target=serve_peers, args=(peer_end,), daemon=True)
+    peers.start()
+    ports = control.recv()
+    database_url, drop_database = make_database(args)
+    prefix = f"{name}-{os.getpid()}"
+    vapid = vapid_keys()
+    os.environ.update({
+        "DJANGO_SETTINGS_MODULE": "flashnotify.settings", "DATABASE_URL": database_url, "DEBUG": "false",
+        "SECRET_KEY": "bench-secret-key-" + "x" * 40, "SITE_URL": "https://notify.example.edu",
+        "ALLOWED_HOSTS": "notify.example.edu",
+        "Q_CLUSTER_NAME": prefix, "CACHE_KEY_PREFIX": prefix, "Q_WORKERS": str(args.workers),
+        "FANOUT_CHUNK_SIZE": str(args.chunk), "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
+        "EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(ports["smtp"]),
+        "TWILIO_ACCOUNT_SID": "AC" + "1" * 32, "TWILIO_AUTH_TOKEN": "bench-token",
+        "TWILIO_MESSAGING_SERVICE_SID": "MG" + "2" * 32, "TWILIO_API_BASE": f"http://127.0.0.1:{ports['twilio']}",
+        "VAPID_PUBLIC_KEY": vapid[0], "VAPID_PRIVATE_KEY": vapid[1],
+        "PUSH_ALLOW_HTTP_ENDPOINTS": "true",  # the push service is a local http peer
+    })
+    cluster = None
+    try:
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        if not os.environ.get("REDIS_URL"):
+            call_command("createcachetable", verbosity=0)
+        cluster = subprocess.Popen([sys.executable, str(BASE_DIR / "manage.py"), "qcluster"], cwd=BASE_DIR,
+                                   env=os.environ.copy(), start_new_session=True)
+        notification_args, users = prepare(args.recipients, channels, ports)
+        limits = measure_limits(channels, ports, control, users, notification_args)
+        wait_for_workers()
+        yield control, cluster, notification_args, limits
     finally:
         if cluster and cluster.poll() is None:
             cluster.send_signal(signal.SIGTERM)
             try:
                 cluster.wait(30)
             except subprocess.TimeoutExpired:
-                os.killpg(cluster.pid, signal.SIGKILL)
+                pass
         if cluster:
             try:
                 os.killpg(cluster.pid, signal.SIGKILL)
@@ -348,7 +359,6 @@ def main():
         connections.close_all()
         drop_database()
         clean_redis(prefix)
-
 
 def vapid_keys():
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
