@@ -2,6 +2,8 @@
 
 from datetime import timedelta
 
+from django.utils.translation import gettext_lazy as _
+
 from .base import Notifier
 from .constants import Category, Channel
 from .decorators import track_performance
@@ -13,7 +15,7 @@ class AcademicNotifier(EmailMixin, PushNotificationMixin, SMSMixin, ArchiveMixin
     """Course announcements, deadline reminders, grade releases and timetable changes."""
 
     key = "academic"
-    label = "Academic"
+    label = _("Academic")
     categories = (Category.ANNOUNCEMENT, Category.DEADLINE, Category.GRADE, Category.TIMETABLE,
                   Category.ADMINISTRATIVE)
     fallback = {Channel.PUSH: Channel.EMAIL, Channel.SMS: Channel.EMAIL}
@@ -24,7 +26,7 @@ class SecurityNotifier(PushNotificationMixin, SMSMixin, EmailMixin, ArchiveMixin
     """Security and emergency alerts: they must carry a severity, and must be acknowledged."""
 
     key = "security"
-    label = "Security and emergency"
+    label = _("Security and emergency")
     categories = (Category.SECURITY,)
     required_fields = ("severity",)
     fallback = {Channel.PUSH: Channel.SMS, Channel.SMS: Channel.EMAIL}

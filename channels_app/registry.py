@@ -5,6 +5,7 @@ concrete classes are imported (and so registered) from ChannelsConfig.ready().
 """
 
 from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.utils.translation import gettext as _
 
 
 def send_step(function):
@@ -77,7 +78,8 @@ class NotificationMeta(ChannelMeta):
             missing = [field for field in required if data.get(field) in (None, "")]
             if missing:
                 raise ValidationError(
-                    {"data": [f"{notifier_name} requires {field!r} in data." for field in missing]},
+                    {"data": [_("%(notifier)s requires %(field)r in data.") % {"notifier": notifier_name, "field": field}
+                              for field in missing]},
                     code="required_field",
                 )
 

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from channels_app.base import Message, Notifier, Recipient
 from channels_app.constants import Category, Channel, Priority
@@ -45,7 +46,7 @@ class DigestNotifier(EmailMixin, Notifier):
     """Renders and sends digest emails (templates/notifications/digest/). Not offered to senders."""
 
     key = "digest"
-    label = "Daily digest"
+    label = _("Daily digest")
     internal = True
 
     def context(self, message):
@@ -121,7 +122,7 @@ def digests_send(recipient_ids, *, now=None):
 
     notifier = get_notifier(DigestNotifier.key)
     messages, gathered = [], {}
-    for (_, category), batch in groups.items():
+    for (_recipient_id, category), batch in groups.items():
         first = batch[0]
         try:
             recipient = Recipient.from_user(first.recipient)

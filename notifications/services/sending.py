@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import Cohort, Role, User
 from accounts.roles import is_admin
@@ -50,10 +51,10 @@ def audience_check(sender, audience, *, api_key=None):
     if allowed is None:
         return
     if audience.get("everyone") or audience.get("roles"):
-        raise PermissionDenied("Only an administrator may send to everyone or to a role.")
+        raise PermissionDenied(_("Only an administrator may send to everyone or to a role."))
     refused = set(audience.get("cohorts", [])) - allowed
     if refused:
-        raise PermissionDenied(f"You do not manage the cohort(s): {', '.join(sorted(refused))}.")
+        raise PermissionDenied(_("You do not manage the cohort(s): %(cohorts)s.") % {"cohorts": ", ".join(sorted(refused))})
     if audience.get("users"):
         # Membership, active or not: an inactive member is skipped at fan-out, not refused here.
         reachable = set(
@@ -62,7 +63,8 @@ def audience_check(sender, audience, *, api_key=None):
         )
         outside = set(audience["users"]) - reachable
         if outside:
-            raise PermissionDenied(f"These users are not in a cohort you manage: {', '.join(sorted(outside))}.")
+            raise PermissionDenied(_("These users are not in a cohort you manage: %(users)s.")
+                                   % {"users": ", ".join(sorted(outside))})
 
 
 def clean_audience(audience):
@@ -70,7 +72,7 @@ def clean_audience(audience):
     unknown = set(audience) - {"users", "cohorts", "roles", "everyone"}
     errors = []
     if unknown:
-        errors.append(f"Unknown audience key(s): {', '.join(sorted(unknown))}.")
+        errors.append(_("Unknown audience key(s): %(keys)s.") % {"keys": ", ".join(sorted(unknown))})
     cleaned = {
         "users": sorted({str(u) for u in audience.get("users") or []}),
         "cohorts": sorted({str(c) for c in audience.get("cohorts") or []}),
@@ -78,19 +80,21 @@ def clean_audience(audience):
         "everyone": bool(audience.get("everyone")),
     }
     if not (cleaned["users"] or cleaned["cohorts"] or cleaned["roles"] or cleaned["everyone"]):
-        errors.append("The audience is empty: name users, cohorts, roles or everyone.")
+        errors.append(_("The audience is empty: name users, cohorts, roles or everyone."))
     missing = set(cleaned["cohorts"]) - set(Cohort.objects.filter(code__in=cleaned["cohorts"])
                                           .values_list("code", flat=True))
     if missing:
-        errors.append(f"Unknown cohort(s): {', '.join(sorted(missing))}.")
+        errors.append(_("Unknown cohort(s): %(cohorts)s.") % {"cohorts": ", ".join(sorted(missing))})
     unknown_users = audience_unknown_users(cleaned["users"])
     if unknown_users:
         more = len(unknown_users) - 20
-        shown = ", ".join(unknown_users[:20]) + (f" and {more} more" if more > 0 else "")
-        errors.append(f"Unknown user(s): {shown}.")
+        shown = ", ".join(unknown_users[:20])
+        if more > 0:
+            shown = _("%(users)s and %(more)d more") % {"users": shown, "more": more}
+        errors.append(_("Unknown user(s): %(users)s.") % {"users": shown})
     bad_roles = set(cleaned["roles"]) - set(Role.values)
     if bad_roles:
-        errors.append(f"Unknown role(s): {', '.join(sorted(bad_roles))}.")
+        errors.append(_("Unknown role(s): %(roles)s.") % {"roles": ", ".join(sorted(bad_roles))})
     if errors:
         raise ValidationError({"audience": errors})
     return {key: value for key, value in cleaned.items() if value}
@@ -111,15 +115,16 @@ def text_problem(value, *, title):
     match = (TITLE_FORBIDDEN if title else BODY_FORBIDDEN).search(value or "")
     if not match:
         return ""
-    what = {"\n": "a line break", "\r": "a carriage return", "\t": "a tab", "\x00": "a NUL character"}.get(
-        match.group(), f"a control character (U+{ord(match.group()):04X})")
-    return (f"A title is one line of text: it contains {what}." if title
-            else f"The body contains {what}, which no channel can carry.")
+    what = {"\n": _("a line break"), "\r": _("a carriage return"), "\t": _("a tab"),
+            "\x00": _("a NUL character")}.get(match.group()) or (
+        _("a control character (U+%(code)s)") % {"code": f"{ord(match.group()):04X}"})
+    return (_("A title is one line of text: it contains %(what)s.") % {"what": what} if title
+            else _("The body contains %(what)s, which no channel can carry.") % {"what": what})
 
 
 def translation_languages():
     """The languages a notification may carry a translation in: every language of the site but English."""
-    return [code for code, _ in settings.LANGUAGES if code != "en"]
+    return [code for code, _name in settings.LANGUAGES if code != "en"]
 
 
 def clean_translations(translations):
@@ -131,21 +136,22 @@ def clean_translations(translations):
     cleaned, errors = {}, {}
     languages = translation_languages()
     if translations and not isinstance(translations, dict):
-        raise ValidationError({"translations": ["Give translations as {language: {title, body}}."]})
+        raise ValidationError({"translations": [_("Give translations as {language: {title, body}}.")]})
     for language, version in (translations or {}).items():
         if language not in languages:
-            errors["translations"] = [f"No translation in {language!r}; the languages are {', '.join(languages)}."]
+            errors["translations"] = [_("No translation in %(language)r; the languages are %(languages)s.")
+                                      % {"language": language, "languages": ", ".join(languages)}]
             continue
         version = version if isinstance(version, dict) else {}
         title, body = str(version.get("title") or ""), str(version.get("body") or "")
         if not (title.strip() or body.strip()):
             continue
         if not title.strip():
-            errors[f"title_{language}"] = ["A title is required with a translated body."]
+            errors[f"title_{language}"] = [_("A title is required with a translated body.")]
         elif text_problem(title, title=True):
             errors[f"title_{language}"] = [text_problem(title, title=True)]
         if not body.strip():
-            errors[f"body_{language}"] = ["A body is required with a translated title."]
+            errors[f"body_{language}"] = [_("A body is required with a translated title.")]
         elif text_problem(body, title=False):
             errors[f"body_{language}"] = [text_problem(body, title=False)]
         cleaned[language] = {"title": title, "body": body}
@@ -182,33 +188,39 @@ def notification_validate(*, notifier, title, body, audience, category=None, pri
     """
     notifier_cls = NotificationMeta.registry.get(notifier)
     if notifier_cls is None:
-        raise ValidationError({"notifier": [f"Unknown notifier {notifier!r}; choose one of "
-                                            f"{', '.join(key for key, _ in notifier_choices())}."]})
+        raise ValidationError({"notifier": [_("Unknown notifier %(notifier)r; choose one of %(choices)s.") % {
+            "notifier": notifier, "choices": ", ".join(key for key, _label in notifier_choices())}]})
     if getattr(notifier_cls, "internal", False):
-        raise ValidationError({"notifier": [f"{notifier_cls.label} messages are made by FlashNotify, not sent."]})
+        raise ValidationError({"notifier": [_("%(kind)s messages are made by FlashNotify, not sent.")
+                                            % {"kind": notifier_cls.label}]})
     data = dict(data or {})
     errors = {}
     category = category or (notifier_cls.categories[0] if notifier_cls.categories else None)
     if category not in Category.values:
-        errors["category"] = [f"Unknown category {category!r}; choose one of {', '.join(Category.values)}."]
+        errors["category"] = [_("Unknown category %(category)r; choose one of %(choices)s.")
+                              % {"category": category, "choices": ", ".join(Category.values)}]
     elif notifier_cls.categories and category not in notifier_cls.categories:
-        errors["category"] = [f"{notifier_cls.label} notifications cannot be of category {category!r}; "
-                              f"choose one of {', '.join(notifier_cls.categories)}."]
+        errors["category"] = [_("%(kind)s notifications cannot be of category %(category)r; choose one of "
+                                "%(choices)s.") % {"kind": notifier_cls.label, "category": category,
+                                                   "choices": ", ".join(notifier_cls.categories)}]
     if priority not in Priority.values:
-        errors["priority"] = [f"Unknown priority {priority!r}; choose one of {', '.join(Priority.values)}."]
+        errors["priority"] = [_("Unknown priority %(priority)r; choose one of %(choices)s.")
+                              % {"priority": priority, "choices": ", ".join(Priority.values)}]
     channels = list(dict.fromkeys(channels or notifier_cls.channels))
     bad = [c for c in channels if c not in notifier_cls.channels]
     if bad:
         unknown = [c for c in bad if c not in Channel.values]
-        errors["channels"] = [f"{notifier_cls.label} does not send on {', '.join(bad)}"
-                              + (f" ({', '.join(unknown)}: no such channel)" if unknown else "")
-                              + f"; it sends on {', '.join(notifier_cls.channels)}."]
+        params = {"kind": notifier_cls.label, "channels": ", ".join(bad), "unknown": ", ".join(unknown),
+                  "choices": ", ".join(notifier_cls.channels)}
+        errors["channels"] = [(_("%(kind)s does not send on %(channels)s (%(unknown)s: no such channel); it sends on "
+                                 "%(choices)s.") if unknown
+                               else _("%(kind)s does not send on %(channels)s; it sends on %(choices)s.")) % params]
     if not (title or "").strip():
-        errors["title"] = ["A title is required."]
+        errors["title"] = [_("A title is required.")]
     elif text_problem(title, title=True):
         errors["title"] = [text_problem(title, title=True)]
     if not (body or "").strip():
-        errors["body"] = ["A body is required."]
+        errors["body"] = [_("A body is required.")]
     elif text_problem(body, title=False):
         errors["body"] = [text_problem(body, title=False)]
     try:
@@ -226,12 +238,12 @@ def notification_validate(*, notifier, title, body, audience, category=None, pri
     try:
         reminder_offsets = sorted({int(m) for m in reminder_offsets or []}, reverse=True)
     except (TypeError, ValueError):
-        errors["reminder_offsets"] = ["Give reminder offsets as whole minutes before the deadline."]
+        errors["reminder_offsets"] = [_("Give reminder offsets as whole minutes before the deadline.")]
         reminder_offsets = []
     if any(m <= 0 for m in reminder_offsets):
-        errors["reminder_offsets"] = ["Reminder offsets are minutes before the deadline: positive numbers."]
+        errors["reminder_offsets"] = [_("Reminder offsets are minutes before the deadline: positive numbers.")]
     if reminder_offsets and not deadline:
-        errors["reminder_offsets"] = ["Reminders need a deadline."]
+        errors["reminder_offsets"] = [_("Reminders need a deadline.")]
     if errors:
         raise ValidationError(errors)
     return dict(notifier=notifier, title=title, body=body, translations=translations, category=category,
