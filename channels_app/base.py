@@ -20,6 +20,7 @@ from django.template.loader import select_template
 from django.utils import timezone, translation
 from django.utils.html import conditional_escape
 
+from .constants import severity_label
 from .errors import outcome_for_error
 from .fields import Email, Phone, Priority
 from .outcomes import Outcome, StopSending
@@ -257,6 +258,7 @@ class Notifier(metaclass=NotificationMeta):
             "recipient": message.recipient,
             "notification": notification,
             "data": notification.data,
+            "severity_label": severity_label(notification.data.get("severity")),
             "title": title,
             "body": body,
             "deadline": notification.deadline,

@@ -20,6 +20,8 @@ Every template gets this context (Notifier.context):
     data             Notification.data; its keys are also top-level names, e.g.
     course           data["course"] ("" when absent)
     severity, location   (security alerts; severity is required by SecurityNotifier)
+    severity_label   the severity's label in the recipient's language ("élevée" for "high"); the code
+                     itself when it is not one of channels_app.constants.Severity
     reminder_minutes (deadline reminders: minutes before the deadline)
     deadline         aware datetime or None: show it with {% timezone recipient.timezone %}
     link             data["url"] or the message's page in the inbox

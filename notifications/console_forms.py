@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Cohort, Role
-from channels_app.constants import Category, Channel, Priority
+from channels_app.constants import Category, Channel, Priority, Severity
 from channels_app.registry import NotificationMeta, notifier_choices
 
 # What each kind of message is called on the form (the notifier's key stays the value sent).
@@ -23,8 +23,7 @@ KIND_LABELS = {
     "security": _("Security or emergency alert"),
 }
 
-SEVERITIES = [("", _("— (security alerts only)")), ("low", _("Low")), ("moderate", _("Moderate")),
-              ("high", _("High")), ("critical", _("Critical"))]
+SEVERITIES = [("", _("— (security alerts only)")), *Severity.choices]
 
 ROLE_LABELS = {Role.ADMIN: _("Administrators"), Role.STAFF: _("Staff members"),
                Role.USER: _("Students and other users"), Role.API_USER: _("API integrations")}

@@ -43,13 +43,14 @@ def test_it_renders_in_french_for_a_french_speaking_student(french_student, engl
     french = notification_preview(alert, french_student)
     english = notification_preview(alert, english_student)
 
-    assert french["email"]["subject"] == "[ALERTE HIGH] Fire drill"
-    assert "ALERTE DE SÉCURITÉ" in french["email"]["text"] and "Lieu : Building A" in french["email"]["text"]
+    assert french["email"]["subject"] == "[ALERTE ÉLEVÉE] Fire drill"  # the severity in their language
+    assert "ALERTE DE SÉCURITÉ — gravité : élevée" in french["email"]["text"] and "Lieu : Building A" in french["email"]["text"]
     assert "Bonjour Aurélie Dupont" in french["email"]["html"]
-    assert french["sms"]["text"].startswith("ALERTE (high) : Fire drill.")
+    assert french["sms"]["text"].startswith("ALERTE (élevée) : Fire drill.")
     assert french["push"]["title"] == "ALERTE : Fire drill"
-    assert french["inbox"]["title"] == "Alerte de sécurité (high) : Fire drill"
+    assert french["inbox"]["title"] == "Alerte de sécurité (élevée) : Fire drill"
     assert english["email"]["subject"] == "[HIGH] Fire drill"
+    assert "SECURITY ALERT — severity: high" in english["email"]["text"]
     assert "Please confirm you have received this alert" in english["email"]["text"]
     assert "Hello Ada Lovelace" in english["email"]["html"]
 
