@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Case, CharField, Count, F, IntegerField, Max, Min, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import Cohort
 from accounts.roles import is_admin
@@ -58,7 +59,7 @@ def notifications_visible_to(user):
 def _with_users_outside(notifications, cohorts):
     """Primary keys of `notifications` whose audience names a user who is not a member of `cohorts`."""
     rows = [(pk, set(users or [])) for pk, users in notifications.values_list("pk", "audience__users")]
-    named = sorted(set().union(*(users for _, users in rows)))
+    named = sorted(set().union(*(users for _pk, users in rows)))
     inside = set()
     for start in range(0, len(named), 2000):
         inside.update(Cohort.members.through.objects
@@ -136,7 +137,7 @@ def unreached_reasons(notification):
 def reason_label(code):
     """"opted out", "held for quiet hours": the label of a reason, to follow a count."""
     if not code:
-        return "skipped"  # rows from before reasons: their text is on each delivery
+        return _("skipped")  # rows from before reasons: their text is on each delivery
     label = str(Reason(code).label)
     return label[:1].lower() + label[1:]
 

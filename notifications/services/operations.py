@@ -7,6 +7,7 @@ import uuid
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from channels_app.base import Message, Recipient
 from channels_app.constants import Channel
@@ -24,6 +25,15 @@ logger = logging.getLogger(__name__)
 Status = Delivery.Status
 
 
+def status_word(status):
+    """A notification's status as a word in a sentence: "sent" in English, "envoyée" in French."""
+    try:
+        label = str(Notification.Status(status).label)
+    except ValueError:
+        return status
+    return label[:1].lower() + label[1:]
+
+
 def notification_cancel(notification, *, by=None):
     """Cancel a scheduled or running notification: pending deliveries are cancelled, sent ones stay.
 
@@ -38,8 +48,10 @@ def notification_cancel(notification, *, by=None):
         ).update(status=Notification.Status.CANCELLED, completed_at=timezone.now())
         if not changed:
             status = Notification.objects.filter(pk=notification.pk).values_list("status", flat=True).first()
-            raise ValidationError(f"Notification {notification.pk} is {status or notification.status} and cannot "
-                                  "be cancelled: only a scheduled, queued or running notification can.")
+            status = status or notification.status
+            raise ValidationError(
+                _("Notification %(id)s is %(status)s and cannot be cancelled: only a scheduled, queued or running "
+                  "notification can.") % {"id": notification.pk, "status": status_word(status)})
         cancelled = Delivery.objects.filter(
             notification=notification, status__in=[Status.QUEUED, Status.RETRYING]
         ).update(status=Status.CANCELLED, claim_token="")
@@ -77,7 +89,7 @@ def notification_resend_unacknowledged(notification, *, by):
     counts for all of them, so whoever acknowledged anything of it is not sent it again.
     """
     if not notification.requires_ack:
-        raise ValidationError(f"Notification {notification.pk} does not ask for acknowledgement.")
+        raise ValidationError(_("Notification %(id)s does not ask for acknowledgement.") % {"id": notification.pk})
     acknowledged = InboxMessage.objects.of_family(notification).acknowledged().values("recipient_id")
     # People, not deliveries: one per recipient whatever their channels and escalation rungs
     # (`.order_by()` drops Delivery's default ordering, which would make every delivery distinct).
@@ -87,7 +99,7 @@ def notification_resend_unacknowledged(notification, *, by):
     )
     if not usernames:
         return None, 0
-    resent, _ = notification_send(
+    resent, _created = notification_send(
         sender=by, notifier=notification.notifier, category=notification.category, priority=notification.priority,
         title=notification.title, body=notification.body, translations=notification.translations,
         data=notification.data, channels=notification.channels, audience={"users": usernames}, deadline=notification.deadline, requires_ack=True, parent=notification,
@@ -108,7 +120,8 @@ def channel_send_test(*, channel, address=None, user=None, notifier="academic"):
     notifier's fixed sequence, so the circuit breaker and the performance metrics see it.
     """
     if channel not in TESTABLE_CHANNELS:
-        raise ValidationError(f"Choose a channel with a provider: {', '.join(TESTABLE_CHANNELS)}.")
+        raise ValidationError(_("Choose a channel with a provider: %(channels)s.")
+                              % {"channels": ", ".join(TESTABLE_CHANNELS)})
     fields = {"user_id": getattr(user, "pk", None), "username": getattr(user, "username", "test"),
               "name": user.get_full_name() if user else "", "language": getattr(user, "language", "en")}
     subscriptions = []
@@ -118,13 +131,13 @@ def channel_send_test(*, channel, address=None, user=None, notifier="academic"):
         elif user:
             subscriptions = [s.as_subscription_info() for s in PushSubscription.objects.filter(user=user)]
         if not subscriptions or not all(isinstance(s, dict) and s.get("endpoint") for s in subscriptions):
-            raise ValidationError("No push subscription to send to.")
+            raise ValidationError(_("No push subscription to send to."))
     elif channel == Channel.EMAIL:
         fields["email"] = address or getattr(user, "email", "")
     else:
         fields["phone"] = address or getattr(user, "phone", "")
     if not (fields.get("email") or fields.get("phone") or subscriptions):
-        raise ValidationError(f"No {channel} address to send to.")
+        raise ValidationError(_("No %(channel)s address to send to.") % {"channel": channel})
     recipient = Recipient(**fields, push_subscriptions=subscriptions)  # the descriptors validate the address
     notifier_obj = get_notifier(notifier)
     now = timezone.now()
