@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from .invitations import invitations_send
-from .models import ApiKey, Cohort, User
+from .models import ApiKey, Cohort, Role, User
 from .roles import console_role
 from .roster import roster_import
 from .services import (
@@ -28,6 +28,21 @@ from .services import (
     users_read_csv,
     users_upsert,
 )
+
+
+class RoleFilter(admin.SimpleListFilter):
+    """The user list by role, named in the reader's language (the roles are groups named in English)."""
+
+    title = _("role")
+    parameter_name = "role"
+    LABELS = {Role.ADMIN: _("Administrators"), Role.STAFF: _("Staff members"),
+              Role.USER: _("Students and other users"), Role.API_USER: _("API integrations")}
+
+    def lookups(self, request, model_admin):
+        return [(role, self.LABELS[role]) for role in Role.values]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(groups__name=self.value()) if self.value() in Role.values else queryset
 
 
 class UserImportForm(forms.Form):
@@ -56,6 +71,7 @@ class UserAdmin(BaseUserAdmin):
     # Only the student confirms a number (a code by SMS); changing it here makes it unverified.
     readonly_fields = ("phone_verified_at", "person_page")
     list_display = ("username", "email", "phone", "first_name", "last_name", "is_staff", "is_active", "person_page")
+    list_filter = ("is_staff", "is_superuser", "is_active", RoleFilter)
     search_fields = ("username", "email", "phone", "first_name", "last_name")
     change_list_template = "admin/accounts/user/change_list.html"
     actions = ["sign_out_everywhere", "send_invitations"]
@@ -123,13 +139,13 @@ class UserAdmin(BaseUserAdmin):
             raise PermissionDenied
         form = UserImportForm(request.POST or None, request.FILES or None)
         context = {**self.admin_site.each_context(request), "opts": self.opts, "form": form,
-                   "title": "Import users and cohort memberships", "columns": USER_COLUMNS}
+                   "title": _("Import users and cohort memberships"), "columns": USER_COLUMNS}
         if request.method == "POST" and form.is_valid():
             try:
                 text = form.cleaned_data["csv_file"].read().decode("utf-8-sig")
                 rows = users_read_csv(io.StringIO(text, newline=""))
             except UnicodeDecodeError:
-                form.add_error("csv_file", "The file is not UTF-8 text.")
+                form.add_error("csv_file", _("The file is not UTF-8 text."))
             except ValidationError as exc:
                 form.add_error("csv_file", exc.messages)
             else:
@@ -139,11 +155,11 @@ class UserAdmin(BaseUserAdmin):
                     report = users_upsert(rows)
                     written = True
                     self.log_import(request, report)
-                    self.message_user(request, "Imported: " + ", ".join(
-                        f"{n} {action}" for action, n in report.summary().items()), messages.SUCCESS)
+                    self.message_user(request, _("Imported: %(created)d created, %(updated)d updated, %(unchanged)d "
+                                                 "unchanged, %(invalid)d invalid.") % report.summary(), messages.SUCCESS)
                 elif report.invalid and not form.cleaned_data["dry_run"]:
-                    self.message_user(request, f"{len(report.invalid)} invalid row(s): nothing was written.",
-                                      messages.ERROR)
+                    self.message_user(request, _("%(count)d invalid row(s): nothing was written.")
+                                      % {"count": len(report.invalid)}, messages.ERROR)
                 context.update(report=report, summary=report.summary(), written=written,
                                errors=[(row.line, row.username, field, " ".join(msgs))
                                        for row in report.invalid for field, msgs in row.errors.items()])

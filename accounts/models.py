@@ -153,7 +153,7 @@ class Cohort(models.Model):
         User, related_name="managed_cohorts", blank=True, verbose_name=_("managers"),
         help_text=_("Staff who may send to this cohort."),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
         ordering = ["code"]
@@ -182,7 +182,7 @@ class ApiKey(models.Model):
 
     PREFIX_LENGTH = 8
 
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_keys")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_keys", verbose_name=_("owner"))
     name = models.CharField(_("name"), max_length=100)
     prefix = models.CharField(_("prefix"), max_length=PREFIX_LENGTH, unique=True, editable=False)
     hashed_key = models.CharField(max_length=64, unique=True, editable=False)
@@ -194,7 +194,7 @@ class ApiKey(models.Model):
     expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
     last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -234,7 +234,7 @@ class PhoneVerification(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     expires_at = models.DateTimeField()
     verified_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -19,6 +19,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from accounts.roles import console_role
+from channels_app.constants import Channel
 from channels_app.models import PerformanceMetric, PushSubscription
 
 from . import admin_watch, services
@@ -106,7 +107,8 @@ class NotificationAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("channels"))
     def channel_list(self, obj):
-        return ", ".join(obj.channels)
+        labels = dict(Channel.choices)
+        return ", ".join(str(labels.get(channel, channel)) for channel in obj.channels)
 
     # --- pages ----------------------------------------------------------------------------
     def get_urls(self):

@@ -47,7 +47,7 @@ class Notification(models.Model):
     cohorts = models.ManyToManyField("accounts.Cohort", blank=True, related_name="notifications",
                                      help_text=_("The cohorts in its audience, for scoping staff access."))
     sender = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                               related_name="sent_notifications")
+                               related_name="sent_notifications", verbose_name=_("sender"))
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.QUEUED,
                               db_index=True)
     idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
@@ -65,7 +65,7 @@ class Notification(models.Model):
         help_text=_("The first notification of its `parent` chain (empty for that first one): an acknowledgement "
                     "of any notification of the family counts for all of them."))
     recipient_count = models.PositiveIntegerField(default=0)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     fanned_out_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
