@@ -110,7 +110,7 @@ def console(db, client):
     skipped.save(update_fields=["reason"])
     alert, _ = notification_send(sender=admin, notifier="security", title="Fire drill", body="Leave by stair B.",
                                  audience={"cohorts": ["ma201"]}, data={"severity": "high"})
-    ApiKey.objects.create(user=admin, name="timetable sync")
+    key = ApiKey.objects.create(user=admin, name="timetable sync")
     client.force_login(admin)
     student = mine.members.order_by("pk").first()
     data = {"Computer Science 101", "Mathematics 201", "cs101", "ma201", "Room change", "B12", "Fire drill",
@@ -121,7 +121,8 @@ def console(db, client):
             str(mine), str(theirs), "manifest.csv", "users.csv", "classes.csv", "enrollments.csv",
             # the same in French: a code, an encoding, a plural
             "Code", "GSM-7", "2 notifications",
-            "username", "cohorts"}  # the CSV import's column names
+            "username", "cohorts",  # the CSV import's column names
+            str(key)}
     return {"admin": admin, "notification": notification, "alert": alert, "delivery": skipped,
             "student": student, "data": data, "cohort": mine}
 
@@ -156,7 +157,10 @@ def test_it_shows_no_english_on_the_pages_of_a_notification_a_person_and_a_deliv
     pages = [f"/admin/notifications/notification/{console['notification'].pk}/change/",
              f"/admin/notifications/notification/{console['alert'].pk}/change/",
              f"/admin/people/{console['student'].pk}/",
-             f"/admin/notifications/delivery/{console['delivery'].pk}/change/"]
+             f"/admin/notifications/delivery/{console['delivery'].pk}/change/",
+             f"/admin/accounts/cohort/{console['cohort'].pk}/change/",
+             f"/admin/accounts/apikey/{ApiKey.objects.get().pk}/change/",
+             "/admin/notifications/delivery/", "/admin/people/"]
     for url in pages:
         assert (url, english_left(client, console["admin"], lambda c: c.get(url), data=console["data"])) == (url, [])
 
