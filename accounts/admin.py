@@ -155,8 +155,9 @@ class UserAdmin(BaseUserAdmin):
                     report = users_upsert(rows)
                     written = True
                     self.log_import(request, report)
-                    self.message_user(request, _("Imported: %(created)d created, %(updated)d updated, %(unchanged)d "
-                                                 "unchanged, %(invalid)d invalid.") % report.summary(), messages.SUCCESS)
+                    self.message_user(request, _("Imported: %(created)d created, %(updated)d updated, "
+                                                 "%(unchanged)d unchanged, %(invalid)d invalid.") % report.summary(),
+                                      messages.SUCCESS)
                 elif report.invalid and not form.cleaned_data["dry_run"]:
                     self.message_user(request, _("%(count)d invalid row(s): nothing was written.")
                                       % {"count": len(report.invalid)}, messages.ERROR)

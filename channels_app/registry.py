@@ -78,8 +78,8 @@ class NotificationMeta(ChannelMeta):
             missing = [field for field in required if data.get(field) in (None, "")]
             if missing:
                 raise ValidationError(
-                    {"data": [_("%(notifier)s requires %(field)r in data.") % {"notifier": notifier_name, "field": field}
-                              for field in missing]},
+                    {"data": [_("%(notifier)s requires %(field)r in data.")
+                              % {"notifier": notifier_name, "field": field} for field in missing]},
                     code="required_field",
                 )
 

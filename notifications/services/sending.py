@@ -54,7 +54,8 @@ def audience_check(sender, audience, *, api_key=None):
         raise PermissionDenied(_("Only an administrator may send to everyone or to a role."))
     refused = set(audience.get("cohorts", [])) - allowed
     if refused:
-        raise PermissionDenied(_("You do not manage the cohort(s): %(cohorts)s.") % {"cohorts": ", ".join(sorted(refused))})
+        raise PermissionDenied(_("You do not manage the cohort(s): %(cohorts)s.")
+                               % {"cohorts": ", ".join(sorted(refused))})
     if audience.get("users"):
         # Membership, active or not: an inactive member is skipped at fan-out, not refused here.
         reachable = set(
