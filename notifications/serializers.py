@@ -2,6 +2,7 @@ import json
 import re
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.translation import gettext as _
 from rest_framework import serializers
 
 from accounts.models import Role
@@ -20,7 +21,7 @@ MAX_DATA_BYTES = 16_384
 def _no_nul(value, path="data"):
     """PostgreSQL cannot store NUL characters in text or JSON: refuse them with a clear error."""
     if isinstance(value, str) and "\x00" in value:
-        raise serializers.ValidationError(f"{path} contains a NUL character.")
+        raise serializers.ValidationError(_("%(path)s contains a NUL character.") % {"path": path})
     if isinstance(value, dict):
         for key, item in value.items():
             _no_nul(key, path)
@@ -71,7 +72,7 @@ class NotificationCreateSerializer(serializers.Serializer):
     def validate_data(self, value):
         _no_nul(value)
         if len(json.dumps(value, default=str)) > MAX_DATA_BYTES:
-            raise serializers.ValidationError(f"data is larger than {MAX_DATA_BYTES} bytes.")
+            raise serializers.ValidationError(_("data is larger than %(bytes)d bytes.") % {"bytes": MAX_DATA_BYTES})
         return value
 
     def validate(self, attrs):
@@ -202,7 +203,7 @@ class PreferencesSerializer(serializers.Serializer):
     def validate_preferences(self, value):
         pairs = [(p["category"], p["channel"]) for p in value]
         if len(pairs) != len(set(pairs)):
-            raise serializers.ValidationError("Each category and channel may appear once.")
+            raise serializers.ValidationError(_("Each category and channel may appear once."))
         return value
 
 
