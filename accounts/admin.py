@@ -36,7 +36,8 @@ class RoleFilter(admin.SimpleListFilter):
     title = _("role")
     parameter_name = "role"
     LABELS = {Role.ADMIN: _("Administrators"), Role.STAFF: _("Staff members"),
-              Role.USER: _("Students and other users"), Role.API_USER: _("API integrations")}
+              Role.USER: _("Students and other users"), Role.API_USER: _("API integrations"),
+               Role.EMERGENCY: _("Emergency managers"), Role.ON_DUTY: _("Operators on duty")}
 
     def lookups(self, request, model_admin):
         return [(role, self.LABELS[role]) for role in Role.values]

@@ -19,6 +19,10 @@ class Role(models.TextChoices):
     STAFF = "Staff"
     USER = "User"
     API_USER = "API_User"
+    # With Staff: may send emergency alerts and approve another's (notifications.send_emergency).
+    EMERGENCY = "Emergency"
+    # Emergency operators on duty: a check-in reply asking for help alerts them.
+    ON_DUTY = "On_Duty"
 
 
 class User(AbstractUser):
@@ -52,6 +56,10 @@ class User(AbstractUser):
     timezone = models.CharField(_("time zone"), max_length=64, default="UTC", validators=[validate_timezone])
     quiet_hours_start = models.TimeField(_("quiet hours start"), null=True, blank=True)
     quiet_hours_end = models.TimeField(_("quiet hours end"), null=True, blank=True)
+    sms_stopped_at = models.DateTimeField(
+        _("replied STOP at"), null=True, blank=True,
+        help_text=_("They replied STOP to our text messages: none go to them but emergency alerts, until they "
+                    "reply START."))
     digest_hour = models.PositiveSmallIntegerField(_("digest hour"), default=18, help_text=_("0 to 23, local time."))
     auth_version = models.PositiveIntegerField(
         _("sign-in version"), default=0, editable=False,

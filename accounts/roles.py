@@ -23,6 +23,9 @@ ROLE_PERMISSIONS = {
     ],
     Role.USER: [],
     Role.API_USER: ["add_notification", "view_notification", "view_delivery", "view_cohort"],
+    Role.EMERGENCY: ["send_emergency", "view_incidenttemplate", "view_incident", "change_incident",
+                     "view_smsreply", "view_ledgerentry"],
+    Role.ON_DUTY: ["view_smsreply"],
 }
 
 

@@ -364,6 +364,23 @@ PUSH_RATE_LIMIT = env("PUSH_RATE_LIMIT")
 RETENTION_DELIVERY_DAYS = env("RETENTION_DELIVERY_DAYS", "365")
 RETENTION_INBOX_DAYS = env("RETENTION_INBOX_DAYS", "730")
 
+# --- Emergency alerting (issue 17) --------------------------------------------------------
+# A free-text emergency alert waits for a second person with the emergency permission to approve it;
+# one sent from an incident template goes at once.
+EMERGENCY_TWO_PERSON_RULE = envbool("EMERGENCY_TWO_PERSON_RULE", "True")
+# The code of the cohort a Test alert goes to (and only to); without one, a Test alert is refused.
+EMERGENCY_TEST_COHORT = env("EMERGENCY_TEST_COHORT")
+# The estimate before sending: a warning when handing everything to the providers would take longer.
+ALERT_TARGET_MINUTES = envint("ALERT_TARGET_MINUTES", 10)
+# The price of one SMS segment, for the estimate's cost.
+SMS_PRICE_PER_SEGMENT = envfloat("SMS_PRICE_PER_SEGMENT", 0.0083)
+SMS_PRICE_CURRENCY = env("SMS_PRICE_CURRENCY", "USD")
+# Bounds of a per-notification escalation delay, in minutes.
+ESCALATION_DELAY_MIN_MINUTES = envint("ESCALATION_DELAY_MIN_MINUTES", 1)
+ESCALATION_DELAY_MAX_MINUTES = envint("ESCALATION_DELAY_MAX_MINUTES", 24 * 60)
+# The compliance ledger of emergency alerts is kept this many years (at least 7).
+LEDGER_RETENTION_YEARS = envint("LEDGER_RETENTION_YEARS", 7)
+
 # --- Roster sync (OneRoster 1.2 REST) ----------------------------------------------------
 # With a base URL, a django-q2 schedule reads the provider's users, classes and enrollments every
 # ONEROSTER_SYNC_MINUTES and imports them (accounts.roster). Checked by flashnotify.E020-E022.

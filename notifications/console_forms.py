@@ -26,7 +26,8 @@ KIND_LABELS = {
 SEVERITIES = [("", _("— (security alerts only)")), *Severity.choices]
 
 ROLE_LABELS = {Role.ADMIN: _("Administrators"), Role.STAFF: _("Staff members"),
-               Role.USER: _("Students and other users"), Role.API_USER: _("API integrations")}
+               Role.USER: _("Students and other users"), Role.API_USER: _("API integrations"),
+               Role.EMERGENCY: _("Emergency managers"), Role.ON_DUTY: _("Operators on duty")}
 
 DATETIME_INPUT = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
 

@@ -1,5 +1,9 @@
+import hashlib
+import json
+
 from django.conf import settings
-from django.db import models
+from django.core.exceptions import PermissionDenied
+from django.db import models, transaction
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -20,6 +24,7 @@ class Notification(models.Model):
     objects = NotificationQuerySet.as_manager()
 
     class Status(models.TextChoices):
+        AWAITING_APPROVAL = "awaiting_approval", _("Awaiting approval")
         SCHEDULED = "scheduled", _("Scheduled")
         QUEUED = "queued", _("Queued")
         SENDING = "sending", _("Sending")
@@ -29,6 +34,21 @@ class Notification(models.Model):
         CANCELLED = "cancelled", _("Cancelled")
 
     FINAL_STATUSES = (Status.SENT, Status.PARTIALLY_FAILED, Status.FAILED, Status.CANCELLED)
+
+    class AlertStatus(models.TextChoices):
+        """The Common Alerting Protocol's status: an exercise is labelled on every channel, a test goes only
+        to the test list (settings.EMERGENCY_TEST_COHORT)."""
+
+        ACTUAL = "actual", _("Actual")
+        EXERCISE = "exercise", _("Exercise")
+        TEST = "test", _("Test")
+
+    class ThreadRole(models.TextChoices):
+        """Its place in an incident thread (CAP msgType Alert, Update, Cancel)."""
+
+        ALERT = "alert", _("Alert")
+        UPDATE = "update", _("Update")
+        ALL_CLEAR = "all_clear", _("All clear")
 
     notifier = models.CharField(_("notifier"), max_length=50)
     category = models.CharField(_("category"), max_length=20, choices=Category.choices)
@@ -65,6 +85,28 @@ class Notification(models.Model):
         help_text=_("The first notification of its `parent` chain (empty for that first one): an acknowledgement "
                     "of any notification of the family counts for all of them."))
     recipient_count = models.PositiveIntegerField(default=0)
+    # Emergency alerting (issue 17). An emergency alert is a notification of the security notifier.
+    alert_status = models.CharField(_("alert status"), max_length=10, choices=AlertStatus.choices,
+                                    default=AlertStatus.ACTUAL)
+    incident = models.ForeignKey("Incident", null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="notifications", verbose_name=_("incident"))
+    thread_role = models.CharField(_("place in the incident"), max_length=10, choices=ThreadRole.choices,
+                                   blank=True)
+    template = models.ForeignKey("IncidentTemplate", null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="notifications", verbose_name=_("incident template"))
+    template_version = models.PositiveIntegerField(_("template version"), null=True, blank=True)
+    approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="approved_notifications", verbose_name=_("approved by"))
+    approved_at = models.DateTimeField(_("approved at"), null=True, blank=True)
+    escalation_delay_minutes = models.PositiveIntegerField(
+        _("escalation delay (minutes)"), null=True, blank=True,
+        help_text=_("Empty: the kind of message's delay."))
+    escalation_ladder = models.JSONField(
+        _("escalation ladder"), default=list, blank=True,
+        help_text=_("The channels, in order, to escalate on; empty: the kind of message's ladder."))
+    checkin = models.BooleanField(
+        _("asks for a check-in"), default=False,
+        help_text=_("The SMS asks to reply 1 if safe, 2 if help is needed; replies are the roll call."))
     created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     fanned_out_at = models.DateTimeField(null=True, blank=True)
@@ -78,9 +120,17 @@ class Notification(models.Model):
         ]
         verbose_name = _("notification")
         verbose_name_plural = _("notifications")
+        permissions = [("send_emergency", _("Can send and approve emergency alerts"))]
 
     def __str__(self):
         return self.title
+
+    EMERGENCY_NOTIFIER = "security"
+
+    @property
+    def is_emergency(self):
+        """An emergency alert: the security notifier's. The ledger, the two-person rule and CAP concern these."""
+        return self.notifier == self.EMERGENCY_NOTIFIER
 
     @property
     def is_final(self):
@@ -127,6 +177,7 @@ class Delivery(models.Model):
         QUIET_HOURS = "quiet_hours", _("Held for quiet hours")
         DIGEST = "digest", _("Held for the daily digest")
         CANCELLED = "cancelled", _("Cancelled")
+        SMS_STOPPED = "sms_stopped", _("Replied STOP to text messages")
 
     PENDING_STATUSES = (Status.QUEUED, Status.SENDING, Status.RETRYING)
     REACHED_STATUSES = (Status.SENT, Status.DELIVERED)
@@ -348,3 +399,201 @@ class RecipientContext(models.Model):
 
     def __str__(self):
         return f"{self.notification_id} → {self.recipient_id}"
+
+
+class IncidentTemplate(models.Model):
+    """An Admin-maintained emergency message, sent by Staff with the emergency permission in a few steps.
+
+    `title`, `body` and `translations` may hold {variables} (declared in `variables`). Every change
+    of content raises `version`; a notification sent from it records the version it used.
+    """
+
+    class Kind(models.TextChoices):
+        ACTIVE_THREAT = "active_threat", _("Active threat / shelter in place")
+        SEVERE_WEATHER = "severe_weather", _("Severe weather")
+        FIRE_EVACUATION = "fire_evacuation", _("Fire or evacuation")
+        CAMPUS_CLOSURE = "campus_closure", _("Campus closure")
+        UTILITY_OUTAGE = "utility_outage", _("Utility outage")
+        ALL_CLEAR = "all_clear", _("All clear")
+        OTHER = "other", _("Other")
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    version = models.PositiveIntegerField(_("version"), default=1, editable=False)
+    title = models.CharField(_("title"), max_length=200)
+    body = models.TextField(_("body"))
+    translations = models.JSONField(_("translations"), default=dict, blank=True)
+    variables = models.JSONField(
+        _("variables"), default=list, blank=True,
+        help_text=_("The {names} the title and body use, e.g. [\"building\", \"time\", \"instructions\"]."))
+    severity = models.CharField(_("severity"), max_length=10, default="high")
+    channels = models.JSONField(_("channels"), default=list, blank=True)
+    audience = models.JSONField(_("audience"), default=dict, blank=True)
+    escalation_delay_minutes = models.PositiveIntegerField(_("escalation delay (minutes)"), null=True, blank=True)
+    escalation_ladder = models.JSONField(_("escalation ladder"), default=list, blank=True)
+    checkin = models.BooleanField(_("asks for a check-in"), default=False)
+    active = models.BooleanField(_("active"), default=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("incident template")
+        verbose_name_plural = _("incident templates")
+
+    def __str__(self):
+        return f"{self.name} (v{self.version})"
+
+
+class Incident(models.Model):
+    """An emergency and its thread: the first alert, its updates, and the all-clear that closes it."""
+
+    title = models.CharField(_("title"), max_length=200)
+    alert_status = models.CharField(_("alert status"), max_length=10, choices=Notification.AlertStatus.choices,
+                                    default=Notification.AlertStatus.ACTUAL)
+    public = models.BooleanField(_("public"), default=False,
+                                 help_text=_("Published in the CAP feed to anyone, without signing in."))
+    opened_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="+", verbose_name=_("opened by"))
+    opened_at = models.DateTimeField(_("opened at"), auto_now_add=True)
+    closed_at = models.DateTimeField(_("all clear at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        verbose_name = _("incident")
+        verbose_name_plural = _("incidents")
+
+    def __str__(self):
+        return self.title
+
+
+class SmsReply(models.Model):
+    """A text message received from someone (Twilio's inbound webhook): a check-in answer or a keyword."""
+
+    class Kind(models.TextChoices):
+        SAFE = "safe", _("Safe")
+        NEED_HELP = "need_help", _("Needs help")
+        OTHER = "other", _("Other reply")
+        STOP = "stop", _("STOP")
+        START = "start", _("START")
+        HELP = "help", _("HELP")
+
+    message_sid = models.CharField(max_length=64, unique=True)
+    from_number = models.CharField(_("from"), max_length=32)
+    to_number = models.CharField(_("to"), max_length=32, blank=True)
+    body = models.TextField(_("text"), blank=True)
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
+    notification = models.ForeignKey(Notification, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="sms_replies", verbose_name=_("alert"),
+                                     help_text=_("The alert it answers; empty when it matched none (unmatched)."))
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="sms_replies", verbose_name=_("person"))
+    received_at = models.DateTimeField(_("received at"), default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        indexes = [models.Index(fields=["notification", "recipient"], name="sms_reply_roll_call")]
+        verbose_name = _("text message received")
+        verbose_name_plural = _("text messages received")
+
+    def __str__(self):
+        return f"{self.from_number}: {self.kind}"
+
+
+class LedgerEntryQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise PermissionDenied("The compliance ledger is append-only.")
+
+    def delete(self):
+        raise PermissionDenied("The compliance ledger is append-only.")
+
+    def expired_delete(self, before):
+        """The one way entries leave: the retention job, for entries older than the retention period."""
+        return models.QuerySet.delete(self.filter(at__lt=before))
+
+
+class LedgerEntry(models.Model):
+    """The compliance ledger of emergency alerts: append-only, one chained entry per event.
+
+    Not a foreign key to the notification: the record outlives it (LEDGER_RETENTION_YEARS, at least 7).
+    `actor` keeps the person's name as it was. Each entry's `digest` covers the previous entry's, so
+    an edit made outside the application breaks the chain (`LedgerEntry.verify_chain`).
+    Record with `LedgerEntry.record(...)`, from services and engine alike.
+    """
+
+    class Event(models.TextChoices):
+        DRAFTED = "drafted", _("Drafted")
+        APPROVAL_REFUSED = "approval_refused", _("Approval refused")
+        APPROVED = "approved", _("Approved")
+        SENT = "sent", _("Sent")
+        CONTENT = "content", _("Content version")
+        UPDATE = "update", _("Update sent")
+        ALL_CLEAR = "all_clear", _("All clear sent")
+        CANCELLED = "cancelled", _("Cancelled")
+        COMPLETED = "completed", _("Handed to providers: counts")
+        CHECKIN = "checkin", _("Check-in tally")
+        PUBLISHED = "published", _("Published in the CAP feed")
+
+    notification_id = models.BigIntegerField(_("notification"), db_index=True)
+    incident_id = models.BigIntegerField(_("incident"), null=True, blank=True, db_index=True)
+    at = models.DateTimeField(_("at"), default=timezone.now, db_index=True)
+    event = models.CharField(_("event"), max_length=20, choices=Event.choices)
+    actor_id = models.BigIntegerField(null=True, blank=True)
+    actor = models.CharField(_("by"), max_length=300, blank=True)
+    data = models.JSONField(_("details"), default=dict, blank=True)
+    previous_digest = models.CharField(max_length=64, blank=True)
+    digest = models.CharField(max_length=64, unique=True)
+
+    objects = LedgerEntryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = _("ledger entry")
+        verbose_name_plural = _("compliance ledger")
+
+    def __str__(self):
+        return f"{self.notification_id} {self.event} {self.at:%Y-%m-%d %H:%M:%S}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None or not self._state.adding:
+            raise PermissionDenied("The compliance ledger is append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionDenied("The compliance ledger is append-only.")
+
+    def compute_digest(self):
+        payload = json.dumps([self.previous_digest, self.notification_id, self.incident_id, self.at.isoformat(),
+                              self.event, self.actor_id, self.actor, self.data], sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    @classmethod
+    def record(cls, notification, event, *, actor=None, data=None, at=None):
+        """Append one entry for `notification` (a Notification) about `event` (LedgerEntry.Event).
+
+        Only emergency alerts have a ledger: for any other notification this records nothing (returns None).
+        """
+        if not notification.is_emergency:
+            return None
+        name = ""
+        if actor is not None:
+            name = f"{actor.get_full_name() or actor.get_username()} ({actor.get_username()})"
+        with transaction.atomic():
+            # One writer at a time extends the chain (a row lock on PostgreSQL; SQLite serialises writers).
+            last = cls.objects.select_for_update().order_by("-id").only("digest").first()
+            entry = cls(notification_id=notification.pk, incident_id=notification.incident_id, event=event,
+                        actor_id=getattr(actor, "pk", None), actor=name, data=data or {},
+                        at=at or timezone.now(), previous_digest=last.digest if last else "")
+            entry.digest = entry.compute_digest()
+            entry.save()
+        return entry
+
+    @classmethod
+    def verify_chain(cls, entries=None):
+        """The first entry (in id order) whose digest or link does not hold, or None when the chain is whole."""
+        previous = None
+        for entry in (entries if entries is not None else cls.objects.order_by("id").iterator()):
+            if entry.digest != entry.compute_digest() or (
+                    previous is not None and entry.previous_digest != previous.digest):
+                return entry
+            previous = entry
+        return None

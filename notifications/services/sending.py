@@ -26,7 +26,7 @@ from channels_app.registry import NotificationMeta, get_notifier, notifier_choic
 from ..engine.delivery import log_notification
 from ..engine.queue import enqueue_fan_out
 from ..links import link_url
-from ..models import Notification
+from ..models import Incident, LedgerEntry, Notification
 
 logger = logging.getLogger(__name__)
 
@@ -171,9 +171,37 @@ def audience_unknown_users(usernames):
     return sorted(set(usernames) - known)
 
 
+def clean_escalation(notifier_cls, *, channels, delay_minutes=None, ladder=None):
+    """(delay_minutes or None, ladder list) checked against the limits and the notifier's channels;
+    errors by `escalation_delay_minutes` and `escalation_ladder`. Empty means the kind of message's own."""
+    errors = {}
+    if delay_minutes in ("", None):
+        delay_minutes = None
+    else:
+        try:
+            delay_minutes = int(delay_minutes)
+        except (TypeError, ValueError):
+            delay_minutes = None
+            errors["escalation_delay_minutes"] = [_("Give the escalation delay in whole minutes.")]
+        low, high = settings.ESCALATION_DELAY_MIN_MINUTES, settings.ESCALATION_DELAY_MAX_MINUTES
+        if delay_minutes is not None and not low <= delay_minutes <= high:
+            errors["escalation_delay_minutes"] = [
+                _("The escalation delay is from %(low)d to %(high)d minutes.") % {"low": low, "high": high}]
+    ladder = list(dict.fromkeys(ladder or []))
+    outside = [c for c in ladder if c not in channels]
+    if outside:
+        errors["escalation_ladder"] = [_("The escalation ladder may only use the channels it is sent on "
+                                         "(%(channels)s), not %(outside)s.")
+                                       % {"channels": ", ".join(channels), "outside": ", ".join(map(str, outside))}]
+    if errors:
+        raise ValidationError(errors)
+    return delay_minutes, ladder
+
+
 def notification_validate(*, notifier, title, body, audience, category=None, priority=Priority.NORMAL,
                           channels=None, data=None, scheduled_for=None, deadline=None, reminder_offsets=None,
-                          requires_ack=None, translations=None):
+                          requires_ack=None, translations=None, alert_status=None, checkin=False,
+                          escalation_delay_minutes=None, escalation_ladder=None):
     """Check a notification as sending it would; return its cleaned fields or raise ValidationError.
 
     The one validation of every door: `notification_send` runs it, and so do the console's
@@ -245,17 +273,30 @@ def notification_validate(*, notifier, title, body, audience, category=None, pri
         errors["reminder_offsets"] = [_("Reminder offsets are minutes before the deadline: positive numbers.")]
     if reminder_offsets and not deadline:
         errors["reminder_offsets"] = [_("Reminders need a deadline.")]
+    alert_status = alert_status or Notification.AlertStatus.ACTUAL
+    if alert_status not in Notification.AlertStatus.values:
+        errors["alert_status"] = [_("Unknown alert status %(status)r; choose one of %(choices)s.")
+                                  % {"status": alert_status, "choices": ", ".join(Notification.AlertStatus.values)}]
+    try:
+        escalation_delay_minutes, escalation_ladder = clean_escalation(
+            notifier_cls, channels=channels, delay_minutes=escalation_delay_minutes, ladder=escalation_ladder)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
     if errors:
         raise ValidationError(errors)
     return dict(notifier=notifier, title=title, body=body, translations=translations, category=category,
                 priority=priority, channels=channels, data=data, audience=audience, scheduled_for=scheduled_for,
                 deadline=deadline, reminder_offsets=reminder_offsets,
-                requires_ack=bool(requires_ack) or getattr(notifier_cls, "requires_ack", False))
+                requires_ack=bool(requires_ack) or getattr(notifier_cls, "requires_ack", False),
+                alert_status=alert_status, checkin=bool(checkin), escalation_delay_minutes=escalation_delay_minutes,
+                escalation_ladder=escalation_ladder)
 
 
 def notification_send(*, sender, notifier, title, body, audience, category=None, priority=Priority.NORMAL,
                       channels=None, data=None, scheduled_for=None, deadline=None, reminder_offsets=None,
-                      requires_ack=None, translations=None, idempotency_key=None, api_key=None, parent=None):
+                      requires_ack=None, translations=None, idempotency_key=None, api_key=None, parent=None,
+                      alert_status=None, checkin=False, escalation_delay_minutes=None, escalation_ladder=None,
+                      template=None, template_version=None, incident=None, thread_role=""):
     """Accept a notification and hand its fan-out to the workers. Returns (notification, created).
 
     Validated by `notification_validate` (what every door runs before it shows or accepts
@@ -266,26 +307,42 @@ def notification_send(*, sender, notifier, title, body, audience, category=None,
     cleaned = notification_validate(
         notifier=notifier, title=title, body=body, audience=audience, category=category, priority=priority,
         channels=channels, data=data, scheduled_for=scheduled_for, deadline=deadline,
-        reminder_offsets=reminder_offsets, requires_ack=requires_ack, translations=translations)
+        reminder_offsets=reminder_offsets, requires_ack=requires_ack, translations=translations,
+        alert_status=alert_status, checkin=checkin, escalation_delay_minutes=escalation_delay_minutes,
+        escalation_ladder=escalation_ladder)
     audience, reminder_offsets = cleaned["audience"], cleaned["reminder_offsets"]
     audience_check(sender, audience, api_key=api_key)
 
     fields = cleaned
-    # Without translations, the fingerprint of a request is what it was before they existed.
-    fingerprint = _fingerprint({k: v for k, v in fields.items() if v or k != "translations"}) if idempotency_key else ""
+    # Without translations (or the emergency fields at their defaults), the fingerprint of a request is what
+    # it was before they existed.
+    defaults = {"translations": {}, "alert_status": Notification.AlertStatus.ACTUAL, "checkin": False,
+                "escalation_delay_minutes": None, "escalation_ladder": []}
+    fingerprint = _fingerprint({k: v for k, v in fields.items()
+                                if k not in defaults or v != defaults[k]}) if idempotency_key else ""
     if idempotency_key:
         existing = Notification.objects.filter(idempotency_key=idempotency_key).first()
         if existing:
             return _replay(existing, fingerprint)
     now = timezone.now()
     scheduled = bool(scheduled_for and scheduled_for > now)
+    emergency = notifier == Notification.EMERGENCY_NOTIFIER
     try:
         with transaction.atomic():
+            if emergency and incident is None and parent is None:
+                # Every emergency alert opens an incident: its updates and all-clear follow in that thread.
+                incident = Incident.objects.create(title=fields["title"], alert_status=fields["alert_status"],
+                                                   opened_by=sender)
+                thread_role = thread_role or Notification.ThreadRole.ALERT
             notification = Notification.objects.create(
                 sender=sender, idempotency_key=idempotency_key, request_fingerprint=fingerprint, parent=parent,
                 family_root_id=parent.child_family_root() if parent else None,
-                status=Notification.Status.SCHEDULED if scheduled else Notification.Status.QUEUED, **fields,
+                status=Notification.Status.SCHEDULED if scheduled else Notification.Status.QUEUED,
+                template=template, template_version=template_version, incident=incident, thread_role=thread_role,
+                **fields,
             )
+            if emergency:
+                ledger_record_draft(notification, actor=sender)
             if audience.get("cohorts"):
                 notification.cohorts.set(Cohort.objects.filter(code__in=audience["cohorts"]))
             if reminder_offsets:
@@ -298,6 +355,17 @@ def notification_send(*, sender, notifier, title, body, audience, category=None,
         raise
     log_notification(notification, notification.status)
     return notification, True
+
+
+def ledger_record_draft(notification, *, actor):
+    """The ledger's first entries of an emergency alert: who drafted it, and its content as sent."""
+    LedgerEntry.record(notification, LedgerEntry.Event.DRAFTED, actor=actor, data={
+        "alert_status": notification.alert_status, "thread_role": notification.thread_role,
+        "audience": notification.audience, "channels": notification.channels, "status": notification.status})
+    LedgerEntry.record(notification, LedgerEntry.Event.CONTENT, actor=actor, data={
+        "title": notification.title, "body": notification.body, "translations": notification.translations,
+        "data": notification.data, "template_id": notification.template_id,
+        "template_version": notification.template_version})
 
 
 class IdempotencyConflict(Exception):
