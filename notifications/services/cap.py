@@ -173,7 +173,8 @@ def cap_feed(notifications, *, feed_url, document_url):
         if notification.alert_status != Notification.AlertStatus.ACTUAL:
             label = f"{str(statuses[notification.alert_status]).upper()} · {label}"
         url = document_url(notification)
-        feed.add_item(title=f"{label}: {notification.title}", link=url, unique_id=cap_identifier(notification),
+        # Atom wants an IRI as an entry's id: the document's address (its CAP identifier is in the document).
+        feed.add_item(title=f"{label}: {notification.title}", link=url, unique_id=url,
                       description=notification.body, pubdate=notification.created_at,
                       updateddate=notification.created_at, categories=[CAP_MSG_TYPE.get(role, "Alert")],
                       enclosures=[])
