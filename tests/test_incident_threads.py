@@ -19,6 +19,7 @@ from notifications.services.incidents import FollowUpRefused, incident_follow_up
 from .api_support import API, jwt_client, key_client
 from .conftest import make_user
 from .delivery_helpers import fan_out_and_send
+from .peers import wait_until
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 1, 15, 14, 0, tzinfo=UTC)
@@ -434,3 +435,30 @@ def test_it_shows_a_bad_follow_up_again_with_the_sends_errors(campus, client):
     [(_kind, _label, form)] = [entry for entry in response.context["follow_up_forms"] if entry[0] == "update"]
     assert form.errors["body_fr"]
     assert Notification.objects.count() == 1
+
+
+# --- end to end, with a real worker ---------------------------------------------------------------
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_it_delivers_an_alert_its_update_and_its_all_clear_as_one_thread_through_a_real_worker(
+        smtp_peer, workers, campus):
+    workers()
+    api = jwt_client(campus["manager"])
+    response = api.post(f"{API}notifications/", {
+        "notifier": "security", "title": "Gas leak", "body": "Leave building C now.", "channels": ["email", "inbox"],
+        "data": {"severity": "high"}, "audience": {"cohorts": ["campus"]}}, format="json")
+    assert response.status_code == 201, response.json()
+    original = Notification.objects.get(pk=response.json()["id"])
+    for kind, title in (("update", "Update: building C"), ("all_clear", "All clear")):
+        response = api.post(follow_ups_url(original), {"kind": kind, "title": title, "body": "News."}, format="json")
+        assert response.status_code == 201, response.json()
+
+    wait_until(lambda: InboxMessage.objects.filter(notification__incident_id=original.incident_id).count() == 6,
+               timeout=60, message="the thread in both students' inboxes")
+    wait_until(lambda: len(smtp_peer.messages) == 6, timeout=60, message="six emails")
+    assert Incident.objects.get(pk=original.incident_id).closed_at is not None
+    items = jwt_client(campus["people"][0]).get(f"{API}me/inbox/").json()["results"]
+    assert [(item["title"].rsplit(": ", 1)[-1], item["thread_role"]) for item in items] == [
+        ("All clear", "all_clear"), ("building C", "update"), ("Gas leak", "alert")]
+    assert {item["incident"] for item in items} == {original.incident_id}
