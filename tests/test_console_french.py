@@ -229,7 +229,8 @@ def test_it_shows_no_english_on_an_incident_thread_its_forms_and_their_errors(co
     alert = console["alert"]
     update, _ = incident_follow_up(alert, sender=console["admin"], kind="update", title="Fire drill: stair A",
                                    body="Stair B is closed.")
-    bad_follow_up = {"kind": "update", "update-title": "Fire drill", "update-body": "x", "update-title_fr": "Exercice"}
+    bad_follow_up = {"kind": "update", "update-title": "Fire drill", "update-body": "x",
+                     "update-title_fr": "Exercice"}
     data = console["data"] | {"Fire drill: stair A", "Stair B is closed.", "Exercice", "x"}
     watch = f"/admin/notifications/notification/{update.pk}/"
 
