@@ -192,6 +192,32 @@ def check_roster_sync(app_configs, **kwargs):
     return problems
 
 
+@register()
+def check_cap_feed(app_configs, **kwargs):
+    """The CAP 1.2 feed's settings: a `sender` the schema and CAP clients accept, a window that is a duration."""
+    problems = []
+    sender = settings.CAP_SENDER
+    if any(c.isspace() or c in ",<&" for c in sender):
+        problems.append(Error(f"CAP_SENDER={sender!r} contains a space, a comma, '<' or '&'.",
+                              hint="CAP 1.2 forbids them in <sender>: use e.g. alerts@university.example.",
+                              id="flashnotify.E050"))
+    value = os.environ.get("CAP_FEED_CLOSED_HOURS")
+    if value is not None and not value.strip().lstrip("-").isdigit():
+        problems.append(Error(f"CAP_FEED_CLOSED_HOURS={value!r} is not a whole number.",
+                              hint="Set it to the hours a closed incident stays in /cap/ (24 by default).",
+                              id="flashnotify.E051"))
+    elif settings.CAP_FEED_CLOSED_HOURS < 0:
+        problems.append(Error(f"CAP_FEED_CLOSED_HOURS={settings.CAP_FEED_CLOSED_HOURS} is negative.",
+                              hint="Set it to 0 (closed incidents leave /cap/ at once) or more.",
+                              id="flashnotify.E051"))
+    for name in ("CAP_SENDER_NAME", "CAP_AREA_DESC", "CAP_RESTRICTION"):
+        if "\x00" in getattr(settings, name) or not getattr(settings, name).strip():
+            problems.append(Error(f"{name} is blank or holds a NUL character.",
+                                  hint=f"Set {name} to plain text, or unset it for the default.",
+                                  id="flashnotify.E052"))
+    return problems
+
+
 @register(Tags.caches)
 def check_cache_tables(app_configs, **kwargs):
     """A database migrated before `migrate` created the cache table would answer 500 on every request."""

@@ -10,6 +10,7 @@ import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from csp.constants import NONE, SELF
@@ -380,6 +381,17 @@ ESCALATION_DELAY_MIN_MINUTES = envint("ESCALATION_DELAY_MIN_MINUTES", 1)
 ESCALATION_DELAY_MAX_MINUTES = envint("ESCALATION_DELAY_MAX_MINUTES", 24 * 60)
 # The compliance ledger of emergency alerts is kept this many years (at least 7).
 LEDGER_RETENTION_YEARS = envint("LEDGER_RETENTION_YEARS", 7)
+
+# --- CAP 1.2 feed of emergency alerts (/cap/) ---------------------------------------------
+# The CAP `sender`: unique to this system, no spaces, commas, "<" or "&" (checked by flashnotify.E050).
+CAP_SENDER = env("CAP_SENDER", f"flashnotify@{urlsplit(SITE_URL).hostname or 'localhost'}")
+CAP_SENDER_NAME = env("CAP_SENDER_NAME", "FlashNotify")
+# Every alert's <area><areaDesc>: the campus the alerts concern.
+CAP_AREA_DESC = env("CAP_AREA_DESC", "Campus")
+# An incident's documents of a restricted (not public) incident say who they are for (<restriction>).
+CAP_RESTRICTION = env("CAP_RESTRICTION", "For the campus community only: not for public redistribution.")
+# The Atom index lists open incidents and those whose all-clear was sent within this many hours.
+CAP_FEED_CLOSED_HOURS = envint("CAP_FEED_CLOSED_HOURS", 24)
 
 # --- Roster sync (OneRoster 1.2 REST) ----------------------------------------------------
 # With a base URL, a django-q2 schedule reads the provider's users, classes and enrollments every

@@ -89,7 +89,7 @@ class NotificationAdmin(admin.ModelAdmin):
 
     def get_object_or_404(self, request, object_id):
         try:
-            return self.get_queryset(request).select_related("sender").get(pk=int(object_id))
+            return self.get_queryset(request).select_related("sender", "incident").get(pk=int(object_id))
         except (Notification.DoesNotExist, ValueError, TypeError):
             raise Http404("No such notification, or not one of yours.")
 
@@ -121,6 +121,10 @@ class NotificationAdmin(admin.ModelAdmin):
             path("<path:object_id>/deliveries.csv", self.admin_site.admin_view(self.export_view),
                  name="%s_%s_export" % info),
             path("<path:object_id>/act/", self.admin_site.admin_view(self.act_view), name="%s_%s_act" % info),
+            path("<path:object_id>/follow-up/", self.admin_site.admin_view(self.follow_up_view),
+                 name="%s_%s_follow_up" % info),
+            path("<path:object_id>/publish/", self.admin_site.admin_view(self.publish_view),
+                 name="%s_%s_publish" % info),
         ] + super().get_urls()
 
     def progress_view(self, request, object_id):
@@ -151,7 +155,32 @@ class NotificationAdmin(admin.ModelAdmin):
             action(request, self.get_queryset(request).filter(pk=notification.pk))
         return redirect(reverse("admin:notifications_notification_change", args=[notification.pk]))
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def follow_up_view(self, request, object_id):
+        """The Watch page's "Send an update" and "Send the all-clear" (emergency permission): to the sent one's
+        page; a form with errors comes back on this page (400)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        notification = self.get_object_or_404(request, object_id)
+        sent, forms = admin_watch.follow_up_submit(request, notification)
+        if sent is not None:
+            return redirect(reverse("admin:notifications_notification_change", args=[sent.pk]))
+        if forms:
+            response = self.change_view(request, object_id, follow_up_forms=forms)
+            response.status_code = 400
+            return response
+        return redirect(reverse("admin:notifications_notification_change", args=[notification.pk]))
+
+    def publish_view(self, request, object_id):
+        """The Watch page's CAP toggle (emergency permission): the incident public, or not."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        notification = self.get_object_or_404(request, object_id)
+        if not request.user.has_perm(admin_watch.EMERGENCY_PERMISSION):
+            raise PermissionDenied
+        admin_watch.publish_submit(request, notification)
+        return redirect(reverse("admin:notifications_notification_change", args=[notification.pk]) + "#incident")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None, follow_up_forms=None):
         """A notification's page is the Watch page: nothing of a sent notification is edited by hand."""
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
@@ -161,6 +190,7 @@ class NotificationAdmin(admin.ModelAdmin):
             "opts": self.opts, "title": gettext("Watch: %(title)s") % {"title": notification.title},
             "notification": notification, "can_act": self.has_change_permission(request, notification),
             "has_view_permission": True, **admin_watch.watch_context(request, notification),
+            **admin_watch.incident_context(request, notification, follow_up_forms),
         }
         return TemplateResponse(request, "admin/notifications/notification/watch.html", context)
 

@@ -7,7 +7,8 @@ admin's own queryset (Staff: only theirs), a person through `people_visible_to`.
 
 import logging
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
 from django.http import Http404, JsonResponse, StreamingHttpResponse
@@ -25,8 +26,10 @@ from .console_selectors import (
     acknowledgement_list, channel_name, channel_rows, failed_deliveries, people_search, people_visible_to,
     person_cohorts, person_deliveries, person_reachability, reason_name, reason_rows, watch_actions, watch_progress,
 )
-from .models import Delivery
-from .selectors import acknowledgement_counts, notification_reach
+from .console_forms import FollowUpForm
+from .models import Delivery, Notification
+from .selectors import acknowledgement_counts, incident_thread, notification_reach
+from .services.incidents import EMERGENCY_PERMISSION, FollowUpRefused, incident_follow_up, incident_publish
 from .services.preferences import preference_grid
 
 logger = logging.getLogger(__name__)
@@ -210,3 +213,74 @@ def people_view(request):
                "none_found": ngettext("%(count)d person found.", "%(count)d people found.", len(found))
                % {"count": len(found)}}
     return TemplateResponse(request, "admin/people/index.html", context)
+
+
+# --- an emergency alert's incident: its thread, updates, the all-clear, the CAP feed --------------
+
+FOLLOW_UP_KINDS = (Notification.ThreadRole.UPDATE, Notification.ThreadRole.ALL_CLEAR)
+
+
+def incident_context(request, notification, forms=None):
+    """The Watch page's incident section: the thread (with links to each one's page), the follow-up forms and
+    the CAP toggle for those with the emergency permission; {} for a notification outside an incident."""
+    incident = notification.incident if notification.incident_id else None
+    if incident is None:
+        return {}
+    may_act = request.user.has_perm(EMERGENCY_PERMISSION)
+    forms = forms or {}
+    return {
+        "incident": incident,
+        "thread": [{"notification": item, "url": reverse("admin:notifications_notification_change", args=[item.pk]),
+                    "current": item.pk == notification.pk} for item in incident_thread(incident)],
+        "can_follow_up": may_act and incident.closed_at is None,
+        "can_publish": may_act,
+        "follow_up_forms": [(kind, Notification.ThreadRole(kind).label,
+                             forms.get(kind) or FollowUpForm(prefix=kind)) for kind in FOLLOW_UP_KINDS],
+        "follow_up_url": reverse("admin:notifications_notification_follow_up", args=[notification.pk]),
+        "publish_url": reverse("admin:notifications_notification_publish", args=[notification.pk]),
+        "cap_url": reverse("cap-document", args=[notification.pk]),
+    }
+
+
+def follow_up_submit(request, notification):
+    """(sent notification or None, {kind: bound form}) for the Watch page's "Send an update" and "Send the
+    all-clear" forms; refusals of the whole follow-up become a message."""
+    if not request.user.has_perm(EMERGENCY_PERMISSION):
+        raise PermissionDenied
+    kind = request.POST.get("kind")
+    if kind not in FOLLOW_UP_KINDS:
+        messages.error(request, _("Choose an update or the all-clear."))
+        return None, {}
+    form = FollowUpForm(request.POST, prefix=kind)
+    if not form.is_valid():
+        return None, {kind: form}
+    try:
+        sent, _created = incident_follow_up(
+            notification, sender=request.user, kind=kind, title=form.cleaned_data["title"],
+            body=form.cleaned_data["body"], translations=form.translations())
+    except FollowUpRefused as exc:
+        messages.error(request, exc.message)
+        return None, {}
+    except ValidationError as exc:
+        form.add_service_errors(exc.message_dict)
+        return None, {kind: form}
+    if sent.status == Notification.Status.AWAITING_APPROVAL:
+        messages.success(request, _("Saved: it goes once a second person with the emergency permission approves it."))
+    elif kind == Notification.ThreadRole.ALL_CLEAR:
+        messages.success(request, _("All-clear sent to the alert's recipients: the incident is closed, its "
+                                    "escalations and reminders stopped."))
+    else:
+        messages.success(request, _("Update sent to the alert's recipients."))
+    return sent, {}
+
+
+def publish_submit(request, notification):
+    """The CAP toggle: the incident public (anyone may read its CAP documents) or not."""
+    public = request.POST.get("public") == "1"
+    try:
+        incident_publish(notification, by=request.user, public=public)
+    except FollowUpRefused as exc:
+        messages.error(request, exc.message)
+        return
+    messages.success(request, _("The incident is public in the CAP feed.") if public
+                     else _("The incident is no longer public in the CAP feed: only signed-in readers see it."))

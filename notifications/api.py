@@ -256,7 +256,8 @@ class InboxPagination(CheckedCursorPagination):
 INBOX_COLUMNS = {"id": "id", "notification": "notification_id", "title": "title", "body": "body",
                  "category": "category", "priority": "notification__priority",
                  "requires_ack": "notification__requires_ack", "created_at": "created_at", "read_at": "read_at",
-                 "acknowledged_at": "acknowledged_at"}
+                 "acknowledged_at": "acknowledged_at", "incident": "notification__incident_id",
+                 "thread_role": "notification__thread_role"}
 
 
 @extend_schema_view(

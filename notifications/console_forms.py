@@ -161,3 +161,24 @@ class ComposeForm(forms.Form):
             audience=self.audience(), scheduled_for=data.get("scheduled_for"), deadline=data.get("deadline"),
             requires_ack=data.get("requires_ack"),
         )
+
+
+class FollowUpForm(forms.Form):
+    """An update or the all-clear of an emergency alert (the Watch page): to the original's audience and
+    channels; what is refused is refused by the service (`incident_follow_up`), whose errors land here."""
+
+    title = forms.CharField(label=_("Title (English)"), max_length=200)
+    body = forms.CharField(label=_("Message (English)"), widget=forms.Textarea(attrs={"rows": 4, "cols": 60}))
+    title_fr = forms.CharField(label=_("Title (French)"), max_length=200, required=False)
+    body_fr = forms.CharField(label=_("Message (French)"), required=False,
+                              widget=forms.Textarea(attrs={"rows": 4, "cols": 60}))
+
+    def translations(self):
+        data = self.cleaned_data
+        if data.get("title_fr") or data.get("body_fr"):
+            return {"fr": {"title": data.get("title_fr") or "", "body": data.get("body_fr") or ""}}
+        return {}
+
+    def add_service_errors(self, errors):
+        for field, messages in errors.items():
+            self.add_error(field if field in self.fields else None, messages)

@@ -249,6 +249,20 @@ def inbox_message_for(user_id, notification_id):
     return message
 
 
+def incident_thread(incident):
+    """Every notification of `incident`'s thread, in the order they were sent (the Watch page's thread)."""
+    return list(Notification.objects.filter(incident=incident).select_related("sender").order_by("created_at", "id"))
+
+
+def inbox_thread(user_id, notification):
+    """`user_id`'s inbox messages of the incident `notification` belongs to, in the order they were sent
+    (the alert, its updates, the all-clear); [] outside an incident. Only what they received."""
+    if not notification.incident_id:
+        return []
+    return list(InboxMessage.objects.filter(recipient_id=user_id, notification__incident_id=notification.incident_id)
+                .select_related("notification").order_by("notification__created_at", "notification_id"))
+
+
 # --- the console's home ------------------------------------------------------------------
 
 def _count_of(deliveries):

@@ -176,11 +176,17 @@ class PreviewSerializer(serializers.Serializer):
 class InboxMessageSerializer(serializers.ModelSerializer):
     requires_ack = serializers.BooleanField(source="notification.requires_ack", read_only=True)
     priority = serializers.CharField(source="notification.priority", read_only=True)
+    incident = serializers.IntegerField(
+        source="notification.incident_id", read_only=True, allow_null=True,
+        help_text="The incident of an emergency alert: its alert, updates and all-clear share it.")
+    thread_role = serializers.ChoiceField(
+        source="notification.thread_role", read_only=True, choices=Notification.ThreadRole.choices,
+        allow_blank=True, help_text="alert, update or all_clear in the incident's thread; empty outside one.")
 
     class Meta:
         model = InboxMessage
         fields = ["id", "notification", "title", "body", "category", "priority", "requires_ack", "created_at",
-                  "read_at", "acknowledged_at"]
+                  "read_at", "acknowledged_at", "incident", "thread_role"]
         read_only_fields = fields
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import cap_views, views
 
 urlpatterns = [
     path("inbox/", views.inbox_list, name="inbox"),
@@ -11,4 +11,6 @@ urlpatterns = [
     path("sw.js", views.service_worker, name="service-worker"),
     path("ack/<str:token>/", views.acknowledge, name="acknowledge"),
     path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
+    path("cap/", cap_views.CapFeedView.as_view(), name="cap-feed"),
+    path("cap/<int:notification_id>.xml", cap_views.CapDocumentView.as_view(), name="cap-document"),
 ]

@@ -24,7 +24,7 @@ from channels_app.models import PushSubscription
 from .models import InboxMessage, Notification
 from channels_app.subscriptions import push_subscription_delete, push_subscription_save
 
-from .selectors import inbox_message_for
+from .selectors import inbox_message_for, inbox_thread
 from .services import inbox
 from .forms import AccountSettingsForm, InboxFilterForm, PreferenceGridForm
 from .links import link_check
@@ -43,7 +43,8 @@ def inbox_list(request):
     category = form.cleaned_data["category"] if form.is_valid() else ""
     messages_ = (InboxMessage.objects.filter(recipient=request.user).select_related("notification")
                  .only("id", "title", "category", "created_at", "read_at", "acknowledged_at", "notification_id",
-                       "notification__requires_ack", "notification__priority"))
+                       "notification__requires_ack", "notification__priority", "notification__thread_role",
+                       "notification__incident_id"))
     if category:
         messages_ = messages_.filter(category=category)
     page = Paginator(messages_, INBOX_PAGE_SIZE).get_page(request.GET.get("page"))
@@ -69,6 +70,7 @@ def inbox_detail(request, notification_id):
     return render(request, "notifications/inbox_detail.html", {
         "message": message, "category_label": Category(message.category).label
         if message.category in Category.values else message.category,
+        "thread": inbox_thread(request.user.pk, message.notification),
     })
 
 

@@ -114,6 +114,12 @@ ENDPOINTS = {
     "users.export_unknown": ("get", "users/nobody/export/", None, dict(admin=404, other=403)),
     "users.erase": ("post", "users/s1000001/erase/", None, dict(admin=200, other=403)),
     "metrics": ("get", "metrics/", None, dict(staff=200, admin=200, key_read=200, other=403)),
+    # An academic notification has no incident to follow up or publish: 409 for whoever may send emergency alerts.
+    "notifications.follow_ups": ("post", "notifications/{cs}/follow-ups/",
+                                 {"kind": "update", "title": "Update", "body": "Stay away."},
+                                 dict(admin=409, key_send=409, other=403)),
+    "notifications.publish": ("post", "notifications/{cs}/publish/", {"public": True},
+                              dict(admin=409, key_send=409, other=403)),
     "api_keys.list": ("get", "api-keys/", None, dict(staff=200, api_user=200, admin=200, other=403)),
     "api_keys.create": ("post", "api-keys/", {"name": "x", "scopes": ["send"]},
                         dict(staff=201, api_user=201, admin=201, other=403)),

@@ -16,6 +16,7 @@ from accounts.models import ApiKey, Role
 from notifications.models import Delivery, Notification
 from notifications.selectors import reason_label
 from notifications.services import notification_send
+from notifications.services.incidents import incident_follow_up
 
 from .api_support import API, jwt_client
 from .browser import SAME_IN_BOTH_LANGUAGES
@@ -220,3 +221,24 @@ def test_it_names_the_reasons_of_a_delivery_report_in_the_active_language():
         assert (reason_label(""), reason_label("opted_out")) == ("ignorée", "désabonné")
     with translation.override("en"):
         assert (reason_label(""), reason_label("opted_out")) == ("skipped", "opted out")
+
+
+@pytest.mark.django_db
+def test_it_shows_no_english_on_an_incident_thread_its_forms_and_their_errors(console, client, settings):
+    settings.EMERGENCY_TWO_PERSON_RULE = False  # the thread is under test here, not the approval
+    alert = console["alert"]
+    update, _ = incident_follow_up(alert, sender=console["admin"], kind="update", title="Fire drill: stair A",
+                                   body="Stair B is closed.")
+    bad_follow_up = {"kind": "update", "update-title": "Fire drill", "update-body": "x",
+                     "update-title_fr": "Exercice"}
+    data = console["data"] | {"Fire drill: stair A", "Stair B is closed.", "Exercice", "x"}
+    watch = f"/admin/notifications/notification/{update.pk}/"
+
+    assert english_left(client, console["admin"], lambda c: c.get(f"{watch}change/"), data=data) == []
+
+    def with_errors(c):
+        response = c.post(f"{watch}follow-up/", bad_follow_up)
+        response.status_code = 200 if response.status_code == 400 else response.status_code
+        return response
+
+    assert english_left(client, console["admin"], with_errors, data=data) == []

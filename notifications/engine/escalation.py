@@ -23,6 +23,7 @@ from channels_app.models import PushSubscription
 from ..models import Delivery, InboxMessage, Notification, Preference
 from channels_app.registry import NotificationMeta, get_notifier
 
+from .incidents import incident_closed
 from .planning import DeliveryPlanner, quiet_hours_end
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,9 @@ def escalations_run(*, now=None):
     notifications = Notification.objects.filter(
         requires_ack=True, notifier__in=with_ladder, fanned_out_at__isnull=False,
         started_at__gte=now - ESCALATION_WINDOW, family_root__isnull=True,
-    ).exclude(status=Notification.Status.CANCELLED).select_related("sender")
+    ).exclude(status=Notification.Status.CANCELLED).exclude(
+        incident__closed_at__isnull=False,  # its all-clear was sent
+    ).select_related("sender")
     for notification in notifications:
         notifier = get_notifier(notification.notifier)
         if notification.started_at > now - notifier.escalation_delay:
@@ -57,6 +60,8 @@ def escalations_run(*, now=None):
 def notification_escalate(notification, *, notifier=None, now=None):
     """Escalate one notification for its overdue, unacknowledged recipients; returns how many escalated."""
     now = now or timezone.now()
+    if incident_closed(notification):
+        return 0  # its all-clear was sent: nobody is chased about an incident that is over
     notifier = notifier or get_notifier(notification.notifier)
     ladder = escalation_ladder(notifier)
     overdue_before = now - notifier.escalation_delay

@@ -19,6 +19,7 @@ from channels_app.registry import get_notifier
 
 from ..models import Delivery, FanoutPage, Notification
 from .audience import audience_users
+from .incidents import incident_follow_up_accepted
 from .delivery import claimed_deliveries_send, log_notification, notification_refresh_status
 from .planning import RECIPIENT_FIELDS, DeliveryPlanner
 from .queue import enqueue_deliveries, enqueue_fanout_pages
@@ -51,6 +52,8 @@ def notification_fan_out(notification_id, *, now=None, spread=False):
         Notification.objects.filter(pk=notification_id).update(recipient_count=notification.recipient_count)
         log_notification(notification, Notification.Status.SENDING)
         _inactive_named_skip(notification, now)
+        # An update or all-clear that waited (for approval, or came by another door) takes effect now, once.
+        incident_follow_up_accepted(notification, now=now)
     size, cursor = settings.FANOUT_CHUNK_SIZE, notification.fanout_cursor
     batch = 20 if spread else 1  # pages read (ids only, one query), saved and handed out together
     while True:
