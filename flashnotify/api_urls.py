@@ -1,6 +1,6 @@
 """/api/v1/: the integration API. Every route needs authentication unless listed in PUBLIC_PATHS."""
 
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.utils import extend_schema, inline_serializer
 from csp.decorators import csp_update
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
@@ -12,6 +12,7 @@ from rest_framework.routers import SimpleRouter
 
 from accounts import api as accounts_api
 from notifications import api as notifications_api
+from notifications import api_ledger
 from notifications.services.monitoring import readiness_report
 
 # Reachable without credentials; tests/test_api_authorization.py fails for any other route that is.
@@ -81,6 +82,9 @@ urlpatterns = [
     path("users/<str:username>/export/", accounts_api.UserExportApi.as_view(), name="user-export"),
     path("users/<str:username>/erase/", accounts_api.UserEraseApi.as_view(), name="user-erase"),
     path("metrics/", notifications_api.MetricsApi.as_view(), name="metrics"),
+    re_path(r"^notifications/(?P<pk>[0-9]{1,18})/ledger/$", api_ledger.NotificationLedgerApi.as_view(),
+            name="notification-ledger"),
+    path("ledger/", api_ledger.LedgerRangeApi.as_view(), name="ledger"),
     path("webhooks/", include(("channels_app.urls", "webhooks"))),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", DOCS_CSP(SpectacularSwaggerSplitView.as_view(url_name="api:schema")), name="docs"),
