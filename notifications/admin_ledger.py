@@ -68,7 +68,7 @@ class LedgerRangeForm(forms.Form):
 
     since = forms.DateField(label=_("from"), widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(label=_("to (included)"), widget=forms.DateInput(attrs={"type": "date"}))
-    format = forms.ChoiceField(label=_("format"), choices=[("csv", "CSV"), ("json", "JSON")])
+    format = forms.ChoiceField(label=_("file format"), choices=[("csv", "CSV"), ("json", "JSON")])
 
     def clean(self):
         cleaned = super().clean()
@@ -93,7 +93,7 @@ class LedgerEntryAdmin(admin.ModelAdmin):
     date_hierarchy = "at"
     ordering = ("-id",)  # the newest first; the chain runs the other way
     list_per_page = 100
-    fields = ("id", "at", "event", "alert", "incident_id", "by", "details", "previous_digest", "digest")
+    fields = ("id", "at", "event", "alert", "incident_id", "by", "details", "previous_entry_digest", "entry_digest")
     readonly_fields = fields
     change_list_template = "admin/notifications/ledgerentry/change_list.html"
 
@@ -131,6 +131,14 @@ class LedgerEntryAdmin(admin.ModelAdmin):
     @admin.display(description=_("by"), ordering="actor")
     def by(self, entry):
         return format_html('<span translate="no">{}</span>', entry.actor) if entry.actor else "—"
+
+    @admin.display(description=_("previous entry's digest"))
+    def previous_entry_digest(self, entry):
+        return format_html('<code translate="no">{}</code>', entry.previous_digest) if entry.previous_digest else "—"
+
+    @admin.display(description=_("digest"))
+    def entry_digest(self, entry):
+        return format_html('<code translate="no">{}</code>', entry.digest)
 
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name

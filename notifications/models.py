@@ -556,7 +556,7 @@ class LedgerEntry(models.Model):
         verbose_name_plural = _("compliance ledger")
 
     def __str__(self):
-        return f"{self.notification_id} {self.event} {self.at:%Y-%m-%d %H:%M:%S}"
+        return f"{self.notification_id} {self.get_event_display()} {self.at:%Y-%m-%d %H:%M:%S}"
 
     def save(self, *args, **kwargs):
         if self.pk is not None or not self._state.adding:

@@ -384,8 +384,9 @@ def test_it_lists_the_ledger_with_filters_and_search(admin_user, manager, people
     assert shown({"event__exact": "cancelled"}) == [(first.pk, "cancelled")]
     assert shown({"alert": str(second.pk)}) == [(second.pk, "content"), (second.pk, "drafted")]
     assert shown({"q": "Morgan"}) == [(first.pk, "cancelled"), (second.pk, "content"), (second.pk, "drafted")]
-    today = timezone.localdate()
+    today = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)  # the date filter's "Today"
     assert len(shown({"at__gte": str(today), "at__lt": str(today + timedelta(days=1))})) == 5
+    assert shown({"at__gte": str(today + timedelta(days=1))}) == []
 
 
 def test_it_refuses_the_ledger_to_staff_without_the_emergency_role(admin_user, staff_user, people, client):
