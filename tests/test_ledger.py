@@ -4,6 +4,7 @@ recording completion and cancellation, exported as CSV and JSON, kept at least 7
 import csv
 import io
 import json
+import threading
 from datetime import timedelta
 
 import pytest
@@ -212,6 +213,33 @@ def test_it_lets_the_test_suites_flush_empty_the_ledger_and_only_it(settings):
         raw_sql("DELETE FROM notifications_ledgerentry WHERE id = %s", [entry.pk])
     with pytest.raises(DatabaseError, match="append-only"):
         raw_sql("UPDATE notifications_ledgerentry SET actor = '' WHERE id = %s", [entry.pk])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_keeps_one_chain_when_many_writers_record_at_once():
+    alert = Notification(pk=10**9, notifier="security")
+    ready = threading.Barrier(6)
+    failures = []
+
+    def writer(n):
+        try:
+            ready.wait()
+            for i in range(10):
+                LedgerEntry.record(alert, Event.CHECKIN, data={"writer": n, "i": i})
+        except Exception as exc:  # noqa: BLE001 (reported by the assertion below)
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert failures == []
+    assert LedgerEntry.objects.count() == 60
+    assert LedgerEntry.verify_chain() is None  # no fork: each entry links to the one before it
 
 
 # --- what the engine and the services record ------------------------------------------------------
