@@ -17,7 +17,7 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 
 from channels_app.models import PushSubscription
 from notifications.engine import notification_refresh_status
-from notifications.models import Delivery, InboxMessage, Notification, Preference, RecipientContext
+from notifications.models import Delivery, InboxMessage, LedgerEntry, Notification, Preference, RecipientContext
 
 from .models import ApiKey, PhoneVerification, User
 
@@ -144,6 +144,11 @@ def user_erase(*, user, by):
     (`auth_version`, refresh tokens blacklisted); the admin history keeps no name of theirs and records
     the erasure as done by `by`. Returns counts of what it changed.
 
+    The compliance ledger of emergency alerts is kept as it is (`ledger_entries_kept`: the entries that
+    name the person as the one who drafted, approved, sent or cancelled an alert): keeping it at least
+    LEDGER_RETENTION_YEARS is a legal obligation, which the right to erasure does not override (GDPR
+    article 17(3)(b)). Its retention purge deletes those entries in their time.
+
     Raises ValidationError when `by` would erase their own account.
     """
     if user.pk == by.pk:
@@ -193,9 +198,11 @@ def user_erase(*, user, by):
         user.managed_cohorts.clear()
 
         done["audiences"] = _audiences_rename(old_username, user.username)
+        done["ledger_entries_kept"] = LedgerEntry.objects.filter(actor_id=user.pk).count()
         _history_anonymise(user, erased_objects)
         _record(by=by, user=user, message="Erased personal data: " + ", ".join(
-            f"{n} {k.replace('_', ' ')}" for k, n in done.items()) + ".")
+            f"{n} {k.replace('_', ' ')}" for k, n in done.items() if k != "ledger_entries_kept")
+            + f"; {done['ledger_entries_kept']} compliance ledger entries naming them kept (a legal obligation).")
     for notification in Notification.objects.filter(pk__in=pending):
         notification_refresh_status(notification)
     logger.info("user %s erased by %s", user.pk, by.pk, extra={"user_id": user.pk, "by_user_id": by.pk, **done})

@@ -194,3 +194,6 @@ class UserErasedSerializer(serializers.Serializer):
     push_subscriptions = serializers.IntegerField()
     api_keys = serializers.IntegerField()
     audiences = serializers.IntegerField(help_text="Notifications whose audience named the person.")
+    ledger_entries_kept = serializers.IntegerField(
+        help_text="Compliance ledger entries that name the person (who drafted, approved, sent or cancelled an "
+                  "emergency alert): kept unchanged, a legal obligation, until LEDGER_RETENTION_YEARS.")

@@ -1,6 +1,6 @@
 """/api/v1/: the integration API. Every route needs authentication unless listed in PUBLIC_PATHS."""
 
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.utils import extend_schema, inline_serializer
 from csp.decorators import csp_update
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
@@ -13,6 +13,7 @@ from rest_framework.routers import SimpleRouter
 from accounts import api as accounts_api
 from notifications import api as notifications_api
 from notifications import api_incidents
+from notifications import api_ledger
 from notifications.services.monitoring import readiness_report
 
 # Reachable without credentials; tests/test_api_authorization.py fails for any other route that is.
@@ -86,6 +87,9 @@ urlpatterns = [
          name="notification-follow-ups"),
     path("notifications/<int:notification_id>/publish/", api_incidents.PublishApi.as_view(),
          name="notification-publish"),
+    re_path(r"^notifications/(?P<pk>[0-9]{1,18})/ledger/$", api_ledger.NotificationLedgerApi.as_view(),
+            name="notification-ledger"),
+    path("ledger/", api_ledger.LedgerRangeApi.as_view(), name="ledger"),
     path("webhooks/", include(("channels_app.urls", "webhooks"))),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", DOCS_CSP(SpectacularSwaggerSplitView.as_view(url_name="api:schema")), name="docs"),

@@ -11,7 +11,7 @@ from django.core.checks import Error, Tags, Warning, register, run_checks
 from accounts.models import Role
 from channels_app.ratelimit import RATE_LIMIT_SETTINGS, configured_rate
 from accounts.sso import oidc_enabled, role_map, saml_enabled, saml_problems
-from notifications.engine.retention import RETENTION_SETTINGS, retention_days
+from notifications.engine.retention import RETENTION_SETTINGS, ledger_retention_years, retention_days
 
 from .cache_tables import missing_cache_tables
 
@@ -141,6 +141,22 @@ def check_retention(app_configs, **kwargs):
                                                  "it for the default; until then the retention purge deletes nothing.",
                                   id="flashnotify.E013"))
     return problems
+
+
+@register()
+def check_ledger_retention(app_configs, **kwargs):
+    """The compliance ledger is kept at least 7 years: a shorter (or unreadable) retention is refused."""
+    raw = os.environ.get("LEDGER_RETENTION_YEARS")
+    value = raw if raw and raw.strip() else settings.LEDGER_RETENTION_YEARS
+    try:
+        int(str(value).strip())
+        ledger_retention_years()
+    except (ValueError, ImproperlyConfigured):
+        return [Error(f"LEDGER_RETENTION_YEARS={value!r} is not a whole number of years of at least 7.",
+                      hint="The compliance ledger of emergency alerts is kept at least 7 years: set "
+                           "LEDGER_RETENTION_YEARS to 7 or more, or unset it for 7; until then the retention purge "
+                           "deletes nothing.", id="flashnotify.E060")]
+    return []
 
 
 @register()

@@ -381,6 +381,9 @@ ESCALATION_DELAY_MIN_MINUTES = envint("ESCALATION_DELAY_MIN_MINUTES", 1)
 ESCALATION_DELAY_MAX_MINUTES = envint("ESCALATION_DELAY_MAX_MINUTES", 24 * 60)
 # The compliance ledger of emergency alerts is kept this many years (at least 7).
 LEDGER_RETENTION_YEARS = envint("LEDGER_RETENTION_YEARS", 7)
+# `manage.py flush` empties the ledger only with this on (the test suite's environment turns it on); the
+# database's triggers refuse otherwise (notifications/ledger_db.py).
+LEDGER_FLUSH_ALLOWED = envbool("LEDGER_FLUSH_ALLOWED", "False")
 
 # --- CAP 1.2 feed of emergency alerts (/cap/) ---------------------------------------------
 # The CAP `sender`: unique to this system, no spaces, commas, "<" or "&" (checked by flashnotify.E050).

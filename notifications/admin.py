@@ -23,6 +23,7 @@ from channels_app.constants import Channel
 from channels_app.models import PerformanceMetric, PushSubscription
 
 from . import admin_watch, services
+from .admin_ledger import ledger_watch_context
 from .console_compose import compose_view
 from .console_selectors import delivery_export
 from .health import health_channel, health_index
@@ -191,6 +192,7 @@ class NotificationAdmin(admin.ModelAdmin):
             "notification": notification, "can_act": self.has_change_permission(request, notification),
             "has_view_permission": True, **admin_watch.watch_context(request, notification),
             **admin_watch.incident_context(request, notification, follow_up_forms),
+            **ledger_watch_context(request, notification),
         }
         return TemplateResponse(request, "admin/notifications/notification/watch.html", context)
 

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.backends.signals import connection_created
 from django.db.models.signals import post_delete, post_migrate
 from django.utils.translation import gettext_lazy as _
 
@@ -15,9 +16,12 @@ class NotificationsConfig(AppConfig):
 
         from .engine import digest, queue  # noqa: F401  (digest registers the digest notifier)
         from .engine.inbox import inbox_unread_changed_for_all
+        from .ledger_db import install_sqlite_function
         from .models import Notification
         from .services.receipts import receipt_received
 
+        # The ledger's SQLite triggers call a function of ours (notifications.ledger_db): every connection gets it.
+        connection_created.connect(install_sqlite_function, dispatch_uid="notifications.ledger_db")
         receipt.connect(receipt_received, dispatch_uid="notifications.receipts")
         # A notification deleted takes its inbox messages with it: the cached unread counts are recounted.
         post_delete.connect(inbox_unread_changed_for_all, sender=Notification, dispatch_uid="notifications.unread")

@@ -1,3 +1,4 @@
+import datetime
 import hashlib
 import json
 
@@ -499,6 +500,10 @@ class SmsReply(models.Model):
         return f"{self.from_number}: {self.kind}"
 
 
+# The PostgreSQL advisory lock that serialises writers of the ledger's chain (any fixed 64-bit number).
+LEDGER_LOCK_KEY = 7_170_017_009
+
+
 class LedgerEntryQuerySet(models.QuerySet):
     def update(self, **kwargs):
         raise PermissionDenied("The compliance ledger is append-only.")
@@ -551,7 +556,7 @@ class LedgerEntry(models.Model):
         verbose_name_plural = _("compliance ledger")
 
     def __str__(self):
-        return f"{self.notification_id} {self.event} {self.at:%Y-%m-%d %H:%M:%S}"
+        return f"{self.notification_id} {self.get_event_display()} {self.at:%Y-%m-%d %H:%M:%S}"
 
     def save(self, *args, **kwargs):
         if self.pk is not None or not self._state.adding:
@@ -578,11 +583,19 @@ class LedgerEntry(models.Model):
         if actor is not None:
             name = f"{actor.get_full_name() or actor.get_username()} ({actor.get_username()})"
         with transaction.atomic():
-            # One writer at a time extends the chain (a row lock on PostgreSQL; SQLite serialises writers).
-            last = cls.objects.select_for_update().order_by("-id").only("digest").first()
+            # One writer at a time extends the chain. On PostgreSQL a lock on the last row is not enough (a
+            # second writer waiting on it gets that same row back, and the chain forks): a transaction-wide
+            # advisory lock serialises writers. SQLite serialises writers itself (IMMEDIATE transactions).
+            connection = transaction.get_connection()
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LEDGER_LOCK_KEY])
+            last = cls.objects.order_by("-id").only("digest").first()
+            # In UTC, as the database gives it back: the digest covers `at` written out.
+            at = (at or timezone.now()).astimezone(datetime.timezone.utc)
             entry = cls(notification_id=notification.pk, incident_id=notification.incident_id, event=event,
                         actor_id=getattr(actor, "pk", None), actor=name, data=data or {},
-                        at=at or timezone.now(), previous_digest=last.digest if last else "")
+                        at=at, previous_digest=last.digest if last else "")
             entry.digest = entry.compute_digest()
             entry.save()
         return entry

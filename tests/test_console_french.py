@@ -13,7 +13,7 @@ from django.contrib.messages import get_messages
 from django.utils import translation
 
 from accounts.models import ApiKey, Role
-from notifications.models import Delivery, Notification
+from notifications.models import Delivery, LedgerEntry, Notification
 from notifications.selectors import reason_label
 from notifications.services import notification_send
 from notifications.services.incidents import incident_follow_up
@@ -144,6 +144,7 @@ PAGES = {
     "import oneroster": "/admin/accounts/user/import-roster/",
     "cohorts": "/admin/accounts/cohort/",
     "category defaults": "/admin/notifications/categorydefault/",
+    "compliance ledger": "/admin/notifications/ledgerentry/",
 }
 
 
@@ -155,13 +156,15 @@ def test_it_shows_no_english_on_a_french_console_page(console, client, page):
 
 @pytest.mark.django_db
 def test_it_shows_no_english_on_the_pages_of_a_notification_a_person_and_a_delivery(console, client):
+    entry = LedgerEntry.objects.filter(notification_id=console["alert"].pk).last()
     pages = [f"/admin/notifications/notification/{console['notification'].pk}/change/",
              f"/admin/notifications/notification/{console['alert'].pk}/change/",
              f"/admin/people/{console['student'].pk}/",
              f"/admin/notifications/delivery/{console['delivery'].pk}/change/",
              f"/admin/accounts/cohort/{console['cohort'].pk}/change/",
              f"/admin/accounts/apikey/{ApiKey.objects.get().pk}/change/",
-             "/admin/notifications/delivery/", "/admin/people/"]
+             "/admin/notifications/delivery/", "/admin/people/",
+             f"/admin/notifications/ledgerentry/{entry.pk}/change/"]
     for url in pages:
         assert (url, english_left(client, console["admin"], lambda c: c.get(url), data=console["data"])) == (url, [])
 

@@ -233,7 +233,8 @@ def test_it_erases_through_the_api_for_an_administrator(person, admin_user):
     assert response.status_code == 200
     student = assert_erased(person, admin_user, before)
     assert response.json() == {"username": student.username, "deliveries": 3, "deliveries_cancelled": 1,
-                                "inbox_messages": 1, "push_subscriptions": 1, "api_keys": 1, "audiences": 1}
+                                "inbox_messages": 1, "push_subscriptions": 1, "api_keys": 1, "audiences": 1,
+                                "ledger_entries_kept": 0}
     detail = jwt_client(admin_user).get(f"{API}notifications/{person['grades'].pk}/").json()
     assert (detail["recipient_count"], detail["delivery_counts"]) == (2, {"email": {"failed": 2}, "inbox": {"sent": 2}})
 
@@ -284,11 +285,11 @@ def test_it_purges_by_the_retention_settings_in_batches(person, settings):
 
     done = retention_purge(batch_size=1)
 
-    assert done == {"deliveries": 4, "inbox_messages": 1}
+    assert done == {"deliveries": 4, "inbox_messages": 1, "ledger_entries": 0}
     assert not Delivery.objects.filter(notification=grades).exists()
     assert Delivery.objects.filter(notification=person["later"]).count() == 2  # recent, and pending ones never
     assert list(InboxMessage.objects.values_list("recipient", flat=True)) == [person["classmate"].pk]
-    assert retention_purge() == {"deliveries": 0, "inbox_messages": 0}
+    assert retention_purge() == {"deliveries": 0, "inbox_messages": 0, "ledger_entries": 0}
 
 
 @pytest.mark.django_db
@@ -297,7 +298,7 @@ def test_it_keeps_everything_with_a_retention_of_zero(person, settings):
     age(Delivery.objects.all(), 5000)
     age(InboxMessage.objects.all(), 5000)
 
-    assert retention_purge() == {"deliveries": 0, "inbox_messages": 0}
+    assert retention_purge() == {"deliveries": 0, "inbox_messages": 0, "ledger_entries": 0}
     assert Delivery.objects.count() == 6 and InboxMessage.objects.count() == 2
 
 
@@ -330,7 +331,7 @@ def test_it_runs_the_retention_purge_on_a_daily_schedule_and_by_hand(person, set
 
     assert (schedule.schedule_type, schedule.repeats) == (Schedule.DAILY, -1)
     assert schedule.next_run > timezone.now()  # not at once on a fresh install
-    assert done == {"deliveries": 4, "inbox_messages": 0}
+    assert done == {"deliveries": 4, "inbox_messages": 0, "ledger_entries": 0}
     # No person acts: the run is in the application log (and django-q2's task result), not the admin history.
     assert "retention purge: 4 deliveries older than 30 days, 0 inbox messages older than ∞ days" in caplog.text
     assert not LogEntry.objects.exists()

@@ -16,5 +16,7 @@ os.environ.setdefault("SECURE_HSTS_SECONDS", "0")
 os.environ.setdefault("Q_CLUSTER_NAME", f"flashnotify-test-{os.getpid()}")
 os.environ.setdefault("CACHE_KEY_PREFIX", f"flashnotify-test-{os.getpid()}")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+# Transactional tests end with `flush`: it may empty the compliance ledger of a test database.
+os.environ.setdefault("LEDGER_FLUSH_ALLOWED", "true")
 # Playwright's sync API runs an event loop in the test thread; Django's ORM must still be usable there.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

@@ -19,7 +19,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, Count, F, Value, When
 from django.utils import timezone
 
 from channels_app.base import Message, Recipient, StopSending
@@ -29,7 +29,7 @@ from channels_app.models import PushSubscription
 from channels_app.registry import get_notifier
 
 from ..links import link_url
-from ..models import Delivery, Notification, RecipientContext
+from ..models import Delivery, InboxMessage, LedgerEntry, Notification, RecipientContext
 from .metrics import observe_fanout_lag
 from .queue import enqueue_deliveries, enqueue_deliveries_at
 
@@ -339,7 +339,25 @@ def notification_refresh_status(notification):
         notification.status = status
         log_notification(notification, status)
         observe_fanout_lag(notification)  # once: only the process whose update finished it gets here
+        if notification.is_emergency:
+            ledger_record_completed(notification)
     return notification
+
+
+def ledger_record_completed(notification):
+    """The ledger's COMPLETED entry of an emergency alert that reached its final status: deliveries by channel
+    and status, recipients, and how many of them have acknowledged (any message of its family)."""
+    deliveries = Delivery.objects.filter(notification=notification).order_by()
+    counts = {}
+    for row in deliveries.values("channel", "status").annotate(n=Count("id")):
+        counts.setdefault(row["channel"], {})[row["status"]] = row["n"]
+    recipients = deliveries.values("recipient_id").distinct()
+    acknowledged = (InboxMessage.objects.of_family(notification).acknowledged()
+                    .filter(recipient_id__in=recipients).order_by().values("recipient_id").distinct().count())
+    LedgerEntry.record(notification, LedgerEntry.Event.COMPLETED, data={
+        "status": notification.status, "deliveries": counts, "recipients": recipients.count(),
+        "reached": deliveries.filter(status__in=Delivery.REACHED_STATUSES).values("recipient_id").distinct().count(),
+        "acknowledged": acknowledged})
 
 
 def message_send_now(notifier, message):

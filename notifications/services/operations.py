@@ -18,7 +18,7 @@ from ..engine.delivery import log_notification, message_send_now
 from ..engine.queue import enqueue_deliveries
 # The doors' names for the engine's retention purges (the schedule runs the same functions).
 from ..engine.retention import deliveries_purge, inbox_messages_purge, retention_purge  # noqa: F401
-from ..models import Delivery, InboxMessage, Notification
+from ..models import Delivery, InboxMessage, LedgerEntry, Notification
 from .sending import notification_send
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,9 @@ def notification_cancel(notification, *, by=None):
         ).update(status=Status.CANCELLED, claim_token="")
         Notification.objects.filter(parent=notification, status=Notification.Status.SCHEDULED).update(
             status=Notification.Status.CANCELLED)
+        # The ledger of an emergency alert records who cancelled it, in the same transaction as the cancel.
+        LedgerEntry.record(notification, LedgerEntry.Event.CANCELLED, actor=by,
+                           data={"deliveries_cancelled": cancelled})
     notification.refresh_from_db()
     log_notification(notification, Notification.Status.CANCELLED)
     return cancelled

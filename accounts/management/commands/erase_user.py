@@ -42,3 +42,6 @@ class Command(ExamplesCommand):
             f"Erased {username}, now {done['username']}: {done['deliveries']} deliveries and "
             f"{done['inbox_messages']} inbox messages anonymised ({done['deliveries_cancelled']} pending cancelled), "
             f"{done['push_subscriptions']} push subscriptions and {done['api_keys']} API keys removed."))
+        if done["ledger_entries_kept"]:
+            self.stdout.write(f"Kept {done['ledger_entries_kept']} compliance ledger entries that name them: the "
+                              "ledger of emergency alerts is kept by law (LEDGER_RETENTION_YEARS).")

@@ -15,7 +15,8 @@ examples:
 Deletes finished deliveries (never pending ones) in batches, each its own short transaction,
 so it can run beside the workers and be stopped and rerun at any time. Without --older-than it
 runs what the retention schedule runs once a day: deliveries older than RETENTION_DELIVERY_DAYS
-and inbox messages older than RETENTION_INBOX_DAYS (0 keeps them forever).
+and inbox messages older than RETENTION_INBOX_DAYS (0 keeps them forever), and compliance ledger
+entries older than LEDGER_RETENTION_YEARS (at least 7).
 """
 
 
@@ -41,6 +42,8 @@ class Command(ExamplesCommand):
             self.stdout.write(self.style.SUCCESS(
                 f"Deleted {done['deliveries']} deliveries and {done['inbox_messages']} inbox messages "
                 "past their retention."))
+            self.stdout.write(f"Deleted {done['ledger_entries']} compliance ledger entries older than "
+                              f"LEDGER_RETENTION_YEARS.")
             return
         deleted = deliveries_purge(older_than=timedelta(days=options["older_than"]),
                                    batch_size=options["batch_size"],
