@@ -26,7 +26,7 @@ SUPPRESSIBLE_CHANNELS = (Channel.EMAIL, Channel.SMS)
 # What the planner reads of each recipient (one `.only()` for every page).
 # (and what the first chunk, sent by the page's task from these rows, needs to address its messages).
 RECIPIENT_FIELDS = ("pk", "username", "first_name", "last_name", "email", "phone", "phone_verified_at", "timezone",
-                    "quiet_hours_start", "quiet_hours_end", "digest_hour", "language")
+                    "quiet_hours_start", "quiet_hours_end", "digest_hour", "language", "sms_stopped_at")
 
 _ON = {Channel.EMAIL: True, Channel.INBOX: True, Channel.PUSH: True, Channel.SMS: False}
 
@@ -157,6 +157,9 @@ class DeliveryPlanner:
             return Reason.NO_ADDRESS, "no email address"
         if channel == Channel.SMS and not (user.phone and user.phone_verified_at):
             return Reason.PHONE_NOT_VERIFIED, "no verified phone number"
+        if channel == Channel.SMS and user.sms_stopped_at and not self.mandatory:
+            # They replied STOP: only what the law allows still goes, emergency alerts (a mandatory category).
+            return Reason.SMS_STOPPED, f"replied STOP to text messages on {user.sms_stopped_at:%Y-%m-%d %H:%M} UTC"
         if channel == Channel.PUSH and user.pk not in with_push:
             return Reason.NO_PUSH_SUBSCRIPTION, "no push subscription"
         if (user.pk, channel) in suppressed:
