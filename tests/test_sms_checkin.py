@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
-from accounts.models import Role, User
+from accounts.models import Role
 from notifications.engine.escalation import escalations_run
 from notifications.models import CategoryDefault, Delivery, InboxMessage, LedgerEntry, Notification, SmsReply
 from notifications.services import notification_send
@@ -230,7 +230,8 @@ def test_stop_turns_sms_off_but_for_emergency_alerts_and_start_turns_it_back_on(
     assert "replied STOP on" in person_page
 
     academic, _ = notification_send(sender=admin_user, notifier="academic", category="announcement",
-                                    title="Room change", body="B12.", channels=["sms"], audience={"users": [ada.username]})
+                                    title="Room change", body="B12.", channels=["sms"],
+                                    audience={"users": [ada.username]})
     run_queued_tasks(django_capture_on_commit_callbacks)
     sms = Delivery.objects.get(notification=academic, channel="sms")
     assert (sms.status, sms.reason) == ("skipped", Delivery.Reason.SMS_STOPPED)
@@ -351,3 +352,24 @@ def test_only_an_emergency_alert_on_sms_can_ask_for_a_check_in(admin_user, twili
     assert no_sms.status_code == 400 and "SMS" in no_sms.json()["errors"]["checkin"][0]
     assert fine.status_code == 201 and Notification.objects.get(pk=fine.json()["id"]).checkin
 
+
+
+def test_the_console_compose_form_asks_for_a_check_in(people, twilio, client, admin_user):
+    client.force_login(admin_user)
+    form = {"notifier": "security", "category": "security", "priority": "urgent", "severity": "critical",
+            "channels": ["sms", "inbox"], "title": "Gas leak", "body": "Leave building C now.",
+            "users": "s7000001 s7000002", "token": "tok-checkin", "checkin": "on"}
+
+    confirm = client.post("/admin/notifications/notification/add/", form)
+
+    assert "admin/notifications/notification/confirm.html" in [t.name for t in confirm.templates]
+    html = confirm.content.decode()
+    assert PROMPT in html and 'name="checkin" value="True"' in html
+    sent = client.post("/admin/notifications/notification/add/", {**form, "checkin": "True", "stage": "confirm"})
+    assert sent.status_code == 302
+    assert Notification.objects.get(title="Gas leak").checkin
+
+    refused = client.post("/admin/notifications/notification/add/",
+                          {**form, "notifier": "academic", "category": "announcement", "severity": "",
+                           "token": "tok-2"})
+    assert refused.context["form"].errors["checkin"] == ["Only an emergency alert can ask for a check-in."]
