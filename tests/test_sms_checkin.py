@@ -22,6 +22,7 @@ from notifications.models import CategoryDefault, Delivery, InboxMessage, Ledger
 from notifications.services import notification_send
 
 from .api_support import jwt_client
+from .browser import assert_accessible, english_left_on_french_page, sign_in, with_axe
 from .conftest import make_user
 from .delivery_helpers import closed_breakers, run_queued_tasks  # noqa: F401
 
@@ -373,3 +374,30 @@ def test_the_console_compose_form_asks_for_a_check_in(people, twilio, client, ad
                           {**form, "notifier": "academic", "category": "announcement", "severity": "",
                            "token": "tok-2"})
     assert refused.context["form"].errors["checkin"] == ["Only an emergency alert can ask for a check-in."]
+
+
+@pytest.mark.browser
+def test_the_roll_call_refreshes_live_in_the_browser_in_french(people, phones, page, admin_user,
+                                                               django_capture_on_commit_callbacks):
+    from playwright.sync_api import expect
+
+    notification = alert(people, django_capture_on_commit_callbacks)
+    admin_user.language = "fr"
+    admin_user.save(update_fields=["language"])
+    with_axe(page)
+    sign_in(page, admin_user.username, f"pw-{admin_user.username}")
+    page.goto(f"/admin/notifications/notification/{notification.pk}/change/")
+    expect(page.locator("#roll-call-no_answer-count")).to_have_text("3")
+
+    phones.text("+447911123403", "2")  # while the page is open: it redraws itself
+    phones.text("+33612345678", "1")
+
+    expect(page.locator("#roll-call-need_help")).to_contain_text("Max Planck", timeout=20_000)
+    expect(page.locator("#roll-call-need_help")).to_contain_text("+447911123403")
+    expect(page.locator("#roll-call-safe")).to_contain_text("Léo Martin")
+    expect(page.locator("#roll-call-no_answer-count")).to_have_text("1")
+    assert "ayant besoin d’aide" in page.locator("#roll-call-sentence").inner_text()
+    assert_accessible(page)
+    data = {"Gas leak", "Ada Lovelace", "Max Planck", "Léo Martin", "s7000001", "s7000002", "s7000003",
+            admin_user.username, "Leave building C now."}
+    assert english_left_on_french_page(page, admin_user, data=data) == []
