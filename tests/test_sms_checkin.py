@@ -19,7 +19,7 @@ from twilio.request_validator import RequestValidator
 from accounts.models import Role
 from notifications.engine.escalation import escalations_run
 from notifications.models import CategoryDefault, Delivery, InboxMessage, LedgerEntry, Notification, SmsReply
-from notifications.services import notification_send
+from notifications.services import notification_resend_unacknowledged, notification_send
 
 from .api_support import jwt_client
 from .browser import assert_accessible, english_left_on_french_page, sign_in, with_axe
@@ -199,6 +199,25 @@ def test_an_answer_acknowledges_the_alert_so_their_escalation_stops(people, phon
     escalated = set(Delivery.objects.filter(notification=notification, escalation_level__gte=1)
                     .values_list("recipient_id", flat=True))
     assert escalated == {people["leo"].pk, people["max"].pk}
+
+
+def test_an_answer_to_a_resend_counts_for_the_original_alert(people, phones, twilio, admin_user,
+                                                             django_capture_on_commit_callbacks):
+    notification = alert(people, django_capture_on_commit_callbacks)
+    phones.text("+447911123401", "1")
+    sent_before = len(twilio.requests)
+
+    resend, count = notification_resend_unacknowledged(notification, by=admin_user)
+    run_queued_tasks(django_capture_on_commit_callbacks)
+    reply = phones.text("+447911123403", "2")
+
+    assert count == 2 and resend.checkin
+    assert {r["form"]["To"] for r in twilio.requests[sent_before:] if r["form"]["Body"].endswith(PROMPT)} == {
+        "+447911123403"} and "operators on duty" in reply.text
+    assert SmsReply.objects.get(recipient=people["max"]).notification_id == notification.pk
+    assert acknowledged(notification, people["max"])
+    roll = jwt_client(admin_user).get(f"/api/v1/notifications/{notification.pk}/roll-call/").json()
+    assert (roll["safe"]["count"], roll["need_help"]["count"], roll["no_answer"]["count"]) == (1, 1, 1)
 
 
 def test_the_bare_word_help_is_the_carrier_keyword_not_a_call_for_help(people, phones,
