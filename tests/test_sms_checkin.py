@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
+from accounts.data_rights import user_data_export, user_erase
 from accounts.models import Role
 from notifications.engine.escalation import escalations_run
 from notifications.models import CategoryDefault, Delivery, InboxMessage, LedgerEntry, Notification, SmsReply
@@ -232,6 +233,9 @@ def test_the_bare_word_help_is_the_carrier_keyword_not_a_call_for_help(people, p
     assert not acknowledged(notification, people["ada"])
     assert not Notification.objects.filter(notifier="on_duty").exists()
 
+    assert "operators on duty" in phones.text("+447911123401", "Help!").text  # not the bare word: a call for help
+    assert acknowledged(notification, people["ada"])
+
 
 def test_stop_turns_sms_off_but_for_emergency_alerts_and_start_turns_it_back_on(
         people, phones, twilio, django_capture_on_commit_callbacks, client, admin_user):
@@ -311,6 +315,24 @@ def test_a_replayed_message_changes_nothing(people, phones, django_capture_on_co
     assert SmsReply.objects.count() == 1
     assert LedgerEntry.objects.filter(notification_id=notification.pk, event="checkin").count() == 1
     assert Notification.objects.filter(notifier="on_duty").count() == 1
+
+
+def test_what_someone_texted_is_in_their_export_and_goes_with_their_erasure(people, phones, admin_user,
+                                                                           django_capture_on_commit_callbacks):
+    notification = alert(people, django_capture_on_commit_callbacks)
+    phones.text("+447911123401", "1, at home")
+    phones.text("+447911123401", "STOP")
+
+    people["ada"].refresh_from_db()
+    export = user_data_export(user=people["ada"], by=admin_user)
+    assert [(r["from"], r["body"], r["kind"]) for r in export["sms_replies"]] == [
+        ("+447911123401", "1, at home", "safe"), ("+447911123401", "STOP", "stop")]
+    assert export["phone_verification"]["sms_stopped_at"]
+
+    assert user_erase(user=people["ada"], by=admin_user)["sms_replies"] == 2
+    assert list(SmsReply.objects.values_list("from_number", "body", "kind")) == [("", "", "stop"), ("", "", "safe")]
+    roll = jwt_client(admin_user).get(f"/api/v1/notifications/{notification.pk}/roll-call/").json()
+    assert roll["safe"]["count"] == 1  # the roll call stays true
 
 
 def test_the_webhook_is_also_served_under_the_api(people, phones, django_capture_on_commit_callbacks):

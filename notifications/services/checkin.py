@@ -49,6 +49,8 @@ NEED_HELP_ANSWERS = frozenset({"2", "need help", "i need help", "help me", "plea
                                "2 need help", "need help 2", "help needed", "besoin d'aide", "j'ai besoin d'aide",
                                "aidez-moi", "aidez moi", "au secours", "à l'aide", "a l'aide"})
 PUNCTUATION = re.compile(r"^[\s.!?,;:\"'()*-]+|[\s.!?,;:\"'()*-]+$")
+# "1, at home" or "2 - stuck in B12": the number first, then words.
+LEADING_ANSWER = re.compile(r"^([12])(?:$|[\s,.;:!)\-]+(?!\d))")
 
 
 def sms_reply_kind(body):
@@ -63,8 +65,11 @@ def sms_reply_kind(body):
     text = PUNCTUATION.sub("", text)
     if text in SAFE_ANSWERS:
         return Kind.SAFE
-    if text in NEED_HELP_ANSWERS:
+    if text in NEED_HELP_ANSWERS or text == "help":  # "Help!" is not the bare keyword: a call for help
         return Kind.NEED_HELP
+    leading = LEADING_ANSWER.match(text)
+    if leading:
+        return Kind.SAFE if leading.group(1) == "1" else Kind.NEED_HELP
     return Kind.OTHER
 
 
