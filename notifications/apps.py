@@ -9,8 +9,8 @@ class NotificationsConfig(AppConfig):
 
     def ready(self):
         # Wiring, as Django's contrib apps do it: the digest notifier registers itself on import,
-        # receipts and text messages received arrive by signal, and the schedules of the sweep and of the retention purge are kept
-        # after every migrate.
+        # receipts and text messages received arrive by signal, and the schedules of the sweep and of the
+        # retention purge are kept after every migrate.
         from channels_app.signals import receipt, sms_received
 
         from .engine import digest, queue  # noqa: F401  (digest registers the digest notifier)
