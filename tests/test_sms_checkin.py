@@ -26,6 +26,8 @@ from .api_support import jwt_client
 from .browser import assert_accessible, english_left_on_french_page, sign_in, with_axe
 from .conftest import make_user
 from .delivery_helpers import closed_breakers, run_queued_tasks  # noqa: F401
+from .delivery_helpers import students as many_students
+from .peers import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("closed_breakers")]
 
@@ -442,3 +444,43 @@ def test_the_roll_call_refreshes_live_in_the_browser_in_french(people, phones, p
     data = {"Gas leak", "Ada Lovelace", "Max Planck", "Léo Martin", "s7000001", "s7000002", "s7000003",
             admin_user.username, "Leave building C now."}
     assert english_left_on_french_page(page, admin_user, data=data) == []
+
+
+@pytest.mark.worker
+@pytest.mark.slow
+def test_an_exercise_with_check_in_to_200_students_through_real_workers(people, phones, twilio, broker, smtp_peer,
+                                                                        workers, admin_user):
+    crowd = many_students("s8", 200, phone_verified_at=timezone.now())
+    for n, student in enumerate(crowd):
+        student.phone = f"+4479111{n:05d}"
+    User = type(crowd[0])
+    User.objects.bulk_update(crowd, ["phone"])
+    notification, _ = notification_send(
+        sender=admin_user, notifier="security", title="Shelter in place", body="Stay inside.", checkin=True,
+        alert_status="exercise", channels=["sms", "inbox"], data={"severity": "high"},
+        audience={"users": [u.username for u in crowd]})
+    workers(TWILIO_API_BASE=twilio.url, TWILIO_ACCOUNT_SID="AC" + "0" * 32, TWILIO_AUTH_TOKEN=TOKEN,
+            TWILIO_FROM_NUMBER=OUR_NUMBER, SITE_URL=SITE)
+
+    wait_until(lambda: len(twilio.requests) >= 200, timeout=120, message="200 text messages")
+    wait_until(lambda: InboxMessage.objects.filter(notification=notification).count() == 200, timeout=60,
+               message="200 inbox messages")
+    assert all(r["form"]["Body"].endswith(PROMPT) for r in twilio.requests)
+    answers = {0: "1", 1: "safe", 2: "OK", 3: "2", 4: "need help", 5: "I am at the library", 6: "STOP"}
+    for n, body in answers.items():
+        assert phones.text(f"+4479111{n:05d}", body).status_code == 200
+
+    roll = jwt_client(admin_user).get(f"/api/v1/notifications/{notification.pk}/roll-call/").json()
+    assert (roll["recipients"], roll["safe"]["count"], roll["need_help"]["count"], roll["other"]["count"],
+            roll["no_answer"]["count"]) == (200, 3, 2, 1, 194)
+    assert sorted(p["phone"] for p in roll["need_help"]["people"]) == ["+447911100003", "+447911100004"]
+    assert User.objects.get(pk=crowd[6].pk).sms_stopped_at is not None
+    assert InboxMessage.objects.filter(notification=notification, acknowledged_at__isnull=False).count() == 6
+    tallies = LedgerEntry.objects.filter(notification_id=notification.pk, event="checkin").order_by("id")
+    assert [e.data["no_answer"] for e in tallies] == [199, 198, 197, 196, 195, 194]
+    # Two "need help": two alerts to the operator on duty, on SMS, email and inbox, sent by the workers.
+    on_duty = Notification.objects.filter(notifier="on_duty")
+    wait_until(lambda: Delivery.objects.filter(notification__in=on_duty, status="sent").count() == 6, timeout=60,
+               message="the on-duty alerts sent")
+    assert {r["form"]["To"] for r in twilio.requests[200:]} == {"+447911123499"}
+    assert len(smtp_peer.messages) == 2
