@@ -17,7 +17,9 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 
 from channels_app.models import PushSubscription
 from notifications.engine import notification_refresh_status
-from notifications.models import Delivery, InboxMessage, LedgerEntry, Notification, Preference, RecipientContext
+from notifications.models import (
+    Delivery, InboxMessage, LedgerEntry, Notification, Preference, RecipientContext, SmsReply,
+)
 
 from .models import ApiKey, PhoneVerification, User
 
@@ -66,6 +68,7 @@ def user_data_export(*, user, by):
         },
         "phone_verification": {
             "phone": user.phone, "verified_at": _iso(user.phone_verified_at),
+            "sms_stopped_at": _iso(user.sms_stopped_at),
             "codes": [
                 {"phone": v.phone, "created_at": _iso(v.created_at), "expires_at": _iso(v.expires_at),
                  "verified_at": _iso(v.verified_at), "attempts": v.attempts}
@@ -101,6 +104,11 @@ def user_data_export(*, user, by):
         "acknowledgements": [
             {"notification": m.notification_id, "title": m.title, "acknowledged_at": _iso(m.acknowledged_at)}
             for m in InboxMessage.objects.filter(recipient=user).acknowledged().order_by("acknowledged_at", "pk")
+        ],
+        "sms_replies": [
+            {"id": r.pk, "from": r.from_number, "body": r.body, "kind": r.kind, "notification": r.notification_id,
+             "received_at": _iso(r.received_at)}
+            for r in SmsReply.objects.filter(recipient=user).order_by("received_at", "pk")
         ],
         "personalisation": [
             {"notification": c.notification_id, "context": c.context}
@@ -166,6 +174,8 @@ def user_erase(*, user, by):
                     updated_at=now),
             "deliveries": deliveries.update(provider_message_id="", last_error="", skip_reason="", updated_at=now),
             "inbox_messages": InboxMessage.objects.filter(recipient=user).update(title=ERASED_TITLE, body=""),
+            # What they texted us goes; the kind of answer stays, so the roll call of an alert stays true.
+            "sms_replies": SmsReply.objects.filter(recipient=user).update(from_number="", to_number="", body=""),
         }
         RecipientContext.objects.filter(recipient=user).delete()
         Preference.objects.filter(user=user).delete()
@@ -187,6 +197,7 @@ def user_erase(*, user, by):
         # roster that still names the person starts a new account instead of reviving this one.
         user.institutional_id, user.roster_managed = None, False
         user.phone_verified_at = user.quiet_hours_start = user.quiet_hours_end = user.last_login = None
+        user.sms_stopped_at = None
         user.language, user.timezone = User.Language.ENGLISH, "UTC"
         user.digest_hour = User._meta.get_field("digest_hour").default
         user.is_active = user.is_staff = user.is_superuser = False

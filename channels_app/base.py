@@ -19,6 +19,7 @@ from django.template import Context, Engine, Library, defaultfilters, defaulttag
 from django.template.loader import select_template
 from django.utils import timezone, translation
 from django.utils.html import conditional_escape
+from django.utils.translation import gettext_lazy
 
 from .constants import severity_label
 from .errors import outcome_for_error
@@ -26,7 +27,7 @@ from .fields import Email, Phone, Priority
 from .outcomes import Outcome, StopSending
 from .registry import NotificationMeta, TemplateMeta
 
-__all__ = ["Message", "Notifier", "Outcome", "Recipient", "StopSending", "personalise"]
+__all__ = ["Message", "Notifier", "Outcome", "Recipient", "StopSending", "checkin_prompt", "personalise"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +113,22 @@ def personalise(notification, message, title, body):
         compiled = cache[(title, body)] = (engine.from_string(title), engine.from_string(body))
     context = Context({**notification.data, **message.context, "recipient": message.recipient}, autoescape=False)
     return compiled[0].render(context).strip(), compiled[1].render(context).strip()
+
+
+# What an alert asking for a check-in (Notification.checkin) adds, by channel: (part, separator, text).
+CHECKIN_PROMPTS = {
+    "sms": ("text", " ", gettext_lazy("Reply 1 if you are safe, 2 if you need help.")),
+    "inbox": ("body", "\n\n", gettext_lazy("Reply to the text message (1 if you are safe, 2 if you need help), "
+                                          "or acknowledge.")),
+}
+
+
+def checkin_prompt(notification, channel, language):
+    """The check-in question `channel` appends for an alert that asks for one, in `language`; "" otherwise."""
+    if not getattr(notification, "checkin", False) or channel not in CHECKIN_PROMPTS:
+        return ""
+    with translation.override(language):
+        return str(CHECKIN_PROMPTS[channel][2])
 
 
 # What each channel renders: part name -> template file extension.
@@ -281,11 +298,16 @@ class Notifier(metaclass=NotificationMeta):
         context = self.context(message)
         language = message.recipient.language
         with translation.override(language):
-            return {
+            parts = {
                 part: self.template(message.channel, part, language, extension,
                                     getattr(notification, "category", None)).render(context).strip()
                 for part, extension in CHANNEL_PARTS[message.channel].items()
             }
+        prompt = checkin_prompt(notification, message.channel, language)
+        if prompt:
+            part, separator, _text = CHECKIN_PROMPTS[message.channel]
+            parts[part] = f"{parts[part]}{separator}{prompt}"
+        return parts
 
     def render_batch(self, messages):
         """Render `messages`, yielding (message, None) once its `content` is set or (message, error).

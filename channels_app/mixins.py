@@ -29,7 +29,7 @@ from requests import Session
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from .base import SharedParts
+from .base import SharedParts, checkin_prompt
 from .config import EmailConfig, InboxConfig, PushConfig, SMSConfig
 from .constants import Channel, Priority
 from .decorators import circuit_breaker, rate_limit, validate_config
@@ -237,14 +237,19 @@ def sms_count(text):
     return {"characters": len(text), "units": units, "segments": segments, "encoding": "GSM-7" if gsm else "UCS-2"}
 
 
-def fit_sms(text, max_segments):
-    """Cut `text` to at most `max_segments` SMS segments (GSM-7 or UCS-2), ending with '…' when cut."""
+def fit_sms(text, max_segments, keep=""):
+    """Cut `text` to at most `max_segments` SMS segments (GSM-7 or UCS-2), ending with '…' when cut.
+
+    A `keep` that ends the text (a check-in question) stays whole: what comes before it is cut instead."""
     gsm = all(char in GSM7 for char in text)
     single, multi = (160, 153) if gsm else (70, 67)
     limit = single if max_segments <= 1 or len(text) <= single else multi * max_segments
     if len(text) <= limit:
         return text
     ellipsis = "..." if gsm else "…"
+    if keep and text.endswith(keep) and len(keep) + len(ellipsis) < limit:
+        head = text[: -len(keep)]
+        return head[: limit - len(keep) - len(ellipsis)].rstrip() + ellipsis + keep
     return text[: limit - len(ellipsis)].rstrip() + ellipsis
 
 
@@ -292,9 +297,11 @@ class SMSMixin(metaclass=ChannelMeta):
             if not message.recipient.phone:
                 yield Outcome.permanent_failure(message, "recipient has no verified phone number")
                 continue
+            prompt = checkin_prompt(message.notification, Channel.SMS, message.recipient.language)
             try:
                 sent = client.messages.create(
-                    to=message.recipient.phone, body=fit_sms(message.content["text"], settings.SMS_MAX_SEGMENTS),
+                    to=message.recipient.phone, body=fit_sms(message.content["text"], settings.SMS_MAX_SEGMENTS,
+                                                             keep=f" {prompt}" if prompt else ""),
                     # The delivery id rides in the (signed) URL: a receipt may beat the record of the send.
                     status_callback=f"{callback}?delivery={message.delivery_id}", **sender,
                 )

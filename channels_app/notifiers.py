@@ -33,3 +33,14 @@ class SecurityNotifier(PushNotificationMixin, SMSMixin, EmailMixin, ArchiveMixin
     escalation = (Channel.PUSH, Channel.SMS, Channel.EMAIL)
     escalation_delay = timedelta(minutes=10)
     requires_ack = True
+
+
+@track_performance
+class OnDutyNotifier(PushNotificationMixin, SMSMixin, EmailMixin, ArchiveMixin, Notifier):
+    """Alerts to the operators on duty (a check-in reply asking for help). Made by FlashNotify, not sent by
+    anyone: not an emergency alert itself (no incident, ledger or approval), mandatory, on every channel."""
+
+    key = "on_duty"
+    label = _("Operators on duty")
+    categories = (Category.SECURITY,)
+    internal = True

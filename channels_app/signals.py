@@ -9,3 +9,8 @@ from django.dispatch import Signal
 # callback that carries delivery_id: Twilio's status callback).
 receipt = Signal()
 
+
+# Sent by Twilio's inbound message webhook (signed) with sender="twilio", message_sid, from_number,
+# to_number and body: a text message someone sent us (a check-in answer, STOP, START, HELP...).
+# A receiver may return the text to answer with (the webhook's TwiML <Message>); the first non-empty one is sent.
+sms_received = Signal()

@@ -1,4 +1,5 @@
-"""Provider receipts in: the one door of channels_app. Each leaves as the `receipt` signal."""
+"""Provider receipts and inbound text messages in: the one door of channels_app. Receipts leave as the
+`receipt` signal, text messages as `sms_received`."""
 
 import logging
 
@@ -12,9 +13,10 @@ from django.http import Http404, HttpResponse, HttpResponseBadRequest, HttpRespo
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
 
 from .constants import Channel
-from .signals import receipt
+from .signals import receipt, sms_received
 
 logger = logging.getLogger(__name__)
 
@@ -68,14 +70,19 @@ def anymail_tracking_webhook(request, esp):
         return HttpResponseBadRequest("unreadable event")
 
 
+def twilio_signed(request):
+    """Whether X-Twilio-Signature signs this request (SITE_URL + its path, its form fields) with our auth token."""
+    signature = request.headers.get("X-Twilio-Signature", "")
+    url = settings.SITE_URL + request.get_full_path()
+    validator = RequestValidator(settings.TWILIO_AUTH_TOKEN or "")
+    return bool(settings.TWILIO_AUTH_TOKEN) and validator.validate(url, request.POST.dict(), signature)
+
+
 @csrf_exempt
 @require_POST
 def twilio_status(request):
     """Twilio's status callback. Refused unless X-Twilio-Signature matches our auth token."""
-    signature = request.headers.get("X-Twilio-Signature", "")
-    url = settings.SITE_URL + request.get_full_path()
-    validator = RequestValidator(settings.TWILIO_AUTH_TOKEN or "")
-    if not settings.TWILIO_AUTH_TOKEN or not validator.validate(url, request.POST.dict(), signature):
+    if not twilio_signed(request):
         logger.warning("refused a Twilio callback with an invalid signature")
         return HttpResponseForbidden("invalid signature")
     event = TWILIO_EVENTS.get(request.POST.get("MessageStatus", ""))
@@ -87,6 +94,30 @@ def twilio_status(request):
                 reason=f"Twilio error {reason}" if reason else "",
                 delivery_id=int(delivery_id) if delivery_id.isdigit() else None, signed=True)
     return HttpResponse(status=204)
+
+
+@csrf_exempt
+@require_POST
+def twilio_inbound(request):
+    """Twilio's inbound message webhook: a text message someone sent to our number.
+
+    Refused unless signed like the status callback. The message leaves as the `sms_received` signal;
+    the answer a receiver returns goes back as TwiML (Twilio texts it to the sender), else an empty
+    <Response/>. Twilio retries a webhook that fails: receivers must make a replayed MessageSid change nothing.
+    """
+    if not twilio_signed(request):
+        logger.warning("refused an inbound Twilio message with an invalid signature")
+        return HttpResponseForbidden("invalid signature")
+    message_sid, from_number = request.POST.get("MessageSid", ""), request.POST.get("From", "")
+    if not message_sid or not from_number:
+        return HttpResponseBadRequest("MessageSid and From are required")
+    answers = sms_received.send(sender="twilio", message_sid=message_sid[:64], from_number=from_number,
+                                to_number=request.POST.get("To", ""), body=request.POST.get("Body", ""))
+    twiml = MessagingResponse()
+    answer = next((str(answer) for _receiver, answer in answers if answer), "")
+    if answer:
+        twiml.message(answer)
+    return HttpResponse(str(twiml), content_type="application/xml")
 
 
 @receiver(tracking)

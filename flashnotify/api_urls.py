@@ -22,7 +22,7 @@ from notifications.services.monitoring import readiness_report
 PUBLIC_PATHS = (
     "health/", "health/ready/", "schema/", "docs/", "docs/redoc/",
     "auth/token/", "auth/token/refresh/", "auth/token/verify/", "auth/logout/",
-    "webhooks/twilio/status/", "webhooks/anymail/",
+    "webhooks/twilio/status/", "webhooks/twilio/inbound/", "webhooks/anymail/",
 )
 
 

@@ -28,7 +28,7 @@ from .console_selectors import (
 )
 from .console_forms import FollowUpForm
 from .models import Delivery, Notification
-from .selectors import acknowledgement_counts, incident_thread, notification_reach
+from .selectors import acknowledgement_counts, incident_thread, notification_reach, notification_roll_call
 from .services.incidents import EMERGENCY_PERMISSION, FollowUpRefused, incident_follow_up, incident_publish
 from .services.preferences import preference_grid
 
@@ -91,6 +91,30 @@ def progress_sentence(progress):
     return _("Sending: %(reached)s of %(audience)s recipients reached so far, %(percent)s%% done.") % values
 
 
+def roll_call_status(notification):
+    """The check-in roll call as the Watch page shows it, in the viewer's language; None without a check-in."""
+    if not notification.checkin:
+        return None
+    roll = notification_roll_call(notification)
+    labels = {"need_help": _("Need help"), "safe": _("Safe"), "other": _("Answered something else"),
+              "no_answer": _("No answer")}
+    groups = []
+    for key in ("need_help", "safe", "other", "no_answer"):
+        entry = roll[key]
+        people = [{"name": person["name"], "username": person["username"], "person_url": person_url(person["id"]),
+                   "phone": person.get("phone", ""), "answer": person.get("answer", ""),
+                   "answered_at": formats.date_format(timezone.localtime(person["answered_at"]), "DATETIME_FORMAT")
+                   if person.get("answered_at") else ""} for person in entry["people"]]
+        more = entry["count"] - len(people)
+        groups.append({"key": key, "label": str(labels[key]), "count": entry["count"], "people": people,
+                       "more": ngettext("and %(more)d more", "and %(more)d more", more) % {"more": more}
+                       if more > 0 else ""})
+    counts = {key: roll[key]["count"] for key in labels}
+    sentence = _("Of %(recipients)s people reached: %(safe)s safe, %(need_help)s need help, %(other)s answered "
+                 "something else, %(no_answer)s have not answered.") % {"recipients": roll["recipients"], **counts}
+    return {"recipients": roll["recipients"], "sentence": sentence, "groups": groups}
+
+
 def watch_status(notification):
     """Everything the Watch page refreshes while a notification runs, in the viewer's language."""
     progress = watch_progress(notification)
@@ -111,6 +135,7 @@ def watch_status(notification):
                     if d.failed_at else ""} for d in failed_deliveries(notification)],
         "acks": {"asked": notification.requires_ack, **(acks or {})},
         "actions": watch_actions(notification, acks=acks),
+        "roll_call": roll_call_status(notification),
     }
 
 

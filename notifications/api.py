@@ -48,6 +48,7 @@ from .serializers import (
     PushSubscriptionOutSerializer,
     PushSubscriptionSerializer,
     RecipientExplanationSerializer,
+    RollCallSerializer,
 )
 
 IDEMPOTENCY_KEY_MAX = 150
@@ -128,6 +129,8 @@ def notifications_for(request):
     ], responses=DeliverySerializer(many=True)),
     explain=extend_schema(summary="Why a recipient got it, or did not: each requested channel, its state and reason",
                           parameters=[ExplainQuerySerializer], responses=RecipientExplanationSerializer),
+    roll_call=extend_schema(summary="The check-in roll call of an alert: safe, need help, other answers, no answer",
+                            responses=RollCallSerializer),
     preview=extend_schema(summary="Render a notification for one recipient on each channel",
                           parameters=[PreviewSerializer],
                           responses={200: OpenApiResponse(
@@ -142,10 +145,11 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
         "list": ["notifications.view_notification"], "retrieve": ["notifications.view_notification"],
         "create": ["notifications.add_notification"], "cancel": ["notifications.change_notification"],
         "deliveries": ["notifications.view_delivery"], "preview": ["notifications.view_notification"],
-        "explain": ["notifications.view_delivery"],
+        "explain": ["notifications.view_delivery"], "roll_call": ["notifications.view_notification"],
     }
     required_scopes = {"list": "read_deliveries", "retrieve": "read_deliveries", "deliveries": "read_deliveries",
-                       "preview": "read_deliveries", "explain": "read_deliveries", "create": "send", "cancel": "send"}
+                       "preview": "read_deliveries", "explain": "read_deliveries", "create": "send", "cancel": "send",
+                       "roll_call": "read_deliveries"}
     lookup_value_regex = ID_REGEX
     filterset_class = NotificationFilter
     pagination_class = cursor_pagination("-created_at")
@@ -212,6 +216,12 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
             "notification": notification.pk, "recipient": recipient.username, "channels": channels,
             "reached": any(line["status"] in Delivery.REACHED_STATUSES for line in channels),
         }).data)
+
+    @action(detail=True, methods=["get"], url_path="roll-call")
+    def roll_call(self, request, pk=None):
+        """Each person the alert reached by their latest check-in answer (phone numbers for "need help")."""
+        notification = self.get_object()
+        return Response(RollCallSerializer(selectors.notification_roll_call(notification)).data)
 
     @action(detail=True, methods=["get"])
     def preview(self, request, pk=None):

@@ -31,7 +31,7 @@ from .selectors import audience_users, notification_plan_counts
 COMPOSE_TEMPLATE = "admin/notifications/notification/compose.html"
 CONFIRM_TEMPLATE = "admin/notifications/notification/confirm.html"
 DRAFT_FIELDS = ("notifier", "category", "priority", "title", "body", "translations", "data", "channels", "audience",
-                "deadline", "requires_ack")
+                "deadline", "requires_ack", "checkin")
 # Reasons that hold a delivery (it is sent later), not refuse it.
 HELD = (Delivery.Reason.QUIET_HOURS, Delivery.Reason.DIGEST)
 

@@ -73,13 +73,16 @@ class ComposeForm(forms.Form):
                                    help_text=_("Optional: the date the message is about (shown in it)."))
     requires_ack = forms.BooleanField(label=_("Ask recipients to acknowledge"), required=False,
                                       help_text=_("Security alerts always ask."))
+    checkin = forms.BooleanField(label=_("Ask for a check-in by text message"), required=False,
+                                 help_text=_("Emergency alerts sent on SMS: \u201cReply 1 if you are safe, 2 if you "
+                                             "need help.\u201d The answers are the roll call on the Watch page."))
     token = forms.CharField(widget=forms.HiddenInput, required=False)
 
     SECTIONS = (
         ("message", _("Message"), ("notifier", "category", "priority", "severity", "title", "body", "title_fr",
                                    "body_fr", "channels")),
         ("audience", _("Audience"), ("cohorts", "users", "roles", "everyone")),
-        ("timing", _("Timing"), ("scheduled_for", "deadline", "requires_ack")),
+        ("timing", _("Timing"), ("scheduled_for", "deadline", "requires_ack", "checkin")),
     )
 
     def __init__(self, *args, user, is_admin, **kwargs):
@@ -159,7 +162,7 @@ class ComposeForm(forms.Form):
             channels=data.get("channels") or None, title=data["title"], body=data["body"], translations=translations,
             data={"severity": data["severity"]} if data.get("severity") else {},
             audience=self.audience(), scheduled_for=data.get("scheduled_for"), deadline=data.get("deadline"),
-            requires_ack=data.get("requires_ack"),
+            requires_ack=data.get("requires_ack"), checkin=bool(data.get("checkin")),
         )
 
 

@@ -21,7 +21,7 @@ from .engine.audience import audience_users
 from .engine.escalation import ESCALATION_WINDOW
 from .engine.inbox import inbox_unread_count
 from .engine.planning import RECIPIENT_FIELDS, DeliveryPlanner
-from .models import Delivery, InboxMessage, Notification
+from .models import Delivery, InboxMessage, Notification, SmsReply
 
 Reason = Delivery.Reason
 # Rows whose reason answers "why not (yet)?": not made (skipped, cancelled), or held and still pending.
@@ -327,3 +327,59 @@ def sends_needing_action(user, *, now=None, days=7, limit=10):
 def push_subscription_count(user):
     """How many browsers `user` receives web push on."""
     return PushSubscription.objects.filter(user=user).count()
+
+
+# --- check-in roll call -------------------------------------------------------------------
+
+CHECKIN_ANSWERS = (SmsReply.Kind.SAFE, SmsReply.Kind.NEED_HELP, SmsReply.Kind.OTHER)
+ROLL_CALL_GROUPS = ("need_help", "safe", "other", "no_answer")
+ROLL_CALL_NAMES = 500  # names listed per group; the counts are always whole
+
+
+def notification_roll_call(notification, *, names=True):
+    """The check-in roll call of an alert: who answered safe, need help, something else, and who has not.
+
+    The base is the people the alert reached (a delivery sent or delivered on any channel) and anyone who
+    answered it; each person's latest answer counts. Returns {"checkin": bool, "recipients": n,
+    "<group>": {"count": n, "people": [{"id", "username", "name", "phone" (need_help only), "answer",
+    "answered_at"}]}} for need_help, safe, other and no_answer; `names=False` gives the counts alone
+    (what the ledger records). People are listed up to ROLL_CALL_NAMES a group.
+    """
+    reached = set(Delivery.objects.filter(notification=notification, status__in=Delivery.REACHED_STATUSES)
+                  .order_by().values_list("recipient_id", flat=True).distinct())
+    latest = {}
+    for reply in (SmsReply.objects.filter(notification=notification, kind__in=CHECKIN_ANSWERS,
+                                          recipient__isnull=False)
+                  .order_by("recipient_id", "-received_at", "-pk")
+                  .values("pk", "recipient_id", "kind", "body", "received_at")):
+        latest.setdefault(reply["recipient_id"], reply)
+    kind_group = {SmsReply.Kind.SAFE: "safe", SmsReply.Kind.NEED_HELP: "need_help", SmsReply.Kind.OTHER: "other"}
+    members = {group: [] for group in ROLL_CALL_GROUPS}
+    for person_id, reply in latest.items():
+        members[kind_group[reply["kind"]]].append(person_id)
+    members["no_answer"] = sorted(reached - set(latest))
+    result = {"checkin": notification.checkin, "recipients": len(reached | set(latest))}
+    shown = {group: ids[:ROLL_CALL_NAMES] for group, ids in members.items()} if names else {}
+    people = {}
+    if names:
+        wanted = [person_id for ids in shown.values() for person_id in ids]
+        for start in range(0, len(wanted), 2000):
+            people.update((u.pk, u) for u in User.objects.filter(pk__in=wanted[start:start + 2000]).only(
+                "pk", "username", "first_name", "last_name", "phone"))
+    for group, ids in members.items():
+        entry = {"count": len(ids)}
+        if names:
+            rows = []
+            for person_id in shown[group]:
+                user, reply = people.get(person_id), latest.get(person_id)
+                if user is None:
+                    continue
+                row = {"id": user.pk, "username": user.username, "name": user.get_full_name() or user.username}
+                if reply:
+                    row.update(answer=reply["body"], answered_at=reply["received_at"])
+                if group == "need_help":
+                    row["phone"] = user.phone
+                rows.append(row)
+            entry["people"] = sorted(rows, key=lambda row: (row["name"].lower(), row["username"]))
+        result[group] = entry
+    return result

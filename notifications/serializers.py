@@ -66,6 +66,10 @@ class NotificationCreateSerializer(serializers.Serializer):
                                              required=False, max_length=10,
                                              help_text="Minutes before the deadline at which to remind.")
     requires_ack = serializers.BooleanField(required=False, default=False)
+    checkin = serializers.BooleanField(
+        required=False, default=False,
+        help_text='Emergency alerts (notifier "security") sent on SMS: the text message asks "Reply 1 if you are '
+                  'safe, 2 if you need help."; the answers are the roll call (roll-call/).')
     data = serializers.DictField(required=False, default=dict,
                                  help_text="Extra template context, e.g. course, severity, location.")
 
@@ -257,3 +261,26 @@ class MetricsSerializer(serializers.Serializer):
     latency = serializers.DictField(child=LatencySerializer(),
                                     help_text="Per channel: time from acceptance to the provider's acceptance.")
     breakers = BreakerSerializer(many=True)
+
+
+class RollCallPersonSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    name = serializers.CharField()
+    phone = serializers.CharField(required=False, help_text="Only for those who need help.")
+    answer = serializers.CharField(required=False, help_text="Their latest answer, as they typed it.")
+    answered_at = serializers.DateTimeField(required=False)
+
+
+class RollCallGroupSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    people = RollCallPersonSerializer(many=True, help_text="Up to 500 people, by name.")
+
+
+class RollCallSerializer(serializers.Serializer):
+    checkin = serializers.BooleanField(help_text="Whether the alert asked for a check-in.")
+    recipients = serializers.IntegerField(help_text="People the alert reached, and anyone who answered it.")
+    need_help = RollCallGroupSerializer()
+    safe = RollCallGroupSerializer()
+    other = RollCallGroupSerializer(help_text="Answered something else than 1 or 2.")
+    no_answer = RollCallGroupSerializer()

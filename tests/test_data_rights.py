@@ -233,8 +233,8 @@ def test_it_erases_through_the_api_for_an_administrator(person, admin_user):
     assert response.status_code == 200
     student = assert_erased(person, admin_user, before)
     assert response.json() == {"username": student.username, "deliveries": 3, "deliveries_cancelled": 1,
-                                "inbox_messages": 1, "push_subscriptions": 1, "api_keys": 1, "audiences": 1,
-                                "ledger_entries_kept": 0}
+                                "inbox_messages": 1, "sms_replies": 0, "push_subscriptions": 1, "api_keys": 1,
+                                "audiences": 1, "ledger_entries_kept": 0}
     detail = jwt_client(admin_user).get(f"{API}notifications/{person['grades'].pk}/").json()
     assert (detail["recipient_count"], detail["delivery_counts"]) == (2, {"email": {"failed": 2}, "inbox": {"sent": 2}})
 

@@ -80,7 +80,8 @@ def notification_escalate(notification, *, notifier=None, now=None):
     if not levels:
         return 0
     users = list(User.objects.filter(pk__in=levels, is_active=True).only(
-        "pk", "email", "phone", "phone_verified_at", "timezone", "quiet_hours_start", "quiet_hours_end"))
+        "pk", "email", "phone", "phone_verified_at", "timezone", "quiet_hours_start", "quiet_hours_end",
+        "sms_stopped_at"))
     user_ids = [user.pk for user in users]
     planner = DeliveryPlanner(notification, notifier, now=now)
     preferences = {} if planner.mandatory else {

@@ -16,7 +16,7 @@ from django.utils import timezone
 from channels_app.constants import MANDATORY_CATEGORIES, URGENT_PRIORITIES, Category, Channel, Priority
 from channels_app.models import PushSubscription
 
-from ..models import CategoryDefault, Delivery, Preference
+from ..models import CategoryDefault, Delivery, Notification, Preference
 
 Reason = Delivery.Reason
 # Receipts record a hard bounce or a complaint as a failure whose error starts with the event.
@@ -26,7 +26,7 @@ SUPPRESSIBLE_CHANNELS = (Channel.EMAIL, Channel.SMS)
 # What the planner reads of each recipient (one `.only()` for every page).
 # (and what the first chunk, sent by the page's task from these rows, needs to address its messages).
 RECIPIENT_FIELDS = ("pk", "username", "first_name", "last_name", "email", "phone", "phone_verified_at", "timezone",
-                    "quiet_hours_start", "quiet_hours_end", "digest_hour", "language")
+                    "quiet_hours_start", "quiet_hours_end", "digest_hour", "language", "sms_stopped_at")
 
 _ON = {Channel.EMAIL: True, Channel.INBOX: True, Channel.PUSH: True, Channel.SMS: False}
 
@@ -106,6 +106,7 @@ class DeliveryPlanner:
         self.channels = [c for c in notification.channels if c in notifier.channels] or list(notifier.channels)
         self.mandatory = notification.category in MANDATORY_CATEGORIES
         self.urgent = self.mandatory or notification.priority in URGENT_PRIORITIES
+        self.real_emergency = self.mandatory and notification.alert_status == Notification.AlertStatus.ACTUAL
         self.defaults = category_defaults(notification.category)
 
     def plan(self, users):
@@ -157,6 +158,10 @@ class DeliveryPlanner:
             return Reason.NO_ADDRESS, "no email address"
         if channel == Channel.SMS and not (user.phone and user.phone_verified_at):
             return Reason.PHONE_NOT_VERIFIED, "no verified phone number"
+        if channel == Channel.SMS and user.sms_stopped_at and not self.real_emergency:
+            # They replied STOP: only what the law allows still goes, a real emergency alert (a mandatory
+            # category, not an exercise or a test).
+            return Reason.SMS_STOPPED, f"replied STOP to text messages on {user.sms_stopped_at:%Y-%m-%d %H:%M} UTC"
         if channel == Channel.PUSH and user.pk not in with_push:
             return Reason.NO_PUSH_SUBSCRIPTION, "no push subscription"
         if (user.pk, channel) in suppressed:

@@ -3,6 +3,7 @@
     sending      notification_validate (every door's one validation), notification_send, audience checks, previews
     operations   cancel, retry, resend to the unacknowledged, channel tests, retention purges
     receipts     provider receipts applied to deliveries
+    checkin      text messages received: check-in answers, STOP/START/HELP (signal receiver)
     preferences  a user's category × channel grid
     inbox        read and acknowledge
     batches      personalised CSV batches

@@ -106,6 +106,7 @@ def notification_resend_unacknowledged(notification, *, by):
         sender=by, notifier=notification.notifier, category=notification.category, priority=notification.priority,
         title=notification.title, body=notification.body, translations=notification.translations,
         data=notification.data, channels=notification.channels, audience={"users": usernames}, deadline=notification.deadline, requires_ack=True, parent=notification,
+        checkin=notification.checkin,  # the same check-in question; answers count for the original
     )
     logger.info("notification %s resent to %d unacknowledged recipients as %s", notification.pk, len(usernames),
                 resent.pk, extra={"notification_id": notification.pk})

@@ -277,6 +277,10 @@ def notification_validate(*, notifier, title, body, audience, category=None, pri
     if alert_status not in Notification.AlertStatus.values:
         errors["alert_status"] = [_("Unknown alert status %(status)r; choose one of %(choices)s.")
                                   % {"status": alert_status, "choices": ", ".join(Notification.AlertStatus.values)}]
+    if checkin and notifier != Notification.EMERGENCY_NOTIFIER:
+        errors["checkin"] = [_("Only an emergency alert can ask for a check-in.")]
+    elif checkin and Channel.SMS not in channels:
+        errors["checkin"] = [_("A check-in is asked by text message: send the alert on SMS too.")]
     try:
         escalation_delay_minutes, escalation_ladder = clean_escalation(
             notifier_cls, channels=channels, delay_minutes=escalation_delay_minutes, ladder=escalation_ladder)

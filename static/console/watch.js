@@ -89,3 +89,56 @@
   }
   window.setTimeout(poll, 1000);
 })();
+
+// The check-in roll call: answers keep arriving after the alert is sent, so it is refreshed for as long as
+// the page is open (the part above stops once the notification is final).
+(function () {
+  "use strict";
+  var section = document.getElementById("roll-call");
+  if (!section) { return; }
+
+  function item(person) {
+    var li = document.createElement("li"), link = document.createElement("a");
+    link.href = person.person_url;
+    link.textContent = person.name;
+    li.appendChild(link);
+    li.appendChild(document.createTextNode(" (" + person.username + ")"));
+    if (person.phone) {
+      var tel = document.createElement("a");
+      tel.href = "tel:" + person.phone;
+      tel.textContent = person.phone;
+      li.appendChild(document.createTextNode(" — "));
+      li.appendChild(tel);
+    }
+    if (person.answered_at) {
+      li.appendChild(document.createTextNode(" — “" + person.answer + "”, " + person.answered_at));
+    }
+    return li;
+  }
+
+  function draw(roll) {
+    var sentence = document.getElementById("roll-call-sentence");
+    if (sentence) { sentence.textContent = roll.sentence; }
+    roll.groups.forEach(function (group) {
+      var count = document.getElementById("roll-call-" + group.key + "-count"),
+          list = document.getElementById("roll-call-" + group.key);
+      if (count) { count.textContent = group.count; }
+      if (list) {
+        var items = group.people.map(item);
+        if (group.more) { var more = document.createElement("li"); more.textContent = group.more; items.push(more); }
+        list.replaceChildren.apply(list, items);
+      }
+    });
+  }
+
+  function poll() {
+    fetch(section.dataset.url, {credentials: "same-origin", headers: {"Accept": "application/json"}})
+      .then(function (response) { return response.json(); })
+      .then(function (s) {
+        if (s.roll_call) { draw(s.roll_call); }
+        window.setTimeout(poll, 3000);
+      })
+      .catch(function () { window.setTimeout(poll, 5000); });
+  }
+  window.setTimeout(poll, 3000);
+})();
