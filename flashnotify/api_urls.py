@@ -12,6 +12,7 @@ from rest_framework.routers import SimpleRouter
 
 from accounts import api as accounts_api
 from notifications import api as notifications_api
+from notifications import api_templates
 from notifications.services.monitoring import readiness_report
 
 # Reachable without credentials; tests/test_api_authorization.py fails for any other route that is.
@@ -81,6 +82,10 @@ urlpatterns = [
     path("users/<str:username>/export/", accounts_api.UserExportApi.as_view(), name="user-export"),
     path("users/<str:username>/erase/", accounts_api.UserEraseApi.as_view(), name="user-erase"),
     path("metrics/", notifications_api.MetricsApi.as_view(), name="metrics"),
+    path("notifications/estimate/", api_templates.NotificationEstimateApi.as_view(), name="notification-estimate"),
+    path("incident-templates/", api_templates.IncidentTemplateListApi.as_view(), name="incident-templates"),
+    path("incident-templates/<int:template_id>/send/", api_templates.IncidentTemplateSendApi.as_view(),
+         name="incident-template-send"),
     path("webhooks/", include(("channels_app.urls", "webhooks"))),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", DOCS_CSP(SpectacularSwaggerSplitView.as_view(url_name="api:schema")), name="docs"),
