@@ -62,6 +62,8 @@ class IncidentTemplateForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if "title" not in self.fields:
+            return  # viewed only: IncidentTemplateAdmin shows the stored values
         self.fields["channels"].choices = emergency_channels()
         self.fields["title"].label = _("Title (English)")
         self.fields["body"].label = _("Message (English)")
@@ -138,6 +140,24 @@ class IncidentTemplateAdmin(admin.ModelAdmin):
         (_("Message"), {"fields": ("title", "body", "title_fr", "body_fr", "variables_text", "severity")}),
         (_("Sending"), {"fields": ("channels", "audience", "escalation_delay_minutes", "ladder_text", "checkin")}),
     )
+
+    # What someone who may only view a template sees (the form's own fields are for changing it).
+    view_fieldsets = (
+        (None, {"fields": ("name", "kind", "version", "active", "updated_at")}),
+        (_("Message"), {"fields": ("title", "body", "french", "variables", "severity_display")}),
+        (_("Sending"), {"fields": ("channel_list", "audience", "escalation_delay_minutes", "escalation_ladder",
+                                   "checkin")}),
+    )
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is not None and not self.has_change_permission(request, obj):
+            return self.view_fieldsets
+        return super().get_fieldsets(request, obj)
+
+    @admin.display(description=_("French version"))
+    def french(self, template):
+        version = (template.translations or {}).get("fr") or {}
+        return format_html('<pre translate="no">{}\n\n{}</pre>', version.get("title", ""), version.get("body", ""))
 
     @admin.display(description=_("severity"), ordering="severity")
     def severity_display(self, template):
