@@ -74,6 +74,8 @@ class IncidentTemplateForm(forms.ModelForm):
         self.initial.setdefault("body_fr", french.get("body", ""))
         self.initial.setdefault("variables_text", " ".join(instance.variables or []))
         self.initial.setdefault("ladder_text", " ".join(instance.escalation_ladder or []))
+        if not self.initial.get("audience"):
+            self.fields["audience"].initial = self.initial["audience"] = {}
         if instance.pk is None:
             self.initial.setdefault("channels", [channel for channel, _label in emergency_channels()])
 

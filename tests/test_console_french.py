@@ -13,7 +13,7 @@ from django.contrib.messages import get_messages
 from django.utils import translation
 
 from accounts.models import ApiKey, Role
-from notifications.models import Delivery, Notification
+from notifications.models import Delivery, IncidentTemplate, Notification
 from notifications.selectors import reason_label
 from notifications.services import notification_send
 
@@ -122,7 +122,9 @@ def console(db, client):
             # the same in French: a code, an encoding, a plural
             "Code", "GSM-7", "2 notifications",
             "username", "cohorts",  # the CSV import's column names
-            str(key)}
+            str(key),
+            # the incident templates' names (content an administrator writes), and a word French shares
+            *IncidentTemplate.objects.values_list("name", flat=True), "Version"}
     return {"admin": admin, "notification": notification, "alert": alert, "delivery": skipped,
             "student": student, "data": data, "cohort": mine}
 
@@ -143,6 +145,9 @@ PAGES = {
     "import oneroster": "/admin/accounts/user/import-roster/",
     "cohorts": "/admin/accounts/cohort/",
     "category defaults": "/admin/notifications/categorydefault/",
+    "emergency alert": "/admin/emergency/",
+    "incident templates": "/admin/notifications/incidenttemplate/",
+    "incident template add": "/admin/notifications/incidenttemplate/add/",
 }
 
 
@@ -177,6 +182,26 @@ def test_it_shows_no_english_on_a_compose_form_with_errors_nor_on_its_confirmati
     for form in (with_errors, confirmation):
         assert english_left(client, console["admin"], lambda c: c.post(COMPOSE, form), data=data) == []
     assert Notification.objects.filter(title="Room change").count() == 1  # the console's own, not a new one
+
+
+@pytest.mark.django_db
+def test_it_shows_no_english_on_the_steps_of_an_emergency_alert_nor_on_a_template(console, client):
+    template = IncidentTemplate.objects.get(kind="active_threat")
+    fill = f"/admin/emergency/{template.pk}/"
+    fields = {"var_building": "Library", "var_time": "14:05", "var_instructions": "Stay in room 2.",
+              "alert_status": "exercise", "cohorts": [console["cohort"].pk], "checkin": "on",
+              "version": str(template.version), "token": "tok-emergency"}
+    data = console["data"] | {"Library", "14:05", "Stay in room 2.", template.title, template.body,
+                              f"{template.name}, version {template.version}", "ALERT_ESTIMATE_RATES", "USD", str(template),
+                              template.translations["fr"]["title"], template.translations["fr"]["body"]}
+    pages = [(fill, None), (fill, {**fields, "var_time": ""}), (fill, fields),
+             (f"/admin/notifications/incidenttemplate/{template.pk}/change/", None)]
+    for url, form in pages:
+        def request(c, url=url, form=form):
+            return c.post(url, form) if form else c.get(url)
+        assert (url, form and sorted(form), english_left(client, console["admin"], request, data=data)) == (
+            url, form and sorted(form), [])
+    assert not Notification.objects.filter(template=template).exists()
 
 
 @pytest.mark.django_db
