@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from accounts.models import Cohort, Role
+from accounts.models import Cohort
 from channels_app.mixins import sms_count
 from notifications.models import Notification
 from notifications.services.estimate import alert_estimate, estimate_rates_parse
@@ -16,7 +16,8 @@ from .conftest import make_user
 
 ALERT = {"notifier": "security", "title": "Gas leak", "body": "Leave the Library now by the north exit.",
          "data": {"severity": "high"}, "channels": ["sms", "email", "inbox"], "audience": {"cohorts": ["cs101"]},
-         "translations": {"fr": {"title": "Fuite de gaz", "body": "Quittez la bibliothèque par la sortie nord : ça brûle."}}}
+         "translations": {"fr": {"title": "Fuite de gaz",
+                                 "body": "Quittez la bibliothèque par la sortie nord : ça brûle."}}}
 
 
 @pytest.fixture

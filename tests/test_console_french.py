@@ -21,6 +21,7 @@ from .api_support import API, jwt_client
 from .browser import SAME_IN_BOTH_LANGUAGES
 from .conftest import make_user
 from .console_helpers import sent_notification, two_cohorts
+from .incident_support import starter_library  # noqa: F401
 
 COMPOSE = "/admin/notifications/notification/add/"
 
@@ -99,7 +100,7 @@ def english_left(client, user, request, *, data=()):
 
 
 @pytest.fixture
-def console(db, client):
+def console(db, client, starter_library):
     admin = make_user("a3000009", role=Role.ADMIN, is_staff=True, is_superuser=True, email="admin9@example.edu",
                       first_name="Camille", last_name="Durand", language="fr")
     staff = make_user("t2000001", role=Role.STAFF, is_staff=True, email="teacher@example.edu")

@@ -69,12 +69,12 @@ STARTER_LIBRARY = [
         "name": "Utility outage", "kind": "utility_outage", "severity": "moderate",
         "variables": ["building", "time", "instructions"],
         "title": "Utility outage in {building}",
-        "body": "A utility outage (power, water, heating or network) affects {building} since {time}. {instructions} We will send an update when "
-                "service is restored.",
+        "body": "A utility outage (power, water, heating or network) affects {building} since {time}. "
+                "{instructions} We will send an update when service is restored.",
         "translations": {"fr": {
             "title": "Coupure de service à {building}",
-            "body": "Une coupure (électricité, eau, chauffage ou réseau) touche {building} depuis {time}. {instructions} Nous enverrons une mise à "
-                    "jour lorsque le service sera rétabli."}},
+            "body": "Une coupure (électricité, eau, chauffage ou réseau) touche {building} depuis {time}. "
+                    "{instructions} Nous enverrons une mise à jour lorsque le service sera rétabli."}},
         "escalation_delay_minutes": None, "escalation_ladder": [], "checkin": False,
     },
     {

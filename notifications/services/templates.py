@@ -55,8 +55,8 @@ def incident_template_validate(template):
     The {variables} used in the title, the body and the translations are exactly those declared in
     `variables`; the texts pass `text_problem`; the channels are the security notifier's; the audience
     (which may be empty: chosen at send time) passes `clean_audience`; the escalation `clean_escalation`;
-    the severity is one of Severity. A translation's problems are by `title_<lang>`/`body_<lang>`. Cleans `channels`, `audience`, `translations` and the escalation in
-    place.
+    the severity is one of Severity. A translation's problems are by `title_<lang>`/`body_<lang>`.
+    Cleans `channels`, `audience`, `translations` and the escalation in place.
     """
     notifier_cls = NotificationMeta.registry[Notification.EMERGENCY_NOTIFIER]
     errors = {}
