@@ -383,4 +383,9 @@ def test_the_api_refuses_bad_input_by_field_and_callers_without_the_permission(c
     assert jwt_client(staff_user).get(f"{API}incident-templates/").status_code == 403
     assert jwt_client(campus["sender"]).post(f"{API}incident-templates/999999/send/", {}, format="json"
                                              ).status_code == 404
+    IncidentTemplate.objects.filter(kind="utility_outage").update(active=False)
+    inactive = jwt_client(campus["sender"]).post(
+        f"{API}incident-templates/{IncidentTemplate.objects.get(kind='utility_outage').pk}/send/",
+        {"variables": VARIABLES, "audience": {"cohorts": ["cs101"]}}, format="json")
+    assert inactive.status_code == 400 and set(inactive.json()["errors"]) == {"template"}
     assert Notification.objects.count() == 0
