@@ -10,6 +10,7 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db.models import Count
 from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -170,9 +171,12 @@ class IncidentTemplateAdmin(admin.ModelAdmin):
         labels = dict(Channel.choices)
         return ", ".join(str(labels.get(channel, channel)) for channel in template.channels) or gettext("all")
 
-    @admin.display(description=_("alerts sent"))
+    @admin.display(description=_("alerts sent"), ordering="used_count")
     def used(self, template):
-        return template.notifications.count()
+        return template.used_count
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(used_count=Count("notifications"))
 
     def get_actions(self, request):
         actions = super().get_actions(request)

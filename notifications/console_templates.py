@@ -34,6 +34,14 @@ PICK_TEMPLATE = "admin/notifications/incidenttemplate/pick.html"
 FILL_TEMPLATE = "admin/notifications/incidenttemplate/fill.html"
 CONFIRM_TEMPLATE = "admin/notifications/incidenttemplate/confirm.html"
 
+# The fields of the unsaved notification the confirmation previews and counts.
+DRAFT_FIELDS = ("notifier", "category", "priority", "title", "body", "translations", "data", "channels", "audience",
+                "requires_ack", "alert_status", "checkin", "escalation_delay_minutes", "escalation_ladder")
+
+# The starter library's variables, as the form asks for them (any other is asked for by its name).
+VARIABLE_LABELS = {"building": gettext_lazy("Building"), "time": gettext_lazy("Time"),
+                   "instructions": gettext_lazy("Instructions")}
+
 STATUS_HELP = {
     Notification.AlertStatus.ACTUAL: gettext_lazy("A real emergency."),
     Notification.AlertStatus.EXERCISE: gettext_lazy("A drill: labelled EXERCISE on every channel."),
@@ -124,10 +132,6 @@ class EmergencyForm(forms.Form):
             self.add_error(field if field in self.fields else None, errors)
 
 
-VARIABLE_LABELS = {"building": gettext_lazy("Building"), "time": gettext_lazy("Time"),
-                   "instructions": gettext_lazy("Instructions")}
-
-
 def template_cards(templates):
     labels = dict(Channel.choices)
     return [{"template": template, "kind": template.get_kind_display(), "severity": severity_label(template.severity),
@@ -187,7 +191,3 @@ def emergency_send_view(request, template_id):
         except ValidationError as exc:
             form.add_service_errors(exc)
     return TemplateResponse(request, FILL_TEMPLATE, context)
-
-
-DRAFT_FIELDS = ("notifier", "category", "priority", "title", "body", "translations", "data", "channels", "audience",
-                "requires_ack", "alert_status", "checkin", "escalation_delay_minutes", "escalation_ladder")
