@@ -14,6 +14,7 @@ from accounts import api as accounts_api
 from notifications import api as notifications_api
 from notifications import api_incidents
 from notifications import api_ledger
+from notifications import api_templates
 from notifications.services.monitoring import readiness_report
 
 # Reachable without credentials; tests/test_api_authorization.py fails for any other route that is.
@@ -90,6 +91,10 @@ urlpatterns = [
     re_path(r"^notifications/(?P<pk>[0-9]{1,18})/ledger/$", api_ledger.NotificationLedgerApi.as_view(),
             name="notification-ledger"),
     path("ledger/", api_ledger.LedgerRangeApi.as_view(), name="ledger"),
+    path("notifications/estimate/", api_templates.NotificationEstimateApi.as_view(), name="notification-estimate"),
+    path("incident-templates/", api_templates.IncidentTemplateListApi.as_view(), name="incident-templates"),
+    path("incident-templates/<int:template_id>/send/", api_templates.IncidentTemplateSendApi.as_view(),
+         name="incident-template-send"),
     path("webhooks/", include(("channels_app.urls", "webhooks"))),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", DOCS_CSP(SpectacularSwaggerSplitView.as_view(url_name="api:schema")), name="docs"),

@@ -12,6 +12,7 @@ from accounts.models import Role
 from channels_app.ratelimit import RATE_LIMIT_SETTINGS, configured_rate
 from accounts.sso import oidc_enabled, role_map, saml_enabled, saml_problems
 from notifications.engine.retention import RETENTION_SETTINGS, ledger_retention_years, retention_days
+from notifications.services.estimate import ESTIMATE_RATES_SETTING, estimate_rates_parse
 
 from .cache_tables import missing_cache_tables
 
@@ -275,6 +276,25 @@ def check_single_sign_on(app_configs, **kwargs):
                               hint=f"One of {', '.join(Role.values)}.", id="accounts.E107"))
     return problems
 
+
+@register()
+def check_alert_estimate(app_configs, **kwargs):
+    """The estimate before an emergency alert is sent: a bad rate or target would tell a wrong time or cost."""
+    problems = []
+    try:
+        estimate_rates_parse(getattr(settings, ESTIMATE_RATES_SETTING))
+    except ImproperlyConfigured as exc:
+        problems.append(Error(str(exc), hint="Comma-separated channel=messages per second, for example "
+                                             "email=500,sms=100,push=500,inbox=5000.", id="flashnotify.E040"))
+    if settings.ALERT_TARGET_MINUTES <= 0:
+        problems.append(Error(f"ALERT_TARGET_MINUTES={settings.ALERT_TARGET_MINUTES} is not above 0.",
+                              hint="The institution's target, in minutes, to hand an alert to every provider "
+                                   "(10 by default).", id="flashnotify.E041"))
+    if settings.SMS_PRICE_PER_SEGMENT < 0:
+        problems.append(Error(f"SMS_PRICE_PER_SEGMENT={settings.SMS_PRICE_PER_SEGMENT} is negative.",
+                              hint="The provider's price of one SMS segment, in SMS_PRICE_CURRENCY.",
+                              id="flashnotify.E042"))
+    return problems
 
 def refuse_to_start_if_misconfigured():
     """Run the checks a WSGI/ASGI server skips; exit with their hints on an error."""

@@ -376,6 +376,9 @@ ALERT_TARGET_MINUTES = envint("ALERT_TARGET_MINUTES", 10)
 # The price of one SMS segment, for the estimate's cost.
 SMS_PRICE_PER_SEGMENT = envfloat("SMS_PRICE_PER_SEGMENT", 0.0083)
 SMS_PRICE_CURRENCY = env("SMS_PRICE_CURRENCY", "USD")
+# The estimate's throughput, in messages per second, of a channel whose provider has no rate limit
+# (EMAIL_RATE_LIMIT, SMS_RATE_LIMIT, PUSH_RATE_LIMIT); the inbox has none. Checked by flashnotify.E040.
+ALERT_ESTIMATE_RATES = env("ALERT_ESTIMATE_RATES", "email=500,sms=100,push=500,inbox=5000")
 # Bounds of a per-notification escalation delay, in minutes.
 ESCALATION_DELAY_MIN_MINUTES = envint("ESCALATION_DELAY_MIN_MINUTES", 1)
 ESCALATION_DELAY_MAX_MINUTES = envint("ESCALATION_DELAY_MAX_MINUTES", 24 * 60)

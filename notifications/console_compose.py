@@ -2,7 +2,8 @@
 
 `compose_view` is NotificationAdmin's add view. Thin like every door: validation is
 `notification_validate`, the counts are the engine's planner (`notification_plan_counts`), the
-send is `notification_send`; this module only words them for a person.
+send is `notification_send`, the estimate of an emergency alert `draft_estimate`; this module only
+words them for a person.
 """
 
 import copy
@@ -27,6 +28,7 @@ from . import services
 from .console_forms import ComposeForm
 from .models import CategoryDefault, Delivery, Notification
 from .selectors import audience_users, notification_plan_counts
+from .services.estimate import draft_estimate, duration_text
 
 COMPOSE_TEMPLATE = "admin/notifications/notification/compose.html"
 CONFIRM_TEMPLATE = "admin/notifications/notification/confirm.html"
@@ -72,6 +74,9 @@ def compose_view(model_admin, request):
                 return compose_send(model_admin, request, form, kwargs)
             context.update(compose_confirmation(request, draft, recipients, plan),
                            scheduled_for=cleaned["scheduled_for"], zone=form.zone.key)
+            if draft.is_emergency:  # before an emergency alert: how long to hand it over, what the SMS cost
+                estimate = draft_estimate(draft, recipients, fallback_sample=request.user)
+                context.update(estimate=estimate, estimate_time=duration_text(estimate["seconds"]))
             return TemplateResponse(request, CONFIRM_TEMPLATE, context)
         except NobodyReceives:
             form.add_error(None, _("Nobody would receive this notification on any channel: nothing was sent. "

@@ -445,6 +445,30 @@ class IncidentTemplate(models.Model):
         return f"{self.name} (v{self.version})"
 
 
+class IncidentTemplateVersion(models.Model):
+    """One saved version of an incident template's content, so "which version did this alert use" has an answer.
+
+    Written by `incident_template_save` (notifications.services.templates) whenever the content changes.
+    """
+
+    template = models.ForeignKey(IncidentTemplate, on_delete=models.CASCADE, related_name="versions",
+                                 verbose_name=_("incident template"))
+    version = models.PositiveIntegerField(_("version"))
+    content = models.JSONField(_("content"), default=dict)
+    saved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="+", verbose_name=_("saved by"))
+    saved_at = models.DateTimeField(_("saved at"), default=timezone.now)
+
+    class Meta:
+        ordering = ["template", "-version"]
+        constraints = [models.UniqueConstraint(fields=["template", "version"], name="incident_template_version")]
+        verbose_name = _("incident template version")
+        verbose_name_plural = _("incident template versions")
+
+    def __str__(self):
+        return f"{self.template_id} v{self.version}"
+
+
 class Incident(models.Model):
     """An emergency and its thread: the first alert, its updates, and the all-clear that closes it."""
 

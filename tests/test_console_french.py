@@ -13,7 +13,7 @@ from django.contrib.messages import get_messages
 from django.utils import translation
 
 from accounts.models import ApiKey, Role
-from notifications.models import Delivery, LedgerEntry, Notification
+from notifications.models import Delivery, IncidentTemplate, LedgerEntry, Notification
 from notifications.selectors import reason_label
 from notifications.services import notification_send
 from notifications.services.incidents import incident_follow_up
@@ -22,6 +22,7 @@ from .api_support import API, jwt_client
 from .browser import SAME_IN_BOTH_LANGUAGES
 from .conftest import make_user
 from .console_helpers import sent_notification, two_cohorts
+from .incident_support import starter_library  # noqa: F401
 
 COMPOSE = "/admin/notifications/notification/add/"
 
@@ -100,7 +101,7 @@ def english_left(client, user, request, *, data=()):
 
 
 @pytest.fixture
-def console(db, client):
+def console(db, client, starter_library):
     admin = make_user("a3000009", role=Role.ADMIN, is_staff=True, is_superuser=True, email="admin9@example.edu",
                       first_name="Camille", last_name="Durand", language="fr")
     staff = make_user("t2000001", role=Role.STAFF, is_staff=True, email="teacher@example.edu")
@@ -123,7 +124,9 @@ def console(db, client):
             # the same in French: a code, an encoding, a plural
             "Code", "GSM-7", "2 notifications",
             "username", "cohorts",  # the CSV import's column names
-            str(key)}
+            str(key),
+            # the incident templates' names (content an administrator writes), and a word French shares
+            *IncidentTemplate.objects.values_list("name", flat=True), "Version"}
     return {"admin": admin, "notification": notification, "alert": alert, "delivery": skipped,
             "student": student, "data": data, "cohort": mine}
 
@@ -145,6 +148,9 @@ PAGES = {
     "cohorts": "/admin/accounts/cohort/",
     "category defaults": "/admin/notifications/categorydefault/",
     "compliance ledger": "/admin/notifications/ledgerentry/",
+    "emergency alert": "/admin/emergency/",
+    "incident templates": "/admin/notifications/incidenttemplate/",
+    "incident template add": "/admin/notifications/incidenttemplate/add/",
 }
 
 
@@ -181,6 +187,26 @@ def test_it_shows_no_english_on_a_compose_form_with_errors_nor_on_its_confirmati
     for form in (with_errors, confirmation):
         assert english_left(client, console["admin"], lambda c: c.post(COMPOSE, form), data=data) == []
     assert Notification.objects.filter(title="Room change").count() == 1  # the console's own, not a new one
+
+
+@pytest.mark.django_db
+def test_it_shows_no_english_on_the_steps_of_an_emergency_alert_nor_on_a_template(console, client):
+    template = IncidentTemplate.objects.get(kind="active_threat")
+    fill = f"/admin/emergency/{template.pk}/"
+    fields = {"var_building": "Library", "var_time": "14:05", "var_instructions": "Stay in room 2.",
+              "alert_status": "exercise", "cohorts": [console["cohort"].pk], "checkin": "on",
+              "version": str(template.version), "token": "tok-emergency"}
+    data = console["data"] | {"Library", "14:05", "Stay in room 2.", template.title, template.body,
+                              f"{template.name}, version {template.version}", "ALERT_ESTIMATE_RATES", "USD", str(template),
+                              template.translations["fr"]["title"], template.translations["fr"]["body"]}
+    pages = [(fill, None), (fill, {**fields, "var_time": ""}), (fill, fields),
+             (f"/admin/notifications/incidenttemplate/{template.pk}/change/", None)]
+    for url, form in pages:
+        def request(c, url=url, form=form):
+            return c.post(url, form) if form else c.get(url)
+        assert (url, form and sorted(form), english_left(client, console["admin"], request, data=data)) == (
+            url, form and sorted(form), [])
+    assert not Notification.objects.filter(template=template).exists()
 
 
 @pytest.mark.django_db
