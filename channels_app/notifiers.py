@@ -19,6 +19,10 @@ class AcademicNotifier(EmailMixin, PushNotificationMixin, SMSMixin, ArchiveMixin
     categories = (Category.ANNOUNCEMENT, Category.DEADLINE, Category.GRADE, Category.TIMETABLE,
                   Category.ADMINISTRATIVE)
     fallback = {Channel.PUSH: Channel.EMAIL, Channel.SMS: Channel.EMAIL}
+    # Only what asks for an acknowledgement escalates (an exam room change, a document to sign): the next
+    # day a push, the day after a text message, each within the student's preferences and quiet hours.
+    escalation = (Channel.EMAIL, Channel.PUSH, Channel.SMS)
+    escalation_delay = timedelta(hours=24)
 
 
 @track_performance

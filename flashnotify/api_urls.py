@@ -81,6 +81,7 @@ urlpatterns = [
     path("users/<str:username>/export/", accounts_api.UserExportApi.as_view(), name="user-export"),
     path("users/<str:username>/erase/", accounts_api.UserEraseApi.as_view(), name="user-erase"),
     path("metrics/", notifications_api.MetricsApi.as_view(), name="metrics"),
+    path("drills/", notifications_api.DrillsApi.as_view(), name="drills"),
     path("webhooks/", include(("channels_app.urls", "webhooks"))),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", DOCS_CSP(SpectacularSwaggerSplitView.as_view(url_name="api:schema")), name="docs"),
