@@ -130,9 +130,9 @@ class NotificationDetailSerializer(NotificationSerializer):
                                                         "refused_by", "refusal_reason"]
         read_only_fields = fields
 
-    approved_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
+    approved_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True,
                                                help_text="The second person who approved an emergency alert.")
-    refused_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
+    refused_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True,
                                               help_text="The second person who refused it (then cancelled).")
 
     def get_delivery_counts(self, notification) -> dict[str, dict[str, int]]:
@@ -281,8 +281,8 @@ class DrillsQuerySerializer(serializers.Serializer):
 
 
 class DrillSerializer(serializers.ModelSerializer):
-    sender = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    approved_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    sender = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    approved_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     reached = serializers.IntegerField(read_only=True, help_text="People sent or delivered to.")
     acknowledged = serializers.IntegerField(read_only=True, help_text="People who acknowledged it.")
 
