@@ -143,6 +143,7 @@ PAGES = {
     "import oneroster": "/admin/accounts/user/import-roster/",
     "cohorts": "/admin/accounts/cohort/",
     "category defaults": "/admin/notifications/categorydefault/",
+    "drills": "/admin/drills/",
 }
 
 
