@@ -4,6 +4,7 @@ from io import StringIO
 
 import pytest
 from django.contrib.auth.models import Group
+from django.core.checks import run_checks
 from django.core.management import CommandError, call_command
 
 from accounts.models import Cohort, Role
@@ -218,3 +219,11 @@ def test_the_drills_page_lists_them_for_staff_with_the_permission_only(client, c
 
     client.force_login(plain)
     assert client.get("/admin/drills/").status_code == 403
+
+
+def test_a_check_warns_when_the_test_list_names_no_cohort(campus, settings):
+    assert not [m for m in run_checks(databases=["default"]) if m.id == "flashnotify.E045"]
+
+    settings.EMERGENCY_TEST_COHORT = "gone"
+    [warning] = [m for m in run_checks(databases=["default"]) if m.id == "flashnotify.E045"]
+    assert warning.msg == "EMERGENCY_TEST_COHORT='gone' names no cohort: every Test alert is refused."
