@@ -71,7 +71,9 @@ def compose_view(model_admin, request):
                     raise NobodyReceives
                 return compose_send(model_admin, request, form, kwargs)
             context.update(compose_confirmation(request, draft, recipients, plan),
-                           scheduled_for=cleaned["scheduled_for"], zone=form.zone.key)
+                           scheduled_for=cleaned["scheduled_for"], zone=form.zone.key,
+                           awaiting_approval=draft.is_emergency and services.needs_approval(
+                               sender=request.user, template=None, parent=None, fields=cleaned))
             return TemplateResponse(request, CONFIRM_TEMPLATE, context)
         except NobodyReceives:
             form.add_error(None, _("Nobody would receive this notification on any channel: nothing was sent. "

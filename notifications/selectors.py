@@ -38,7 +38,8 @@ User = get_user_model()
 def notifications_visible_to(user):
     """Notifications a user may see and act on as a sender or operator.
 
-    Admin: all. With the emergency permission: every emergency alert too. Staff: those they sent, and those whose whole audience they manage — every
+    Admin: all. With the emergency permission: every emergency alert too. Staff: those they sent, and
+    those whose whole audience they manage — every
     cohort in it is one of theirs, nobody outside (no everyone, no role, no user outside
     their cohorts). A staff member of cohort A never reaches an administrator's
     notification to A and B, nor B's deliveries.

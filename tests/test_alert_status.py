@@ -1,4 +1,5 @@
-"""Actual, Exercise, Test: an exercise says so on every channel, a test goes only to the test list, drills are listed."""
+"""Actual, Exercise, Test: an exercise says so on every channel, a test goes only to the test list, drills
+are listed."""
 
 from io import StringIO
 

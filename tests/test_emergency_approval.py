@@ -285,9 +285,11 @@ def test_the_console_compose_says_it_awaits_approval(client, campus):
     client.force_login(campus["drafter"])
     form = {"notifier": "security", "category": "security", "priority": "urgent", "severity": "critical",
             "title": "Gas leak", "body": "Leave building C now.", "channels": ["email", "inbox"],
-            "cohorts": [campus["cohort"].pk], "token": "t1", "stage": "confirm"}
+            "cohorts": [campus["cohort"].pk], "token": "t1"}
 
-    response = client.post("/admin/notifications/notification/add/", form, follow=True)
+    confirmation = client.post("/admin/notifications/notification/add/", form).content.decode()
+    assert 'id="needs-approval"' in confirmation
+    response = client.post("/admin/notifications/notification/add/", {**form, "stage": "confirm"}, follow=True)
 
     alert = Notification.objects.get()
     assert alert.status == Notification.Status.AWAITING_APPROVAL

@@ -1,4 +1,5 @@
-"""Escalation per notification: its own delay and ladder (API, console), else its kind's; academic alerts escalate too."""
+"""Escalation per notification: its own delay and ladder (API, console), else its kind's; academic alerts
+escalate too."""
 
 import datetime as dt
 

@@ -3,7 +3,8 @@ has not acknowledged it within its escalation delay: the notification's own
 (`escalation_delay_minutes`) or its notifier's `escalation_delay`.
 
 The ladder is the notification's own (`escalation_ladder`) or its notifier's `Notifier.escalation`,
-e.g. (push, SMS, email): the first send is level 0; level k (k ≥ 1) sends on `ladder[k]`. Each level is a new Delivery with `escalation_level = k`
+e.g. (push, SMS, email): the first send is level 0; level k (k ≥ 1) sends on `ladder[k]`. Each level
+is a new Delivery with `escalation_level = k`
 (deliveries are unique per notification, recipient, channel and level), so the history of every
 attempt stays. A rung the recipient cannot receive on is recorded as skipped with its reason, and
 the next rung is tried at once. The delay runs from the last message sent to (or failed for) the

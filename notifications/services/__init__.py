@@ -30,13 +30,15 @@ from .sending import (
     clean_audience,
     notification_preview,
     notification_send,
+    needs_approval,
     notification_validate,
     send_check,
 )
 
 __all__ = [
     "TESTABLE_CHANNELS", "IdempotencyConflict", "audience_check", "channel_send_test", "clean_audience",
-    "deliveries_purge", "deliveries_retry", "delivery_record_receipt", "inbox_messages_purge", "notification_cancel",
-    "notification_approve", "notification_preview", "notification_reject", "notification_resend_unacknowledged", "notification_send", "notification_validate",
-    "retention_purge", "send_check",
+    "deliveries_purge", "deliveries_retry", "delivery_record_receipt", "inbox_messages_purge", "needs_approval",
+    "notification_approve", "notification_cancel", "notification_preview", "notification_reject",
+    "notification_resend_unacknowledged", "notification_send", "notification_validate", "retention_purge",
+    "send_check",
 ]

@@ -52,7 +52,8 @@ def notification_cancel(notification, *, by=None):
             status = status or notification.status
             raise ValidationError(
                 _("Notification %(id)s is %(status)s and cannot be cancelled: only a notification awaiting "
-                  "approval, scheduled, queued or running can.") % {"id": notification.pk, "status": status_word(status)})
+                  "approval, scheduled, queued or running can.")
+                % {"id": notification.pk, "status": status_word(status)})
         cancelled = Delivery.objects.filter(
             notification=notification, status__in=[Status.QUEUED, Status.RETRYING]
         ).update(status=Status.CANCELLED, claim_token="")

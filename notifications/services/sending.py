@@ -362,7 +362,8 @@ def notification_send(*, sender, notifier, title, body, audience, category=None,
             notification = Notification.objects.create(
                 sender=sender, idempotency_key=idempotency_key, request_fingerprint=fingerprint, parent=parent,
                 family_root_id=parent.child_family_root() if parent else None,
-                status=status, template=template, template_version=template_version, incident=incident, thread_role=thread_role,
+                status=status, template=template, template_version=template_version, incident=incident,
+                thread_role=thread_role,
                 **fields,
             )
             if emergency:
