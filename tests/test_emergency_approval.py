@@ -242,6 +242,7 @@ def test_the_console_lists_it_as_needing_action_and_only_another_person_may_appr
     page = watch(client, alert).content.decode()
     assert "Drafted by Drafter Manager (drafter)" in page
     assert 'id="waiting-second-person"' in page and 'id="act-approve"' not in page
+    assert 'data-state="awaiting"' in page  # watch.js polls slowly and reloads once it is approved
     client.post(f"/admin/notifications/notification/{alert.pk}/act/", {"action": "approve"})
     assert Notification.objects.get(pk=alert.pk).status == Notification.Status.AWAITING_APPROVAL
 
