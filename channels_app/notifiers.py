@@ -19,6 +19,11 @@ class AcademicNotifier(EmailMixin, PushNotificationMixin, SMSMixin, ArchiveMixin
     categories = (Category.ANNOUNCEMENT, Category.DEADLINE, Category.GRADE, Category.TIMETABLE,
                   Category.ADMINISTRATIVE)
     fallback = {Channel.PUSH: Channel.EMAIL, Channel.SMS: Channel.EMAIL}
+    # Only what asks for an acknowledgement escalates (an exam room change, a form to confirm): unacknowledged
+    # after 4 hours, a push; 4 hours later a text message; each within the student's preferences (SMS is off
+    # by default for academic categories) and quiet hours. Email and the inbox are the first send.
+    escalation = (Channel.EMAIL, Channel.PUSH, Channel.SMS)
+    escalation_delay = timedelta(hours=4)
 
 
 @track_performance

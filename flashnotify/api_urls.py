@@ -95,6 +95,7 @@ urlpatterns = [
     path("incident-templates/", api_templates.IncidentTemplateListApi.as_view(), name="incident-templates"),
     path("incident-templates/<int:template_id>/send/", api_templates.IncidentTemplateSendApi.as_view(),
          name="incident-template-send"),
+    path("drills/", notifications_api.DrillsApi.as_view(), name="drills"),
     path("webhooks/", include(("channels_app.urls", "webhooks"))),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", DOCS_CSP(SpectacularSwaggerSplitView.as_view(url_name="api:schema")), name="docs"),

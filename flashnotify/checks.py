@@ -7,8 +7,9 @@ import sys
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.checks import Error, Tags, Warning, register, run_checks
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
-from accounts.models import Role
+from accounts.models import Cohort, Role
 from channels_app.ratelimit import RATE_LIMIT_SETTINGS, configured_rate
 from accounts.sso import oidc_enabled, role_map, saml_enabled, saml_problems
 from notifications.engine.retention import RETENTION_SETTINGS, ledger_retention_years, retention_days
@@ -303,3 +304,25 @@ def refuse_to_start_if_misconfigured():
         for error in errors:
             print(f"{error.id}: {error.msg}\n  HINT: {error.hint}", file=sys.stderr)
         raise SystemExit("FlashNotify refuses to start: fix the configuration errors above.")
+
+
+@register(Tags.database, deploy=False)
+def check_emergency_test_cohort(app_configs, **kwargs):
+    """EMERGENCY_TEST_COHORT names the test list; a missing cohort makes every Test alert refused. A warning:
+    the cohort may be imported after the setting is set. Checked only on a database that exists and is migrated."""
+    code = settings.EMERGENCY_TEST_COHORT
+    if not code:
+        return []
+    connection = connections[DEFAULT_DB_ALIAS]
+    name = connection.settings_dict.get("NAME")
+    if connection.vendor == "sqlite" and (not name or (str(name) != ":memory:" and not os.path.exists(name))):
+        return []  # connecting would create an empty database file
+    try:
+        exists = Cohort.objects.filter(code=code).exists()
+    except DatabaseError:
+        return []  # not migrated yet, or unreachable: other checks say so
+    if exists:
+        return []
+    return [Warning(f"EMERGENCY_TEST_COHORT={code!r} names no cohort: every Test alert is refused.",
+                    hint="Create the cohort of the test list (the people who receive Test alerts) with that code, "
+                         "or set EMERGENCY_TEST_COHORT to an existing cohort's code.", id="flashnotify.E045")]

@@ -146,6 +146,9 @@ class NotificationAdmin(admin.ModelAdmin):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         notification = self.get_object_or_404(request, object_id)
+        if request.POST.get("action") in ("approve", "refuse"):
+            self.decide(request, notification, request.POST["action"])
+            return redirect(reverse("admin:notifications_notification_change", args=[notification.pk]))
         if not self.has_change_permission(request, notification):
             raise PermissionDenied
         action = {"retry_failed": self.retry_failed, "cancel": self.cancel,
@@ -180,6 +183,25 @@ class NotificationAdmin(admin.ModelAdmin):
             raise PermissionDenied
         admin_watch.publish_submit(request, notification)
         return redirect(reverse("admin:notifications_notification_change", args=[notification.pk]) + "#incident")
+
+    def decide(self, request, notification, decision):
+        """The two-person rule's second person, from the Watch page: approve (it is sent) or refuse (with a reason).
+        The service refuses the drafter and whoever lacks the emergency permission."""
+        try:
+            if decision == "approve":
+                services.notification_approve(notification, by=request.user)
+                self.log_change(request, notification, "Approved (two-person rule): sent.")
+                self.message_user(request, gettext("Approved: “%(title)s” is being sent.")
+                                  % {"title": notification.title})
+            else:
+                services.notification_reject(notification, by=request.user, reason=request.POST.get("reason", ""))
+                self.log_change(request, notification, "Refused (two-person rule): cancelled.")
+                self.message_user(request, gettext("Refused: “%(title)s” will not be sent.")
+                                  % {"title": notification.title})
+        except PermissionDenied as exc:
+            self.message_user(request, str(exc) or gettext("You may not do this."), messages.ERROR)
+        except ValidationError as exc:
+            self.message_user(request, " ".join(exc.messages), messages.ERROR)
 
     def change_view(self, request, object_id, form_url="", extra_context=None, follow_up_forms=None):
         """A notification's page is the Watch page: nothing of a sent notification is edited by hand."""
@@ -376,3 +398,4 @@ admin.site.register_page("health/", health_index, name="health")
 admin.site.register_page("people/", admin_watch.people_view, name="people")
 admin.site.register_page("people/<int:user_id>/", admin_watch.person_view, name="person")
 admin.site.register_page("health/<str:channel>/", health_channel, name="health_channel")
+admin.site.register_page("drills/", admin_watch.drills_view, name="drills")

@@ -11,6 +11,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -20,6 +21,7 @@ from django.utils.translation import ngettext
 
 from accounts.roles import is_admin
 from channels_app.constants import Channel
+from channels_app.registry import get_notifier
 from flashnotify.csv_export import csv_writer
 
 from .console_selectors import (
@@ -27,10 +29,12 @@ from .console_selectors import (
     person_cohorts, person_deliveries, person_reachability, reason_name, reason_rows, watch_actions, watch_progress,
 )
 from .console_forms import FollowUpForm
+from .engine.escalation import escalation_delay, escalation_ladder
 from .models import Delivery, Notification
-from .selectors import acknowledgement_counts, incident_thread, notification_reach, notification_roll_call
-from .services.incidents import EMERGENCY_PERMISSION, FollowUpRefused, incident_follow_up, incident_publish
+from .selectors import acknowledgement_counts, drills, incident_thread, notification_reach, notification_roll_call
+from .services.incidents import FollowUpRefused, incident_follow_up, incident_publish
 from .services.preferences import preference_grid
+from .services.sending import EMERGENCY_PERMISSION
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
@@ -80,6 +84,9 @@ def progress_sentence(progress):
         return _("Scheduled: sending starts %(when)s (%(zone)s) for %(audience)s recipients.") % {
             **values, "when": formats.date_format(when, "DATETIME_FORMAT") if when else "—",
             "zone": timezone.get_current_timezone_name()}
+    if progress["state"] == "awaiting":
+        return _("Awaiting approval: nothing is sent to its %(audience)s recipients until a second person with the "
+                 "emergency permission approves it.") % values
     if progress["state"] == "cancelled_before_start":
         return _("Cancelled before sending started: none of its %(audience)s recipients was sent anything.") % values
     if progress["state"] == "cancelled":
@@ -139,6 +146,32 @@ def watch_status(notification):
     }
 
 
+def approval_context(user, notification):
+    """The two-person rule on the Watch page: who drafted it, who approved or refused it, and whether this viewer
+    may approve or refuse it (another person with the emergency permission) or is its drafter."""
+    awaiting = notification.status == Notification.Status.AWAITING_APPROVAL
+    drafter = notification.sender_id is not None and notification.sender_id == user.pk
+    return {
+        "awaiting": awaiting, "is_drafter": drafter,
+        "drafted_by": person_name(notification.sender) if notification.sender else _("the system"),
+        "approved_by": person_name(notification.approved_by) if notification.approved_by else "",
+        "refused_by": person_name(notification.refused_by) if notification.refused_by else "",
+        "can_decide": awaiting and not drafter and user.has_perm(EMERGENCY_PERMISSION),
+    }
+
+
+def escalation_context(notification):
+    """How an alert asking for acknowledgement escalates: {"delay_minutes", "ladder" (channel names), "own"}."""
+    if not notification.requires_ack:
+        return None
+    notifier = get_notifier(notification.notifier)
+    ladder = escalation_ladder(notifier, notification)
+    return {"delay_minutes": int(escalation_delay(notifier, notification).total_seconds() // 60),
+            "ladder": [channel_name(channel) for channel in ladder],
+            "escalates": len(ladder) > 1,
+            "own": bool(notification.escalation_ladder or notification.escalation_delay_minutes)}
+
+
 def watch_context(request, notification):
     """The Watch page's context: the live status, reach percentiles, and the page of acknowledgements asked for."""
     status = watch_status(notification)
@@ -155,6 +188,7 @@ def watch_context(request, notification):
         "status_url": reverse("admin:notifications_notification_status", args=[notification.pk]),
         "export_url": reverse("admin:notifications_notification_export", args=[notification.pk]),
         "act_url": reverse("admin:notifications_notification_act", args=[notification.pk]),
+        "approval": approval_context(request.user, notification), "escalation": escalation_context(notification),
     }
 
 
@@ -309,3 +343,22 @@ def publish_submit(request, notification):
         return
     messages.success(request, _("The incident is public in the CAP feed.") if public
                      else _("The incident is no longer public in the CAP feed: only signed-in readers see it."))
+
+
+# --- drills and tests ------------------------------------------------------------------------
+
+def drills_view(request):
+    """Exercise and test alerts by year (date, title, sent by, approved by, reach, acknowledged): the record of the
+    yearly test of the emergency system the Clery Act asks for. Staff with the emergency permission, and Admin."""
+    if not request.user.has_perm(EMERGENCY_PERMISSION):
+        raise PermissionDenied
+    this_year = timezone.localdate().year
+    try:
+        year = int(request.GET.get("year") or this_year)
+    except ValueError:
+        year = this_year
+    year = min(max(year, 2000), 9999)
+    rows = drills(request.user, year=year)
+    context = {**admin.site.each_context(request), "title": _("Drills and tests"), "year": year, "rows": rows,
+               "previous_year": year - 1, "next_year": year + 1 if year < this_year else None}
+    return TemplateResponse(request, "admin/notifications/drills.html", context)

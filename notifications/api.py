@@ -36,6 +36,8 @@ from .services import inbox
 from .services.preferences import preference_grid, preferences_save
 from .serializers import (
     DeliverySerializer,
+    DrillSerializer,
+    DrillsQuerySerializer,
     ExplainQuerySerializer,
     InboxMessageSerializer,
     MetricsQuerySerializer,
@@ -49,6 +51,7 @@ from .serializers import (
     PushSubscriptionSerializer,
     RecipientExplanationSerializer,
     RollCallSerializer,
+    RejectSerializer,
 )
 
 IDEMPOTENCY_KEY_MAX = 150
@@ -120,8 +123,12 @@ def notifications_for(request):
         responses={201: NotificationDetailSerializer,
                    200: OpenApiResponse(NotificationDetailSerializer,
                                         description="A replay: same Idempotency-Key and body as an earlier request.")}),
-    cancel=extend_schema(summary="Cancel a scheduled or running notification", request=None,
+    cancel=extend_schema(summary="Cancel a notification awaiting approval, scheduled or running", request=None,
                          responses={200: NotificationDetailSerializer}),
+    approve=extend_schema(summary="Approve an emergency alert another person drafted: it is sent",
+                          request=None, responses={200: NotificationDetailSerializer}),
+    reject=extend_schema(summary="Refuse an emergency alert another person drafted: it is cancelled, with the reason",
+                         request=RejectSerializer, responses={200: NotificationDetailSerializer}),
     deliveries=extend_schema(summary="Deliveries of a notification", filters=False, parameters=[
         OpenApiParameter("status", str, enum=Delivery.Status.values),
         OpenApiParameter("channel", str, enum=Channel.values),
@@ -146,10 +153,11 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
         "create": ["notifications.add_notification"], "cancel": ["notifications.change_notification"],
         "deliveries": ["notifications.view_delivery"], "preview": ["notifications.view_notification"],
         "explain": ["notifications.view_delivery"], "roll_call": ["notifications.view_notification"],
+        "approve": ["notifications.send_emergency"], "reject": ["notifications.send_emergency"],
     }
     required_scopes = {"list": "read_deliveries", "retrieve": "read_deliveries", "deliveries": "read_deliveries",
                        "preview": "read_deliveries", "explain": "read_deliveries", "create": "send", "cancel": "send",
-                       "roll_call": "read_deliveries"}
+                       "roll_call": "read_deliveries", "approve": "send", "reject": "send"}
     lookup_value_regex = ID_REGEX
     filterset_class = NotificationFilter
     pagination_class = cursor_pagination("-created_at")
@@ -191,6 +199,29 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
             services.notification_cancel(notification, by=request.user)
         except DjangoValidationError as exc:
             raise Conflict(exc.messages[0], code="not_cancellable")
+        return Response(NotificationDetailSerializer(notification).data)
+
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        """The two-person rule's second person: 403 for the drafter, 409 unless it awaits approval."""
+        notification = self.get_object()
+        try:
+            services.notification_approve(notification, by=request.user)
+        except DjangoValidationError as exc:
+            raise Conflict(exc.messages[0], code="not_awaiting_approval")
+        return Response(NotificationDetailSerializer(notification).data)
+
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        notification = self.get_object()
+        body = RejectSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            services.notification_reject(notification, by=request.user, reason=body.validated_data["reason"])
+        except DjangoValidationError as exc:
+            if getattr(exc, "code", None) == "not_awaiting_approval":
+                raise Conflict(exc.messages[0], code="not_awaiting_approval")
+            raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
         return Response(NotificationDetailSerializer(notification).data)
 
     @action(detail=True, methods=["get"], pagination_class=cursor_pagination("id", 100))
@@ -397,6 +428,24 @@ class PushSubscriptionApi(APIView):
         subscription = get_object_or_404(PushSubscription, user=request.user, endpoint=endpoint)
         subscription.delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- drills -------------------------------------------------------------------------------
+
+class DrillsApi(APIView):
+    """Exercise and test alerts of a year, for the Clery Act's yearly test of the emergency system."""
+
+    permission_classes = DEFAULT
+    required_perms = {"get": ["notifications.send_emergency"]}
+    required_scopes = {"get": "read_deliveries"}
+
+    @extend_schema(summary="Exercise and test alerts of a year: sent by, approved by, reach, acknowledgements",
+                   parameters=[DrillsQuerySerializer], responses=DrillSerializer(many=True))
+    def get(self, request):
+        query = DrillsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        rows = selectors.drills(request.user, year=query.validated_data["year"])
+        return Response(DrillSerializer(rows, many=True).data)
 
 
 # --- metrics ------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from .services.estimate import draft_estimate, duration_text
 COMPOSE_TEMPLATE = "admin/notifications/notification/compose.html"
 CONFIRM_TEMPLATE = "admin/notifications/notification/confirm.html"
 DRAFT_FIELDS = ("notifier", "category", "priority", "title", "body", "translations", "data", "channels", "audience",
-                "deadline", "requires_ack", "checkin")
+                "deadline", "requires_ack", "checkin", "alert_status", "escalation_delay_minutes", "escalation_ladder")
 # Reasons that hold a delivery (it is sent later), not refuse it.
 HELD = (Delivery.Reason.QUIET_HOURS, Delivery.Reason.DIGEST)
 
@@ -64,7 +64,7 @@ def compose_view(model_admin, request):
         try:
             # What sending would refuse is refused here, before the confirmation is shown.
             cleaned = services.notification_validate(**kwargs)
-            services.audience_check(request.user, cleaned["audience"])
+            services.send_check(request.user, cleaned)
             draft = Notification(**{name: cleaned[name] for name in DRAFT_FIELDS})
             recipients = audience_users(cleaned["audience"])
             plan = notification_plan_counts(draft, recipients)
@@ -73,7 +73,9 @@ def compose_view(model_admin, request):
                     raise NobodyReceives
                 return compose_send(model_admin, request, form, kwargs)
             context.update(compose_confirmation(request, draft, recipients, plan),
-                           scheduled_for=cleaned["scheduled_for"], zone=form.zone.key)
+                           scheduled_for=cleaned["scheduled_for"], zone=form.zone.key,
+                           awaiting_approval=draft.is_emergency and services.needs_approval(
+                               sender=request.user, template=None, parent=None, fields=cleaned))
             if draft.is_emergency:  # before an emergency alert: how long to hand it over, what the SMS cost
                 estimate = draft_estimate(draft, recipients, fallback_sample=request.user)
                 context.update(estimate=estimate, estimate_time=duration_text(estimate["seconds"]))
@@ -200,7 +202,12 @@ def audience_summary(audience):
 def compose_send(model_admin, request, form, kwargs):
     key = f"console:{request.user.pk}:{form.cleaned_data['token']}"
     notification, created = services.notification_send(sender=request.user, idempotency_key=key, **kwargs)
-    if created:
+    if created and notification.status == Notification.Status.AWAITING_APPROVAL:
+        model_admin.log_addition(request, notification, [{"added": {}}])
+        model_admin.message_user(request, _("“%(title)s” is awaiting approval: a second person with the emergency "
+                                            "permission must approve it before it is sent to %(audience)s.") % {
+            "title": notification.title, "audience": audience_summary(notification.audience)}, messages.WARNING)
+    elif created:
         model_admin.log_addition(request, notification, [{"added": {}}])
         model_admin.message_user(request, _("“%(title)s” accepted for %(audience)s.") % {
             "title": notification.title, "audience": audience_summary(notification.audience)})

@@ -17,6 +17,8 @@ from accounts.models import Cohort, Role
 from channels_app.constants import Category, Channel, Priority, Severity
 from channels_app.registry import NotificationMeta, notifier_choices
 
+from .models import Notification
+
 # What each kind of message is called on the form (the notifier's key stays the value sent).
 KIND_LABELS = {
     "academic": _("Academic: courses, deadlines, grades, timetable"),
@@ -76,13 +78,27 @@ class ComposeForm(forms.Form):
     checkin = forms.BooleanField(label=_("Ask for a check-in by text message"), required=False,
                                  help_text=_("Emergency alerts sent on SMS: \u201cReply 1 if you are safe, 2 if you "
                                              "need help.\u201d The answers are the roll call on the Watch page."))
+    alert_status = forms.ChoiceField(
+        label=_("Alert status"), choices=Notification.AlertStatus.choices, initial=Notification.AlertStatus.ACTUAL,
+        required=False,
+        help_text=_("Emergency alerts only. An exercise is labelled EXERCISE on every channel; a test goes only to "
+                    "the test list."))
+    escalation_delay_minutes = forms.IntegerField(
+        label=_("Escalation delay (minutes)"), required=False,
+        help_text=_("Optional. How long to wait for an acknowledgement before the next channel; empty: the kind "
+                    "of message's delay."))
+    escalation_ladder = forms.CharField(
+        label=_("Escalation channels, in order"), required=False, max_length=100,
+        help_text=_("Optional. The channels to try in turn, separated by commas, among email, sms, push and inbox "
+                    "(e.g. push, sms, email); empty: the kind of message's order."))
     token = forms.CharField(widget=forms.HiddenInput, required=False)
 
     SECTIONS = (
-        ("message", _("Message"), ("notifier", "category", "priority", "severity", "title", "body", "title_fr",
-                                   "body_fr", "channels")),
+        ("message", _("Message"), ("notifier", "alert_status", "category", "priority", "severity", "title", "body",
+                                   "title_fr", "body_fr", "channels")),
         ("audience", _("Audience"), ("cohorts", "users", "roles", "everyone")),
         ("timing", _("Timing"), ("scheduled_for", "deadline", "requires_ack", "checkin")),
+        ("escalation", _("Escalation"), ("escalation_delay_minutes", "escalation_ladder")),
     )
 
     def __init__(self, *args, user, is_admin, **kwargs):
@@ -117,6 +133,10 @@ class ComposeForm(forms.Form):
         """[(key, legend, [bound fields])] in the order the form shows them."""
         return [(key, legend, [self[name] for name in names if name in self.fields])
                 for key, legend, names in self.SECTIONS]
+
+    def clean_escalation_ladder(self):
+        raw = self.cleaned_data.get("escalation_ladder") or ""
+        return [name.strip().lower() for name in raw.replace(";", ",").replace(" ", ",").split(",") if name.strip()]
 
     def clean_users(self):
         raw = self.cleaned_data.get("users") or ""
@@ -163,6 +183,9 @@ class ComposeForm(forms.Form):
             data={"severity": data["severity"]} if data.get("severity") else {},
             audience=self.audience(), scheduled_for=data.get("scheduled_for"), deadline=data.get("deadline"),
             requires_ack=data.get("requires_ack"), checkin=bool(data.get("checkin")),
+            alert_status=data.get("alert_status") or None,
+            escalation_delay_minutes=data.get("escalation_delay_minutes"),
+            escalation_ladder=data.get("escalation_ladder") or [],
         )
 
 

@@ -43,8 +43,8 @@ def audience_size(notification):
 def watch_progress(notification):
     """Where a notification stands, in people out of its audience (a total that never grows).
 
-    Returns {"status", "status_label", "state" (scheduled, waiting, running, finished, cancelled,
-    cancelled_before_start),
+    Returns {"status", "status_label", "state" (awaiting [approval], scheduled, waiting, running, finished,
+    cancelled, cancelled_before_start),
     "audience", "reached", "settled" (people with nothing pending), "pending" (deliveries),
     "percent", "final", "scheduled_for"}. `percent` is the settled share while it runs, 100 when
     finished, and the reached share of a cancelled notification (it stopped short).
@@ -63,6 +63,8 @@ def watch_progress(notification):
         state = "cancelled" if totals["people"] or notification.started_at else "cancelled_before_start"
     elif status == Notification.Status.SCHEDULED:
         state = "scheduled"
+    elif status == Notification.Status.AWAITING_APPROVAL:
+        state = "awaiting"
     elif notification.is_final or (fanned_out and not pending):
         state = "finished"
     elif totals["people"]:
@@ -153,8 +155,8 @@ def watch_actions(notification, *, acks=None):
     waiting = (live and notification.requires_ack and bool(notification.fanned_out_at)
                and (acks or acknowledgement_counts(notification))["waiting"] > 0)
     return {"retry": failed, "resend": waiting,
-            "cancel": notification.status in (Notification.Status.SCHEDULED, Notification.Status.QUEUED,
-                                              Notification.Status.SENDING)}
+            "cancel": notification.status in (Notification.Status.AWAITING_APPROVAL, Notification.Status.SCHEDULED,
+                                              Notification.Status.QUEUED, Notification.Status.SENDING)}
 
 
 def delivery_export(notification):

@@ -28,7 +28,8 @@ from .engine.audience import audience_users
 from .models import IncidentTemplate, Notification
 from .selectors import notification_plan_counts
 from .services.estimate import draft_estimate, duration_text
-from .services.templates import SEND_PERMISSION, alert_from_template, template_send_fields
+from .services.sending import EMERGENCY_PERMISSION
+from .services.templates import alert_from_template, template_send_fields
 
 PICK_TEMPLATE = "admin/notifications/incidenttemplate/pick.html"
 FILL_TEMPLATE = "admin/notifications/incidenttemplate/fill.html"
@@ -50,7 +51,7 @@ STATUS_HELP = {
 
 
 def may_send(request):
-    if not request.user.has_perm(SEND_PERMISSION):
+    if not request.user.has_perm(EMERGENCY_PERMISSION):
         raise PermissionDenied
 
 
@@ -165,7 +166,7 @@ def emergency_send_view(request, template_id):
             kwargs = form.send_kwargs()
             fields = template_send_fields(template, **kwargs)
             cleaned = services.notification_validate(**fields)
-            services.audience_check(request.user, cleaned["audience"])
+            services.send_check(request.user, cleaned)
             draft = Notification(template=template, template_version=template.version,
                                  **{name: cleaned[name] for name in DRAFT_FIELDS if name in cleaned})
             recipients = audience_users(cleaned["audience"])

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
 from django.db.models.expressions import RawSQL
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
 from channels_app.constants import Category, Channel, Priority
@@ -99,6 +99,10 @@ class Notification(models.Model):
     approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                     related_name="approved_notifications", verbose_name=_("approved by"))
     approved_at = models.DateTimeField(_("approved at"), null=True, blank=True)
+    refused_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="refused_notifications", verbose_name=_("refused by"))
+    refusal_reason = models.TextField(_("reason for refusing"), blank=True,
+                                      help_text=_("Why the second person refused to approve the alert."))
     escalation_delay_minutes = models.PositiveIntegerField(
         _("escalation delay (minutes)"), null=True, blank=True,
         help_text=_("Empty: the kind of message's delay."))
@@ -127,6 +131,11 @@ class Notification(models.Model):
         return self.title
 
     EMERGENCY_NOTIFIER = "security"
+    # (title prefix, first line of the body) of an alert that is not real, in every language (content_for).
+    ALERT_LABELS = {
+        AlertStatus.EXERCISE: (_("EXERCISE"), _("EXERCISE — this is a drill.")),
+        AlertStatus.TEST: (_("TEST"), _("TEST — this is a test of the alert system; no action is needed.")),
+    }
 
     @property
     def is_emergency(self):
@@ -144,8 +153,14 @@ class Notification(models.Model):
         """
         version = (self.translations or {}).get(language) or {}
         if version.get("title") and version.get("body"):
-            return version["title"], version["body"]
-        return self.title, self.body
+            title, body = version["title"], version["body"]
+        else:
+            title, body = self.title, self.body
+        label = self.ALERT_LABELS.get(self.alert_status)
+        if label:  # an exercise or a test says so first, on every channel, in the recipient's language
+            with translation.override(language):
+                title, body = f"{label[0]} — {title}", f"{label[1]}\n\n{body}"
+        return title, body
 
     def child_family_root(self):
         """The `family_root` of a notification whose `parent` is this one."""

@@ -18,7 +18,7 @@ from channels_app.models import PushSubscription
 from channels_app.registry import get_notifier
 
 from .engine.audience import audience_users
-from .engine.escalation import ESCALATION_WINDOW
+from .engine.escalation import ESCALATION_WINDOW, escalation_delay
 from .engine.inbox import inbox_unread_count
 from .engine.planning import RECIPIENT_FIELDS, DeliveryPlanner
 from .models import Delivery, InboxMessage, Notification, SmsReply
@@ -38,13 +38,17 @@ User = get_user_model()
 def notifications_visible_to(user):
     """Notifications a user may see and act on as a sender or operator.
 
-    Admin: all. Staff: those they sent, and those whose whole audience they manage — every
+    Admin: all. With the emergency permission: every emergency alert too. Staff: those they sent, and
+    those whose whole audience they manage — every
     cohort in it is one of theirs, nobody outside (no everyone, no role, no user outside
     their cohorts). A staff member of cohort A never reaches an administrator's
     notification to A and B, nor B's deliveries.
     """
     if is_admin(user):
         return Notification.objects.all()
+    # Whoever may send and approve emergency alerts oversees all of them (the second person of the rule).
+    emergency = (Q(notifier=Notification.EMERGENCY_NOTIFIER) if user.has_perm("notifications.send_emergency")
+                 else Q(pk__in=[]))
     managed = Cohort.objects.filter(managers=user)
     links = Notification.cohorts.through.objects
     within = (Notification.objects
@@ -53,7 +57,8 @@ def notifications_visible_to(user):
               .filter(Q(audience__everyone__isnull=True) | Q(audience__everyone=False))
               .exclude(audience__has_key="roles"))
     outside = _with_users_outside(within.filter(audience__has_key="users"), managed)
-    return Notification.objects.filter(Q(sender=user) | Q(pk__in=within.exclude(pk__in=outside).values("pk")))
+    return Notification.objects.filter(Q(sender=user) | Q(pk__in=within.exclude(pk__in=outside).values("pk"))
+                                       | emergency)
 
 
 def _with_users_outside(notifications, cohorts):
@@ -294,12 +299,13 @@ def sends_recent(user, *, limit=20):
 
 
 def sends_needing_action(user, *, now=None, days=7, limit=10):
-    """What a console user should look at: {"failed": [...], "unacknowledged": [...]}.
+    """What a console user should look at: {"failed": [...], "unacknowledged": [...], "awaiting": [...]}.
 
     `failed`: notifications of the last `days` that ended failed or partly failed, each with `failed_count`
     (its failed deliveries). `unacknowledged`: alerts asking for acknowledgement whose escalation delay has
     passed while people still have not acknowledged — [{"notification", "recipients", "acknowledged",
-    "waiting", "overdue_since"}]. Only notifications `user` may see; at most `limit` of each.
+    "waiting", "overdue_since"}]. `awaiting`: emergency alerts awaiting a second person's approval.
+    Only notifications `user` may see; at most `limit` of each.
     """
     now = now or timezone.now()
     visible = notifications_visible_to(user)
@@ -313,7 +319,7 @@ def sends_needing_action(user, *, now=None, days=7, limit=10):
                              started_at__gte=now - min(ESCALATION_WINDOW, timedelta(days=days)))
               .exclude(status=Notification.Status.CANCELLED).order_by("-started_at", "-pk"))
     for notification in asking[:100]:
-        overdue_since = notification.started_at + get_notifier(notification.notifier).escalation_delay
+        overdue_since = notification.started_at + escalation_delay(get_notifier(notification.notifier), notification)
         if overdue_since > now:
             continue
         counts = acknowledgement_counts(notification)
@@ -321,7 +327,25 @@ def sends_needing_action(user, *, now=None, days=7, limit=10):
             unacknowledged.append({"notification": notification, "overdue_since": overdue_since, **counts})
             if len(unacknowledged) >= limit:
                 break
-    return {"failed": failed, "unacknowledged": unacknowledged}
+    awaiting = list(visible.filter(status=Notification.Status.AWAITING_APPROVAL).select_related("sender")
+                    .order_by("created_at", "pk")[:limit])
+    return {"failed": failed, "unacknowledged": unacknowledged, "awaiting": awaiting}
+
+
+def drills(user, *, year):
+    """Exercise and test alerts of `year` that `user` may see, oldest first, for the Clery Act's yearly test:
+    each with `reached` (people sent or delivered to) and `acknowledged` (people who acknowledged)."""
+    def people(rows):
+        return Coalesce(Subquery(rows.order_by().values("notification").annotate(
+            n=Count("recipient", distinct=True)).values("n"), output_field=IntegerField()), Value(0))
+
+    reached = people(Delivery.objects.filter(notification=OuterRef("pk"), status__in=Delivery.REACHED_STATUSES))
+    acknowledged = people(InboxMessage.objects.filter(notification=OuterRef("pk"), acknowledged_at__isnull=False))
+    return (notifications_visible_to(user)
+            .filter(notifier=Notification.EMERGENCY_NOTIFIER, created_at__year=year,
+                    alert_status__in=[Notification.AlertStatus.EXERCISE, Notification.AlertStatus.TEST])
+            .select_related("sender", "approved_by")
+            .annotate(reached=reached, acknowledged=acknowledged).order_by("created_at", "pk"))
 
 
 def push_subscription_count(user):

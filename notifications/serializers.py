@@ -72,6 +72,18 @@ class NotificationCreateSerializer(serializers.Serializer):
                   'safe, 2 if you need help."; the answers are the roll call (roll-call/).')
     data = serializers.DictField(required=False, default=dict,
                                  help_text="Extra template context, e.g. course, severity, location.")
+    alert_status = serializers.ChoiceField(
+        choices=Notification.AlertStatus.choices, default=Notification.AlertStatus.ACTUAL,
+        help_text="CAP status of an emergency alert: an exercise is labelled EXERCISE on every channel; a test goes "
+                  "only to the test list (EMERGENCY_TEST_COHORT), whatever the audience. Others: actual only.")
+    escalation_delay_minutes = serializers.IntegerField(
+        required=False, allow_null=True,
+        help_text="Minutes to wait for an acknowledgement before escalating (within ESCALATION_DELAY_MIN_MINUTES "
+                  "and ESCALATION_DELAY_MAX_MINUTES); empty: the kind of message's delay.")
+    escalation_ladder = serializers.ListField(
+        child=serializers.ChoiceField(choices=Channel.choices), required=False, max_length=len(Channel.choices),
+        help_text="Channels to escalate on, in order, among those it is sent on; the first send is the first rung. "
+                  "Empty: the kind of message's ladder.")
 
     def validate_data(self, value):
         _no_nul(value)
@@ -107,7 +119,7 @@ class NotificationSerializer(serializers.ModelSerializer):
         model = Notification
         fields = ["id", "notifier", "category", "priority", "title", "status", "channels", "audience", "sender",
                   "scheduled_for", "deadline", "requires_ack", "recipient_count", "parent", "created_at",
-                  "completed_at"]
+                  "completed_at", "alert_status"]
         read_only_fields = fields
 
 
@@ -117,8 +129,15 @@ class NotificationDetailSerializer(NotificationSerializer):
 
     class Meta(NotificationSerializer.Meta):
         fields = NotificationSerializer.Meta.fields + ["body", "translations", "data", "reminder_offsets",
-                                                        "delivery_counts"]
+                                                        "delivery_counts", "escalation_delay_minutes",
+                                                        "escalation_ladder", "approved_by", "approved_at",
+                                                        "refused_by", "refusal_reason"]
         read_only_fields = fields
+
+    approved_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True,
+                                               help_text="The second person who approved an emergency alert.")
+    refused_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True,
+                                              help_text="The second person who refused it (then cancelled).")
 
     def get_delivery_counts(self, notification) -> dict[str, dict[str, int]]:
 
@@ -284,3 +303,24 @@ class RollCallSerializer(serializers.Serializer):
     safe = RollCallGroupSerializer()
     other = RollCallGroupSerializer(help_text="Answered something else than 1 or 2.")
     no_answer = RollCallGroupSerializer()
+
+
+class RejectSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=1000, help_text="Why it is refused: the person who drafted it reads it.")
+
+
+class DrillsQuerySerializer(serializers.Serializer):
+    year = serializers.IntegerField(min_value=2000, max_value=9999, help_text="Calendar year (UTC), e.g. 2026.")
+
+
+class DrillSerializer(serializers.ModelSerializer):
+    sender = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    approved_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    reached = serializers.IntegerField(read_only=True, help_text="People sent or delivered to.")
+    acknowledged = serializers.IntegerField(read_only=True, help_text="People who acknowledged it.")
+
+    class Meta:
+        model = Notification
+        fields = ["id", "created_at", "title", "alert_status", "status", "sender", "approved_by", "approved_at",
+                  "recipient_count", "reached", "acknowledged"]
+        read_only_fields = fields

@@ -116,7 +116,7 @@ def assert_accessible(page):
 # Words that read the same in both languages (names of things, not sentences).
 SAME_IN_BOTH_LANGUAGES = {"FlashNotify", "SMS", "Push", "OK", "CSV", "API", "JSON", "SVG", "URL", "%", "Total",
                           "Notifications", "Notification", "Message", "Messages", "Type", "Action", "Actions",
-                          "Date", "Statut", "Description", "Important", "Maximum", "Minimum", "Staff", "Admin"}
+                          "Date", "Statut", "Description", "Important", "Maximum", "Minimum", "Staff", "Admin", "Test"}
 
 _VISIBLE_TEXTS = """() => {
   const texts = new Set();

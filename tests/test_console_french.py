@@ -9,10 +9,11 @@ import re
 from html.parser import HTMLParser
 
 import pytest
+from django.contrib.auth.models import Group
 from django.contrib.messages import get_messages
 from django.utils import translation
 
-from accounts.models import ApiKey, Role
+from accounts.models import ApiKey, Role, User
 from notifications.models import Delivery, IncidentTemplate, LedgerEntry, Notification
 from notifications.selectors import reason_label
 from notifications.services import notification_send
@@ -151,6 +152,7 @@ PAGES = {
     "emergency alert": "/admin/emergency/",
     "incident templates": "/admin/notifications/incidenttemplate/",
     "incident template add": "/admin/notifications/incidenttemplate/add/",
+    "drills": "/admin/drills/",
 }
 
 
@@ -163,8 +165,15 @@ def test_it_shows_no_english_on_a_french_console_page(console, client, page):
 @pytest.mark.django_db
 def test_it_shows_no_english_on_the_pages_of_a_notification_a_person_and_a_delivery(console, client):
     entry = LedgerEntry.objects.filter(notification_id=console["alert"].pk).last()
+    staff = User.objects.get(username="t2000001")
+    staff.groups.add(Group.objects.get(name=Role.EMERGENCY))
+    # Drafted by another person: the Admin sees the Approve and Refuse buttons.
+    to_approve, _ = notification_send(sender=staff, notifier="security", title="Fire drill", body="Leave by stair B.",
+                                      audience={"cohorts": ["cs101"]}, data={"severity": "high"},
+                                      alert_status="exercise", escalation_delay_minutes=5)
     pages = [f"/admin/notifications/notification/{console['notification'].pk}/change/",
              f"/admin/notifications/notification/{console['alert'].pk}/change/",
+             f"/admin/notifications/notification/{to_approve.pk}/change/",
              f"/admin/people/{console['student'].pk}/",
              f"/admin/notifications/delivery/{console['delivery'].pk}/change/",
              f"/admin/accounts/cohort/{console['cohort'].pk}/change/",

@@ -72,8 +72,9 @@ def test_it_says_what_needs_action_failures_and_alerts_unacknowledged_past_their
     mine, _, _ = two_cohorts(staff_user)
     failed = sent_notification(mine, staff_user, title="Timetable", statuses=("failed", "failed"))
     Notification.objects.filter(pk=failed.pk).update(status=Notification.Status.FAILED)
+    # Academic alerts escalate after 4 hours (AcademicNotifier.escalation_delay).
     overdue = sent_notification(mine, staff_user, title="Fire drill", requires_ack=True,
-                                started_at=timezone.now() - timedelta(hours=1))
+                                started_at=timezone.now() - timedelta(hours=5))
     sent_notification(mine, staff_user, title="Just sent", requires_ack=True, started_at=timezone.now())
     client.force_login(staff_user)
 

@@ -17,11 +17,11 @@ from cryptography.hazmat.primitives import serialization
 from playwright.sync_api import expect
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from accounts.models import PhoneVerification
+from accounts.models import PhoneVerification, Role, User
 from channels_app.models import PushSubscription
-from notifications.models import Delivery, InboxMessage, Preference
+from notifications.models import Delivery, InboxMessage, Notification, Preference
 from notifications.engine import deliveries_send, notification_fan_out
-from notifications.services import notification_send
+from notifications.services import notification_approve, notification_send
 
 from .browser import SCREENSHOTS, assert_accessible, sign_in, with_axe
 from .conftest import make_user
@@ -39,6 +39,10 @@ def send(sender, students, **fields):
     """Send through the service, then fan out and deliver right here, as a worker would."""
     fields.setdefault("notifier", "academic")
     notification, _ = notification_send(sender=sender, audience={"users": [s.username for s in students]}, **fields)
+    if notification.status == Notification.Status.AWAITING_APPROVAL:  # the two-person rule: a second admin
+        second = User.objects.filter(username="a7000002").first() or make_user(
+            "a7000002", role=Role.ADMIN, is_staff=True, is_superuser=True)
+        notification_approve(notification, by=second)
     notification_fan_out(notification.pk)
     deliveries_send(list(Delivery.objects.filter(notification=notification, status="queued")
                          .values_list("id", flat=True)))
@@ -52,8 +56,6 @@ def ada(db):
 
 @pytest.fixture
 def sender(db):
-    from accounts.models import Role
-
     return make_user("a7000001", role=Role.ADMIN, is_staff=True, is_superuser=True)
 
 

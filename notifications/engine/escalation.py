@@ -1,8 +1,10 @@
 """Escalation: a notification that must be acknowledged goes again, on the next channel, to whoever
-has not acknowledged it within the notifier's `escalation_delay`.
+has not acknowledged it within its escalation delay: the notification's own
+(`escalation_delay_minutes`) or its notifier's `escalation_delay`.
 
-`Notifier.escalation` is the ladder, e.g. (push, SMS, email): the first send is level 0; level k
-(k ≥ 1) sends on `escalation[k]`. Each level is a new Delivery with `escalation_level = k`
+The ladder is the notification's own (`escalation_ladder`) or its notifier's `Notifier.escalation`,
+e.g. (push, SMS, email): the first send is level 0; level k (k ≥ 1) sends on `ladder[k]`. Each level
+is a new Delivery with `escalation_level = k`
 (deliveries are unique per notification, recipient, channel and level), so the history of every
 attempt stays. A rung the recipient cannot receive on is recorded as skipped with its reason, and
 the next rung is tried at once. The delay runs from the last message sent to (or failed for) the
@@ -32,8 +34,17 @@ Status = Delivery.Status
 ESCALATION_WINDOW = timedelta(days=7)
 
 
-def escalation_ladder(notifier):
-    return [channel for channel in notifier.escalation if channel in notifier.channels]
+def escalation_ladder(notifier, notification=None):
+    """The channels to climb, in order: the notification's own ladder when it has one, else its kind's
+    (`Notifier.escalation`); only channels the notifier sends on."""
+    ladder = (notification.escalation_ladder if notification is not None else None) or notifier.escalation
+    return [channel for channel in ladder if channel in notifier.channels]
+
+
+def escalation_delay(notifier, notification=None):
+    """How long to wait for an acknowledgement: the notification's own delay, else its kind's."""
+    minutes = notification.escalation_delay_minutes if notification is not None else None
+    return timedelta(minutes=minutes) if minutes else notifier.escalation_delay
 
 
 def escalations_run(*, now=None):
@@ -42,16 +53,20 @@ def escalations_run(*, now=None):
     escalated = 0
     with_ladder = [key for key, cls in NotificationMeta.registry.items() if len(escalation_ladder(cls)) > 1]
     # Only the first of a family climbs the ladder: a resend (or a reminder) of it escalating on its own
-    # would send a second SMS to whoever has not acknowledged either.
+    # would send a second SMS to whoever has not acknowledged either. Any notification asking for an
+    # acknowledgement whose ladder, its own or its kind's, has a rung after the first.
     notifications = Notification.objects.filter(
-        requires_ack=True, notifier__in=with_ladder, fanned_out_at__isnull=False,
+        Q(notifier__in=with_ladder) | Q(escalation_ladder__1__isnull=False),
+        requires_ack=True, fanned_out_at__isnull=False,
         started_at__gte=now - ESCALATION_WINDOW, family_root__isnull=True,
     ).exclude(status=Notification.Status.CANCELLED).exclude(
         incident__closed_at__isnull=False,  # its all-clear was sent
     ).select_related("sender")
     for notification in notifications:
         notifier = get_notifier(notification.notifier)
-        if notification.started_at > now - notifier.escalation_delay:
+        if len(escalation_ladder(notifier, notification)) < 2:
+            continue
+        if notification.started_at > now - escalation_delay(notifier, notification):
             continue
         escalated += notification_escalate(notification, notifier=notifier, now=now)
     return {"escalated": escalated} if escalated else {}
@@ -63,8 +78,8 @@ def notification_escalate(notification, *, notifier=None, now=None):
     if incident_closed(notification):
         return 0  # its all-clear was sent: nobody is chased about an incident that is over
     notifier = notifier or get_notifier(notification.notifier)
-    ladder = escalation_ladder(notifier)
-    overdue_before = now - notifier.escalation_delay
+    ladder = escalation_ladder(notifier, notification)
+    overdue_before = now - escalation_delay(notifier, notification)
     acknowledged = InboxMessage.objects.of_family(notification).acknowledged()  # a resend's counts too
     rows = (Delivery.objects.filter(notification=notification)
             .exclude(recipient_id__in=acknowledged.values("recipient_id"))

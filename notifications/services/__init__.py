@@ -1,5 +1,6 @@
 """Services: what the doors (admin, pages, API, commands) call. Writes go through here.
 
+    approval     the two-person rule: approve or refuse an emergency alert awaiting approval
     sending      notification_validate (every door's one validation), notification_send, audience checks, previews
     operations   cancel, retry, resend to the unacknowledged, channel tests, retention purges
     receipts     provider receipts applied to deliveries
@@ -12,6 +13,7 @@
 The engine (notifications.engine) is what workers run; services hand work to it.
 """
 
+from .approval import notification_approve, notification_reject
 from .operations import (
     TESTABLE_CHANNELS,
     channel_send_test,
@@ -29,12 +31,15 @@ from .sending import (
     clean_audience,
     notification_preview,
     notification_send,
+    needs_approval,
     notification_validate,
+    send_check,
 )
 
 __all__ = [
     "TESTABLE_CHANNELS", "IdempotencyConflict", "audience_check", "channel_send_test", "clean_audience",
-    "deliveries_purge", "deliveries_retry", "delivery_record_receipt", "inbox_messages_purge", "notification_cancel",
-    "notification_preview", "notification_resend_unacknowledged", "notification_send", "notification_validate",
-    "retention_purge",
+    "deliveries_purge", "deliveries_retry", "delivery_record_receipt", "inbox_messages_purge", "needs_approval",
+    "notification_approve", "notification_cancel", "notification_preview", "notification_reject",
+    "notification_resend_unacknowledged", "notification_send", "notification_validate", "retention_purge",
+    "send_check",
 ]

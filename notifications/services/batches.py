@@ -196,7 +196,7 @@ def _fan_out_unfinished(notification):
 
 
 def batch_send(*, rows, key, sender=None, notifier, title, body, category=None, priority="normal", channels=None,
-               data=None, translations=None, chunk_size=5000, progress=None):
+               data=None, translations=None, chunk_size=5000, progress=None, alert_status=None):
     """Send `rows` (BatchRow list) as personalised notifications, one per part of `chunk_size` rows.
 
     Returns a list of (notification, created). Raises what `notification_send` raises
@@ -210,7 +210,7 @@ def batch_send(*, rows, key, sender=None, notifier, title, body, category=None, 
         with transaction.atomic():
             notification, created = notification_send(
                 sender=sender, notifier=notifier, title=title, body=body, category=category, priority=priority,
-                channels=channels, data=data, translations=translations,
+                channels=channels, data=data, translations=translations, alert_status=alert_status,
                 audience={"users": [row.username for row in part]},
                 idempotency_key=f"{key}:{index + 1}/{parts}",
             )

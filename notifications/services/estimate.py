@@ -25,7 +25,7 @@ from channels_app.ratelimit import RATE_LIMIT_SETTINGS, configured_rate
 from ..engine.audience import audience_users
 from ..models import Notification
 from ..selectors import notification_plan_counts
-from .sending import audience_check, notification_preview, notification_validate
+from .sending import notification_preview, notification_validate, send_check
 
 ESTIMATE_RATES_SETTING = "ALERT_ESTIMATE_RATES"
 DEFAULT_ESTIMATE_RATES = {"email": 500.0, "sms": 100.0, "push": 500.0, "inbox": 5000.0}
@@ -72,7 +72,7 @@ def alert_estimate(*, sender=None, api_key=None, **fields):
     """
     fields = {name: value for name, value in fields.items() if name not in SEND_ONLY}
     cleaned = notification_validate(**fields)
-    audience_check(sender, cleaned["audience"], api_key=api_key)
+    send_check(sender, cleaned, api_key=api_key)
     model_fields = {field.name for field in Notification._meta.concrete_fields}
     draft = Notification(**{name: value for name, value in cleaned.items() if name in model_fields})
     return draft_estimate(draft, audience_users(cleaned["audience"]), fallback_sample=sender)

@@ -15,10 +15,9 @@ from django.utils.translation import gettext as _
 
 from ..engine.incidents import FOLLOW_UP_ROLES, incident_follow_up_accepted, incident_original
 from ..models import Incident, LedgerEntry, Notification
-from .sending import notification_send
+from .sending import EMERGENCY_PERMISSION, notification_send
 
 logger = logging.getLogger(__name__)
-EMERGENCY_PERMISSION = "notifications.send_emergency"
 
 
 class FollowUpRefused(Exception):

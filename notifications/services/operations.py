@@ -44,14 +44,16 @@ def notification_cancel(notification, *, by=None):
     with transaction.atomic():
         changed = Notification.objects.filter(
             pk=notification.pk,
-            status__in=[Notification.Status.SCHEDULED, Notification.Status.QUEUED, Notification.Status.SENDING],
+            status__in=[Notification.Status.AWAITING_APPROVAL, Notification.Status.SCHEDULED,
+                        Notification.Status.QUEUED, Notification.Status.SENDING],
         ).update(status=Notification.Status.CANCELLED, completed_at=timezone.now())
         if not changed:
             status = Notification.objects.filter(pk=notification.pk).values_list("status", flat=True).first()
             status = status or notification.status
             raise ValidationError(
-                _("Notification %(id)s is %(status)s and cannot be cancelled: only a scheduled, queued or running "
-                  "notification can.") % {"id": notification.pk, "status": status_word(status)})
+                _("Notification %(id)s is %(status)s and cannot be cancelled: only a notification awaiting "
+                  "approval, scheduled, queued or running can.")
+                % {"id": notification.pk, "status": status_word(status)})
         cancelled = Delivery.objects.filter(
             notification=notification, status__in=[Status.QUEUED, Status.RETRYING]
         ).update(status=Status.CANCELLED, claim_token="")

@@ -198,6 +198,18 @@ def clean_escalation(notifier_cls, *, channels, delay_minutes=None, ladder=None)
     return delay_minutes, ladder
 
 
+def test_audience():
+    """The audience of every Test alert: the test list, the cohort settings.EMERGENCY_TEST_COHORT names."""
+    code = settings.EMERGENCY_TEST_COHORT
+    if not code:
+        raise ValidationError(_("A test alert goes only to the test list, and none is set up: an administrator "
+                                "sets EMERGENCY_TEST_COHORT to the code of the test cohort."))
+    if not Cohort.objects.filter(code=code).exists():
+        raise ValidationError(_("A test alert goes only to the test list, the cohort %(code)s, which does not "
+                                "exist.") % {"code": code})
+    return {"cohorts": [code]}
+
+
 def notification_validate(*, notifier, title, body, audience, category=None, priority=Priority.NORMAL,
                           channels=None, data=None, scheduled_for=None, deadline=None, reminder_offsets=None,
                           requires_ack=None, translations=None, alert_status=None, checkin=False,
@@ -213,7 +225,9 @@ def notification_validate(*, notifier, title, body, audience, category=None, pri
     reminder_offsets. Returns a dict with notifier, title, body, translations (the languages
     given), category (defaulted), priority, channels (defaulted, deduplicated), data, audience
     (cleaned), scheduled_for, deadline, reminder_offsets (sorted) and requires_ack (the
-    notifier's default applied).
+    notifier's default applied), alert_status (an exercise or a test only for an emergency alert; a
+    test's audience is the test list, whatever was asked), checkin, escalation_delay_minutes and
+    escalation_ladder.
     """
     notifier_cls = NotificationMeta.registry.get(notifier)
     if notifier_cls is None:
@@ -277,6 +291,14 @@ def notification_validate(*, notifier, title, body, audience, category=None, pri
     if alert_status not in Notification.AlertStatus.values:
         errors["alert_status"] = [_("Unknown alert status %(status)r; choose one of %(choices)s.")
                                   % {"status": alert_status, "choices": ", ".join(Notification.AlertStatus.values)}]
+    elif alert_status != Notification.AlertStatus.ACTUAL and notifier != Notification.EMERGENCY_NOTIFIER:
+        errors["alert_status"] = [_("Only an emergency alert (security and emergency) can be an exercise or a "
+                                    "test.")]
+    elif alert_status == Notification.AlertStatus.TEST and "audience" not in errors:
+        try:
+            audience = test_audience()
+        except ValidationError as exc:
+            errors["alert_status"] = exc.messages
     if checkin and notifier != Notification.EMERGENCY_NOTIFIER:
         errors["checkin"] = [_("Only an emergency alert can ask for a check-in.")]
     elif checkin and Channel.SMS not in channels:
@@ -315,7 +337,7 @@ def notification_send(*, sender, notifier, title, body, audience, category=None,
         alert_status=alert_status, checkin=checkin, escalation_delay_minutes=escalation_delay_minutes,
         escalation_ladder=escalation_ladder)
     audience, reminder_offsets = cleaned["audience"], cleaned["reminder_offsets"]
-    audience_check(sender, audience, api_key=api_key)
+    send_check(sender, cleaned, api_key=api_key)
 
     fields = cleaned
     # Without translations (or the emergency fields at their defaults), the fingerprint of a request is what
@@ -331,6 +353,9 @@ def notification_send(*, sender, notifier, title, body, audience, category=None,
     now = timezone.now()
     scheduled = bool(scheduled_for and scheduled_for > now)
     emergency = notifier == Notification.EMERGENCY_NOTIFIER
+    awaiting = emergency and needs_approval(sender=sender, template=template, parent=parent, fields=fields)
+    status = (Notification.Status.AWAITING_APPROVAL if awaiting
+              else Notification.Status.SCHEDULED if scheduled else Notification.Status.QUEUED)
     try:
         with transaction.atomic():
             if emergency and incident is None and parent is None:
@@ -341,24 +366,76 @@ def notification_send(*, sender, notifier, title, body, audience, category=None,
             notification = Notification.objects.create(
                 sender=sender, idempotency_key=idempotency_key, request_fingerprint=fingerprint, parent=parent,
                 family_root_id=parent.child_family_root() if parent else None,
-                status=Notification.Status.SCHEDULED if scheduled else Notification.Status.QUEUED,
-                template=template, template_version=template_version, incident=incident, thread_role=thread_role,
+                status=status, template=template, template_version=template_version, incident=incident,
+                thread_role=thread_role,
                 **fields,
             )
             if emergency:
                 ledger_record_draft(notification, actor=sender)
             if audience.get("cohorts"):
                 notification.cohorts.set(Cohort.objects.filter(code__in=audience["cohorts"]))
-            if reminder_offsets:
-                _schedule_reminders(notification, now=now)
-            if not scheduled:
-                transaction.on_commit(lambda: enqueue_fan_out(notification.pk))
+            if not awaiting:
+                notification_hand_over(notification, actor=sender, now=now)
     except IntegrityError:
         if idempotency_key:  # a concurrent request with the same key won the race
             return _replay(Notification.objects.get(idempotency_key=idempotency_key), fingerprint)
         raise
     log_notification(notification, notification.status)
     return notification, True
+
+
+def notification_hand_over(notification, *, actor=None, now=None):
+    """Hand a stored notification (queued or scheduled) to the fan-out: its reminders, the fan-out task
+    when it is due now (once the transaction commits), and the ledger's SENT entry of an emergency alert.
+
+    What `notification_send` does at once, and `notification_approve` on approval."""
+    now = now or timezone.now()
+    if notification.reminder_offsets:
+        _schedule_reminders(notification, now=now)
+    if notification.status == Notification.Status.QUEUED:
+        transaction.on_commit(lambda: enqueue_fan_out(notification.pk))
+    LedgerEntry.record(notification, LedgerEntry.Event.SENT, actor=actor, data={
+        "status": notification.status,
+        "scheduled_for": notification.scheduled_for.isoformat() if notification.scheduled_for else None})
+
+
+def needs_approval(*, sender, template, parent, fields):
+    """Whether an emergency alert waits for a second person (the two-person rule, EMERGENCY_TWO_PERSON_RULE).
+
+    A free-text alert drafted by a person waits. What goes at once: alerts the system makes (no sender),
+    alerts from an incident template (its content was approved when it was written), and a resend of an
+    approved alert with its content unchanged (notification_resend_unacknowledged).
+    """
+    if not settings.EMERGENCY_TWO_PERSON_RULE or sender is None or template is not None:
+        return False
+    if parent is not None and parent.status != Notification.Status.AWAITING_APPROVAL and (
+            parent.title, parent.body, parent.translations) == (fields["title"], fields["body"],
+                                                                 fields["translations"]):
+        return False
+    return True
+
+
+def send_check(sender, cleaned, *, api_key=None):
+    """Raise PermissionDenied unless `sender` may send `cleaned` (notification_validate's answer).
+
+    An emergency alert needs the emergency permission (notifications.send_emergency); the audience is
+    checked by `audience_check`, except a test alert's: it goes to the institution's test list only.
+    """
+    if cleaned["notifier"] == Notification.EMERGENCY_NOTIFIER:
+        emergency_permission_check(sender)
+        if cleaned["alert_status"] == Notification.AlertStatus.TEST:
+            return
+    audience_check(sender, cleaned["audience"], api_key=api_key)
+
+
+EMERGENCY_PERMISSION = "notifications.send_emergency"
+
+
+def emergency_permission_check(user):
+    """Raise PermissionDenied unless `user` (None: the system) may send and approve emergency alerts."""
+    if user is not None and not user.has_perm(EMERGENCY_PERMISSION):
+        raise PermissionDenied(_("Sending or approving an emergency alert needs the emergency permission "
+                                 "(the Emergency role)."))
 
 
 def ledger_record_draft(notification, *, actor):

@@ -17,11 +17,12 @@ from channels_app.constants import Severity
 from channels_app.registry import NotificationMeta
 
 from ..models import IncidentTemplate, IncidentTemplateVersion, Notification
-from .sending import clean_audience, clean_escalation, clean_translations, notification_send, text_problem
+from .sending import (
+    EMERGENCY_PERMISSION, clean_audience, clean_escalation, clean_translations, notification_send, text_problem,
+)
 
 logger = logging.getLogger(__name__)
 
-SEND_PERMISSION = "notifications.send_emergency"
 
 # What a version covers: a change of any of these raises the template's version.
 CONTENT_FIELDS = ("title", "body", "translations", "variables", "severity", "channels", "audience",
@@ -246,7 +247,7 @@ def template_send_fields(template, *, variables, alert_status=None, audience=Non
 
 def alert_check_permission(sender):
     """PermissionDenied unless `sender` may send emergency alerts (notifications.send_emergency)."""
-    if sender is None or not sender.has_perm(SEND_PERMISSION):
+    if sender is None or not sender.has_perm(EMERGENCY_PERMISSION):
         raise PermissionDenied(_("Sending an emergency alert needs the emergency permission."))
 
 

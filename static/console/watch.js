@@ -73,17 +73,19 @@
       .forEach(function (pair) { var button = byId(pair[0]); if (button) { button.hidden = !pair[1]; } });
   }
 
-  var wasScheduled = bar.dataset.state === "scheduled";
+  // Held: scheduled for later, or awaiting a second person's approval. Nothing moves until that changes.
+  function held(state) { return state === "scheduled" || state === "awaiting"; }
+  var heldAs = held(bar.dataset.state) ? bar.dataset.state : null;
   function poll() {
     fetch(bar.dataset.url, {credentials: "same-origin", headers: {"Accept": "application/json"}})
       .then(function (response) { return response.json(); })
       .then(function (s) {
-        if (s.final || (wasScheduled && s.state !== "scheduled")) {
+        if (s.final || (heldAs && s.state !== heldAs)) {
           window.location.reload();  // every part of the page is final (or it started): draw it whole
           return;
         }
         draw(s);
-        window.setTimeout(poll, s.state === "scheduled" ? 30000 : 1000);  // nothing moves before its time
+        window.setTimeout(poll, held(s.state) ? 30000 : 1000);  // nothing moves before its time
       })
       .catch(function () { window.setTimeout(poll, 3000); });
   }

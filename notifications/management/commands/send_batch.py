@@ -3,6 +3,7 @@ import sys
 import time
 from argparse import RawDescriptionHelpFormatter
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -69,7 +70,11 @@ class Command(BaseCommand):
                                                              "(English when none is given); a template too.")
         parser.add_argument("--body-fr", default="", help="Body in French; give it with --title-fr.")
         parser.add_argument("--data", default="{}", help="JSON object of extra context for every recipient.")
-        parser.add_argument("--sender", help="Username of the sender (their cohort scope applies).")
+        parser.add_argument("--sender", help="Username of the sender (their cohort scope applies). Required for an "
+                                             "emergency alert (--notifier security) under the two-person rule.")
+        parser.add_argument("--alert-status", choices=["actual", "exercise", "test"], default=None,
+                            help="Emergency alerts only: an exercise is labelled EXERCISE on every channel; a test "
+                                 "goes only to the test list (EMERGENCY_TEST_COHORT). Default: actual.")
         parser.add_argument("--idempotency-key", help="Key of this batch (default: derived from the file and options).")
         parser.add_argument("--chunk-size", type=int, default=5000, help="Rows per notification (default 5000).")
         parser.add_argument("--dry-run", action="store_true", help="Show counts and the first message; write nothing.")
@@ -95,9 +100,16 @@ class Command(BaseCommand):
             sender = User.objects.filter(username=options["sender"]).first()
             if sender is None:
                 raise CommandError(f"Unknown sender {options['sender']!r}.")
+        if (options["notifier"] == Notification.EMERGENCY_NOTIFIER and settings.EMERGENCY_TWO_PERSON_RULE
+                and sender is None and not options["dry_run"]):
+            # Without a sender the alert would be the system's and go at once: a person at a shell is a person.
+            raise CommandError("An emergency alert needs --sender: the person who drafts it (it then awaits a "
+                               "second person's approval, the two-person rule).")
         channels = [c.strip() for c in options["channels"].split(",") if c.strip()] if options["channels"] else None
         fields = dict(sender=sender, notifier=options["notifier"], title=options["title"], body=options["body"],
                       category=options["category"], priority=options["priority"], channels=channels, data=data)
+        if options["alert_status"]:
+            fields["alert_status"] = options["alert_status"]
         if options["title_fr"] or options["body_fr"]:
             fields["translations"] = {"fr": {"title": options["title_fr"], "body": options["body_fr"]}}
         try:
@@ -114,7 +126,7 @@ class Command(BaseCommand):
     # The service's field names as this command's arguments, so a refusal names what to change.
     ARGUMENTS = {"notifier": "--notifier", "category": "--category", "priority": "--priority",
                  "channels": "--channels", "title": "--title", "body": "--body", "data": "--data",
-                 "title_fr": "--title-fr", "body_fr": "--body-fr"}
+                 "title_fr": "--title-fr", "body_fr": "--body-fr", "alert_status": "--alert-status"}
 
     @classmethod
     def describe(cls, exc):
@@ -132,7 +144,7 @@ class Command(BaseCommand):
     def draft(cleaned):
         return Notification(**{name: cleaned[name] for name in (
             "notifier", "category", "priority", "title", "body", "translations", "data", "channels", "audience",
-            "requires_ack")})
+            "requires_ack", "alert_status")})
 
     def show_plan(self, notification, recipients, first_user, context):
         counts = notification_plan_counts(notification, recipients)
@@ -192,6 +204,8 @@ class Command(BaseCommand):
             f"{', '.join(str(n.pk) for n, _ in results)}."))
         if batch.problems:
             self.stdout.write(f"Skipped {len(batch.problems)} invalid row(s).")
+        if self.report_awaiting([n for n, _ in results]):
+            return
         if options["wait"]:
             self.follow([n.pk for n, _ in results], options["wait"])
 
@@ -210,8 +224,20 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(
             f"Notification {notification.pk} to cohort {cohort.code}: "
             f"{'accepted' if created else 'already accepted (same idempotency key)'}."))
+        if self.report_awaiting([notification]):
+            return
         if options["wait"]:
             self.follow([notification.pk], options["wait"])
+
+    def report_awaiting(self, notifications):
+        """Say which notifications await a second person's approval (nothing to follow until then)."""
+        awaiting = [n.pk for n in notifications if n.status == Notification.Status.AWAITING_APPROVAL]
+        if awaiting:
+            self.stdout.write(self.style.WARNING(
+                f"Awaiting approval (two-person rule): {', '.join(map(str, awaiting))}. Nothing is sent until a second "
+                "person with the emergency permission approves it (console Watch page, or POST "
+                "/api/v1/notifications/<id>/approve/)."))
+        return bool(awaiting)
 
     def follow(self, notification_ids, timeout):
         progress = Progress(self.stdout, "delivered")
