@@ -22,7 +22,7 @@ from channels_app.registry import get_notifier
 from ..models import Delivery, FanoutPage, Notification
 from .audience import audience_users, page_users
 from .delivery import claimed_deliveries_send, log_notification, notification_refresh_status
-from .inbox_sets import inbox_set_for
+from .inbox_sets import fanout_page_size, inbox_set_for
 from .planning import RECIPIENT_FIELDS, DeliveryPlanner
 from .queue import enqueue_deliveries, enqueue_fanout_pages
 
@@ -35,7 +35,8 @@ def notification_fan_out(notification_id, *, now=None, spread=False):
 
     The audience is streamed as ids and cut into pages (`FanoutPage`, FANOUT_CHUNK_SIZE
     recipients each). With `spread` (the worker task), each page is planned — and its first
-    chunk sent — by a task of its own, so every worker plans; otherwise pages are planned
+    chunk sent, its inbox written — by a task of its own, so every worker plans (an inbox-only
+    notification's pages hold FANOUT_INBOX_PAGE_SIZE recipients); otherwise pages are planned
     here, in order. Resumable: pages are saved with the cursor, are unique per start, and are
     planned once; deliveries are unique per recipient and channel. A rerun after a crash
     neither loses nor doubles anything.
@@ -54,7 +55,9 @@ def notification_fan_out(notification_id, *, now=None, spread=False):
         Notification.objects.filter(pk=notification_id).update(recipient_count=notification.recipient_count)
         log_notification(notification, Notification.Status.SENDING)
         _inactive_named_skip(notification, now)
-    size, cursor = settings.FANOUT_CHUNK_SIZE, notification.fanout_cursor
+    # Page tasks (spread) write an inbox-only notification's inbox as sets, in larger pages.
+    size = fanout_page_size(notification, get_notifier(notification.notifier)) if spread else settings.FANOUT_CHUNK_SIZE
+    cursor = notification.fanout_cursor
     batch = 20 if spread else 1  # pages read (ids only, one query), saved and handed out together
     while True:
         block = iter(audience.filter(pk__gt=cursor)[: size * batch])

@@ -30,19 +30,33 @@ from ..links import link_url
 from ..models import Delivery, InboxMessage, Preference, RecipientContext
 from .audience import page_users
 from .inbox import inbox_unread_changed, inbox_unread_changed_for_all
-from .planning import RECIPIENT_FIELDS
+from .planning import RECIPIENT_FIELDS, planned_channels
 
 logger = logging.getLogger(__name__)
 Status = Delivery.Status
 STORE = "notifications.engine.inbox.inbox_store"
 
 
+def inbox_set_allowed(notification, channels):
+    """Whether the inbox of a notification planned on `channels` may be written as sets (the module's doc)."""
+    return (Channel.INBOX in channels and settings.INBOX_STORE == STORE and not notification.family_root_id
+            and not RecipientContext.objects.filter(notification=notification).exists())
+
+
+def fanout_page_size(notification, notifier):
+    """Recipients per fan-out page: FANOUT_INBOX_PAGE_SIZE for an inbox-only notification written as sets (its pages
+    cost their fixed queries and commit, not a row built per recipient), else FANOUT_CHUNK_SIZE."""
+    channels = planned_channels(notification, notifier)
+    if channels == [Channel.INBOX] and inbox_set_allowed(notification, channels):
+        return max(settings.FANOUT_CHUNK_SIZE, settings.FANOUT_INBOX_PAGE_SIZE)
+    return settings.FANOUT_CHUNK_SIZE
+
+
 def inbox_set_for(planner, page):
     """The InboxSet of a FanoutPage, or None: its inbox goes the usual way. Sets `planner.inbox_by_set`, so the
     planner leaves those deliveries out."""
     notification = planner.notification
-    if (Channel.INBOX not in planner.channels or settings.INBOX_STORE != STORE or notification.family_root_id
-            or RecipientContext.objects.filter(notification=notification).exists()):
+    if not inbox_set_allowed(notification, planner.channels):
         return None
     plain = page_users(page).filter(planner.plain_q())
     groups = _groups(plain)

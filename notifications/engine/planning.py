@@ -96,6 +96,11 @@ def next_digest_time(user, at):
     return candidate.astimezone(dt.timezone.utc)
 
 
+def planned_channels(notification, notifier):
+    """The channels a notification is planned on: those it asks for that its notifier sends, else all of them."""
+    return [c for c in notification.channels if c in notifier.channels] or list(notifier.channels)
+
+
 class DeliveryPlanner:
     """Plans the deliveries of one notification; `plan(users)` is called once per chunk."""
 
@@ -103,7 +108,7 @@ class DeliveryPlanner:
         self.notification = notification
         self.notifier = notifier
         self.now = now or timezone.now()
-        self.channels = [c for c in notification.channels if c in notifier.channels] or list(notifier.channels)
+        self.channels = planned_channels(notification, notifier)
         self.mandatory = notification.category in MANDATORY_CATEGORIES
         self.urgent = self.mandatory or notification.priority in URGENT_PRIORITIES
         self.defaults = category_defaults(notification.category)
