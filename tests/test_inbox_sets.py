@@ -79,7 +79,8 @@ def test_it_keeps_category_defaults_and_what_overrides_them(admin_user):
                        data={"severity": "high"})
     to_acknowledge = plan_pages(admin_user, users, title="Sign the form", requires_ack=True)
 
-    assert rows(announcement) == {"def-00000": ("inbox", "sent", ""), "def-00001": ("inbox", "skipped", Reason.DEFAULT_OFF),
+    assert rows(announcement) == {"def-00000": ("inbox", "sent", ""),
+                                  "def-00001": ("inbox", "skipped", Reason.DEFAULT_OFF),
                                   "def-00002": ("inbox", "skipped", Reason.OPTED_OUT)}
     assert set(rows(alert).values()) == {("inbox", "sent", "")}  # mandatory: despite the opt-out
     assert set(inbox(alert).values()) == {"Security alert (high): Lockdown"}

@@ -104,12 +104,14 @@ class InboxSet:
     def write(self, now):
         """Write them (inside the page's transaction); returns how many were sent (the others are skipped)."""
         started = time.perf_counter()
-        made = self._deliveries(now)
+        statuses = self._deliveries(now)
         written = self._messages(now)
-        # A recipient whose language or time zone changed since the groups were read has no message: their
-        # delivery goes back to the queue, to be sent the usual way.
-        self.missing = list(self._sent(now).exclude(Exists(InboxMessage.objects.filter(
-            notification=self.notification, recipient=OuterRef("recipient_id")))).values_list("pk", flat=True))
+        made = len(statuses) if isinstance(statuses, list) else statuses
+        if written is None or not isinstance(statuses, list) or statuses.count(Status.SENT) != len(written):
+            # A recipient whose language or time zone changed since the groups were read has no message: their
+            # delivery goes back to the queue, to be sent the usual way.
+            self.missing = list(self._sent(now).exclude(Exists(InboxMessage.objects.filter(
+                notification=self.notification, recipient=OuterRef("recipient_id")))).values_list("pk", flat=True))
         if self.missing:
             Delivery.objects.filter(pk__in=self.missing).update(status=Status.QUEUED, attempts=0, send_count=0,
                                                                 sent_at=None, claimed_at=None, enqueued_at=now)
@@ -131,7 +133,8 @@ class InboxSet:
                                        recipient_id__lte=self.page.last_pk)
 
     def _deliveries(self, now):
-        """One INSERT … SELECT: the plain recipients' inbox deliveries, sent or skipped with the reason."""
+        """One INSERT … SELECT: the plain recipients' inbox deliveries, sent or skipped with the reason. Returns
+        the status of each row written (their number where the database cannot return them)."""
         planner, q = self.planner, connection.ops.quote_name
         if planner.mandatory or self.notification.requires_ack:
             why, why_params = "%s", [""]
@@ -166,7 +169,8 @@ class InboxSet:
             "enqueued_at": when_sent("sent_at", now, None),
             "next_attempt_at": _value(fields["sent_at"], now),
         }
-        return _insert(Delivery, given, now, f"FROM ({source}) s", source_params)
+        returning = "status" if connection.features.can_return_rows_from_bulk_insert else None
+        return _insert(Delivery, given, now, f"FROM ({source}) s", source_params, returning=returning)
 
     def _messages(self, now):
         """One INSERT … SELECT: an InboxMessage for each inbox delivery just written `sent`; returns their
