@@ -6,6 +6,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
+from channels_app.models import PerformanceMetric
 from notifications.engine import fanout_page_plan, notification_fan_out
 from notifications.engine.inbox import inbox_unread_count
 from notifications.models import CategoryDefault, Delivery, FanoutPage, InboxMessage, Notification, Preference
@@ -116,6 +117,8 @@ def test_the_inbox_goes_as_a_set_beside_the_other_channels_of_the_page(admin_use
                               + [(u.username, "inbox", "sent", "") for u in users])
     assert len(mail.outbox) == 4 and len(inbox(notification)) == 5
     assert notification.status == Notification.Status.SENT
+    # The console's channel health counts them as the inbox's sends.
+    assert list(PerformanceMetric.objects.filter(channel="inbox").values_list("items", "failed")) == [(5, 0)]
 
 
 def test_the_unread_counts_of_its_recipients_are_counted_again(admin_user, settings,
