@@ -19,7 +19,7 @@ import time
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Exists, Min, OuterRef
+from django.db.models import Exists, F, Min, OuterRef
 from django.db.models.constants import OnConflict
 
 from channels_app.base import Message, Recipient
@@ -139,14 +139,17 @@ class InboxSet:
         if planner.mandatory or self.notification.requires_ack:
             why, why_params = "%s", [""]
         else:
-            why = "CASE WHEN p.id IS NULL THEN %s WHEN p.enabled THEN %s ELSE %s END"
+            why = (f"CASE WHEN p.{q(Preference._meta.pk.column)} IS NULL THEN %s "
+                   f"WHEN p.{q(Preference._meta.get_field('enabled').column)} THEN %s ELSE %s END")
             why_params = ["" if planner.defaults[Channel.INBOX][0] else Delivery.Reason.DEFAULT_OFF, "",
                           Delivery.Reason.OPTED_OUT]
         users_sql, users_params = _sql(self.plain.values("pk"))
-        user_table, preference = get_user_model()._meta.db_table, Preference._meta
-        source = (f"SELECT u.id AS uid, {why} AS why FROM {q(user_table)} u LEFT JOIN {q(preference.db_table)} p "
-                  f"ON p.{q(preference.get_field('user').column)} = u.id AND p.category = %s AND p.channel = %s "
-                  f"WHERE u.id IN ({users_sql})")
+        user, preference = get_user_model()._meta, Preference._meta
+        user_id = f"u.{q(user.pk.column)}"
+        source = (f"SELECT {user_id} AS uid, {why} AS why FROM {q(user.db_table)} u "
+                  f"LEFT JOIN {q(preference.db_table)} p ON p.{q(preference.get_field('user').column)} = {user_id} "
+                  f"AND p.{q(preference.get_field('category').column)} = %s "
+                  f"AND p.{q(preference.get_field('channel').column)} = %s WHERE {user_id} IN ({users_sql})")
         source_params = [*why_params, self.notification.category, Channel.INBOX, *users_params]
         fields = {name: Delivery._meta.get_field(name) for name in ("status", "sent_at", "attempts")}
         sent = "s.why = ''"
@@ -180,21 +183,20 @@ class InboxSet:
         for (language, zone), (title, body) in self.contents.items():
             rows.append("SELECT %s AS lang, %s AS tz, %s AS title, %s AS body")
             content_params += [language, zone, title, body]
-        user_table, delivery = get_user_model()._meta.db_table, Delivery._meta
-        sent_sql, sent_params = _sql(self._sent(now).values("pk"))
-        source = (f"FROM {q(delivery.db_table)} d JOIN {q(user_table)} u ON u.id = d.recipient_id "
-                  f"JOIN ({' UNION ALL '.join(rows)}) c ON c.lang = u.language AND c.tz = u.timezone "
-                  f"WHERE d.id IN ({sent_sql})")
+        sent = self._sent(now).annotate(rid=F("recipient_id"), lang=F("recipient__language"),
+                                        tz=F("recipient__timezone"))
+        sent_sql, sent_params = _sql(sent.values("rid", "lang", "tz"))
+        source = (f"FROM ({sent_sql}) d JOIN ({' UNION ALL '.join(rows)}) c ON c.lang = d.lang AND c.tz = d.tz")
         field = InboxMessage._meta.get_field
         given = {
             "notification": _value(field("notification"), self.notification.pk),
-            "recipient": ("d.recipient_id", []),
+            "recipient": ("d.rid", []),
             "title": _text(field("title"), "c.title"),
             "body": _text(field("body"), "c.body"),
             "category": _value(field("category"), self.notification.category),
         }
         returning = connection.features.can_return_rows_from_bulk_insert
-        recipients = _insert(InboxMessage, given, now, source, [*content_params, *sent_params],
+        recipients = _insert(InboxMessage, given, now, source, [*sent_params, *content_params],
                              returning=field("recipient").column if returning else None)
         return recipients if returning else None
 
