@@ -36,10 +36,3 @@ def observe_outcome(channel, provider, outcome, seconds):
         reason = outcome.extra.get("wait") or ("retry_after" if outcome.attempted else "breaker_open")
         PROVIDER_WAITS.labels(channel, provider, reason).inc()
         PROVIDER_WAIT_SECONDS.labels(channel, provider, reason).inc(float(outcome.retry_after))
-
-
-def observe_sends(channel, provider, count, seconds):
-    """Count `count` messages handed over together in `seconds` (an inbox written as a set), each its share."""
-    histogram = PROVIDER_SEND_SECONDS.labels(channel, provider)
-    for _ in range(count):
-        histogram.observe(seconds / count)
