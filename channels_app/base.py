@@ -309,6 +309,28 @@ class Notifier(metaclass=NotificationMeta):
             parts[part] = f"{parts[part]}{separator}{prompt}"
         return parts
 
+    def shared_content(self, notification, channel, *, language, timezone, present=()):
+        """{part: text} that every recipient of `language` and `timezone` gets on `channel`, or None.
+
+        For a fan-out written as a set (no message built per recipient): `present` names the per-recipient
+        values (SharedParts.FIELDS and LINKS) that every recipient has, the others being empty for all.
+        The parts are rendered twice, with two different stand-ins for those values; they are everyone's
+        only when both renderings are the same and neither shows a stand-in, that is when the templates
+        print no per-recipient value nor turn on one. Otherwise (None) each message is rendered as usual.
+        """
+        names = SharedParts.FIELDS + SharedParts.LINKS
+        parts = []
+        for accent in ("a", chr(0xe9)):
+            values = [SharedParts.placeholder(i, accent) if name in present else "" for i, name in enumerate(names)]
+            recipient = _StandIn(Recipient(user_id=0, language=language, timezone=timezone),
+                                 dict(zip(SharedParts.FIELDS, values)))
+            model = Message(delivery_id=None, channel=channel, recipient=recipient, notification=notification,
+                            **dict(zip(SharedParts.LINKS, values[len(SharedParts.FIELDS):])))
+            parts.append(self.render(model))
+        if parts[0] != parts[1] or any(SharedParts.MARK in text for text in parts[0].values()):
+            return None
+        return parts[0]
+
     def render_batch(self, messages):
         """Render `messages`, yielding (message, None) once its `content` is set or (message, error).
 

@@ -78,6 +78,12 @@ def track_performance(cls):
     return cls
 
 
+def record_metric(notifier_key, channel, *, items, seconds):
+    """Buffer the metric of a channel's messages written without its step (an inbox written as a set)."""
+    _metrics_buffer.append({"notifier": notifier_key, "channel": channel, "operation": "send", "items": items,
+                            "succeeded": items, "failed": 0, "duration_ms": seconds * 1000, "ok": True, "error": ""})
+
+
 def flush_metrics():
     """Write the buffered metrics in one query. Called once per task by the engine."""
     if _metrics_buffer:

@@ -334,6 +334,10 @@ PHONE_CODES_PER_DAY = envint("PHONE_CODES_PER_DAY", 5)
 
 # --- Delivery engine --------------------------------------------------------------------
 FANOUT_CHUNK_SIZE = envint("FANOUT_CHUNK_SIZE", 500)
+# Recipients per fan-out page of an inbox-only notification, whose inbox is written as a set by the page's task
+# (notifications.engine.inbox_sets): fewer, larger pages spend less on each page's fixed queries and commit.
+# Never smaller than FANOUT_CHUNK_SIZE.
+FANOUT_INBOX_PAGE_SIZE = envint("FANOUT_INBOX_PAGE_SIZE", 2500)
 DELIVERY_MAX_ATTEMPTS = envint("DELIVERY_MAX_ATTEMPTS", 5)
 DELIVERY_RETRY_BASE_SECONDS = envint("DELIVERY_RETRY_BASE_SECONDS", 30)
 DELIVERY_RETRY_MAX_SECONDS = envint("DELIVERY_RETRY_MAX_SECONDS", 3600)

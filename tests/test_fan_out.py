@@ -50,8 +50,10 @@ def test_it_cuts_the_audience_into_pages_that_are_each_planned_once(inbox_notifi
     assert Delivery.objects.filter(notification=notification).count() == 90
     notification.refresh_from_db()
     assert notification.fanned_out_at is not None and notification.recipient_count == 45
-    # Each page sent its first chunk itself; the rest went to the queue.
-    assert Delivery.objects.filter(notification=notification, status="sent").count() == 50
+    # Each page wrote its inbox messages as it was planned, and sent its first chunk (its 10 emails) itself.
+    sent = Delivery.objects.filter(notification=notification, status="sent")
+    assert sent.filter(channel="inbox").count() == 45 == InboxMessage.objects.filter(notification=notification).count()
+    assert sent.filter(channel="email").count() == 45
 
 
 def test_it_hands_out_again_the_pages_whose_task_was_lost(inbox_notification, settings):
@@ -96,12 +98,12 @@ def test_it_finishes_at_once_for_an_audience_that_reaches_nobody(admin_user):
     assert not FanoutPage.objects.exists()
 
 
-def _inbox_page(admin_user, prefix, count, opted_out=()):
+def _inbox_page(admin_user, prefix, count, opted_out=(), channels=("inbox",)):
     users = students(prefix, count)
-    Preference.objects.bulk_create([Preference(user=users[n], category="announcement", channel="inbox", enabled=False)
-                                    for n in opted_out])
+    Preference.objects.bulk_create([Preference(user=users[n], category="announcement", channel=channel, enabled=False)
+                                    for n in opted_out for channel in channels])
     notification, _ = notification_send(sender=admin_user, notifier="academic", category="announcement",
-                                        title="Snow day", body="Lectures move online.", channels=["inbox"],
+                                        title="Snow day", body="Lectures move online.", channels=list(channels),
                                         audience={"users": [u.username for u in users]})
     notification_fan_out(notification.pk, spread=True)
     return notification, FanoutPage.objects.get(notification=notification)
@@ -144,7 +146,8 @@ def test_the_page_task_writes_the_inbox_only_of_those_who_take_it_and_records_wh
 
 def test_the_rest_of_a_page_beyond_its_first_chunk_goes_to_the_queue(admin_user, settings, broker, db):
     settings.FANOUT_CHUNK_SIZE = 4
-    notification, _ = _inbox_page(admin_user, "rest-", 4)
+    # (Email: a page's inbox is written whole as the page is planned, whatever the chunk size.)
+    notification, _ = _inbox_page(admin_user, "rest-", 4, channels=["email"])
     page = FanoutPage.objects.get(notification=notification)
     FanoutPage.objects.filter(pk=page.pk).update(size=4)
     settings.FANOUT_CHUNK_SIZE = 3  # the page holds more than a chunk

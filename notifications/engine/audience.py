@@ -27,3 +27,8 @@ def audience_users(audience):
         condition |= Q(pk__in=User.groups.through.objects.filter(group__name__in=audience["roles"])
                        .values("user_id"))
     return users.filter(condition)
+
+
+def page_users(page):
+    """The active users of a fan-out page (FanoutPage): its notification's audience, from after_pk to last_pk."""
+    return audience_users(page.notification.audience).filter(pk__gt=page.after_pk, pk__lte=page.last_pk)

@@ -15,12 +15,15 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from channels_app.constants import Channel
+from channels_app.decorators import flush_metrics
 from channels_app.registry import get_notifier
 
 from ..models import Delivery, FanoutPage, Notification
-from .audience import audience_users
+from .audience import audience_users, page_users
 from .incidents import incident_follow_up_accepted
 from .delivery import claimed_deliveries_send, log_notification, notification_refresh_status
+from .inbox_sets import fanout_page_size, inbox_set_for
 from .planning import RECIPIENT_FIELDS, DeliveryPlanner
 from .queue import enqueue_deliveries, enqueue_fanout_pages
 
@@ -33,7 +36,8 @@ def notification_fan_out(notification_id, *, now=None, spread=False):
 
     The audience is streamed as ids and cut into pages (`FanoutPage`, FANOUT_CHUNK_SIZE
     recipients each). With `spread` (the worker task), each page is planned — and its first
-    chunk sent — by a task of its own, so every worker plans; otherwise pages are planned
+    chunk sent, its inbox written — by a task of its own, so every worker plans (an inbox-only
+    notification's pages hold FANOUT_INBOX_PAGE_SIZE recipients); otherwise pages are planned
     here, in order. Resumable: pages are saved with the cursor, are unique per start, and are
     planned once; deliveries are unique per recipient and channel. A rerun after a crash
     neither loses nor doubles anything.
@@ -54,7 +58,9 @@ def notification_fan_out(notification_id, *, now=None, spread=False):
         _inactive_named_skip(notification, now)
         # An update or all-clear that waited (for approval, or came by another door) takes effect now, once.
         incident_follow_up_accepted(notification, now=now)
-    size, cursor = settings.FANOUT_CHUNK_SIZE, notification.fanout_cursor
+    # Page tasks (spread) write an inbox-only notification's inbox as sets, in larger pages.
+    size = fanout_page_size(notification, get_notifier(notification.notifier)) if spread else settings.FANOUT_CHUNK_SIZE
+    cursor = notification.fanout_cursor
     batch = 20 if spread else 1  # pages read (ids only, one query), saved and handed out together
     while True:
         block = iter(audience.filter(pk__gt=cursor)[: size * batch])
@@ -94,8 +100,15 @@ def fanout_page_plan(page_id, *, now=None, send_first_chunk=True):
     if page.planned_at or notification.status != Notification.Status.SENDING:
         return 0
     planner = DeliveryPlanner(notification, get_notifier(notification.notifier), now=now)
-    users = list(audience_users(notification.audience).filter(pk__gt=page.after_pk, pk__lte=page.last_pk)
-                 .order_by("pk").only(*RECIPIENT_FIELDS))
+    audience = page_users(page)
+    # A page task that sends writes the inbox of the page's plain recipients as a set (sent at once); the
+    # planner and the workers do the rest.
+    inbox_set = inbox_set_for(planner, page) if send_first_chunk else None
+    if inbox_set and planner.channels == [Channel.INBOX]:
+        users = [] if planner.urgent else list(audience.exclude(planner.plain_q()).order_by("pk")
+                                               .only(*RECIPIENT_FIELDS))
+    else:
+        users = list(audience.order_by("pk").only(*RECIPIENT_FIELDS))
     # The first chunk is written already claimed by this task (as deliveries_send would claim it), and sent
     # here: no claim UPDATE, no second look for its ids.
     token = uuid.uuid4().hex if send_first_chunk else ""
@@ -112,18 +125,23 @@ def fanout_page_plan(page_id, *, now=None, send_first_chunk=True):
                     delivery.status, delivery.claim_token, delivery.claimed_at = Status.SENDING, token, now
                     delivery.attempts = 1
         Delivery.objects.bulk_create(planned, ignore_conflicts=True)
-        # Rows made by an earlier, interrupted run keep their own enqueued_at (the sweep owns them).
-        due = Delivery.objects.filter(notification=notification, recipient__in=users, status=Status.QUEUED,
-                                      enqueued_at=now)
-        if token:
-            due |= Delivery.objects.filter(claim_token=token, status=Status.SENDING)
-        rows = list(due.values_list("id", "status"))
-        ids = [pk for pk, status in rows if status == Status.QUEUED]
-        transaction.on_commit(lambda: enqueue_deliveries(ids))
+        written = inbox_set.write(now) if inbox_set else 0
+        rows = ids = []
+        if planned or (inbox_set and inbox_set.missing):
+            # Rows made by an earlier, interrupted run keep their own enqueued_at (the sweep owns them).
+            due = Delivery.objects.filter(notification=notification, recipient_id__gt=page.after_pk,
+                                          recipient_id__lte=page.last_pk, status=Status.QUEUED, enqueued_at=now)
+            if token:
+                due |= Delivery.objects.filter(claim_token=token, status=Status.SENDING)
+            rows = list(due.values_list("id", "status"))
+            ids = [pk for pk, status in rows if status == Status.QUEUED]
+            transaction.on_commit(lambda: enqueue_deliveries(ids))
     _fan_out_finish_if_planned(notification)
+    if inbox_set:
+        flush_metrics()
     if len(ids) < len(rows):
         claimed_deliveries_send(token, now=now)
-    return len(rows)
+    return len(rows) + written
 
 
 def _inactive_named_skip(notification, now):

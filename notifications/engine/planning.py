@@ -10,7 +10,7 @@ import datetime as dt
 import zoneinfo
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from channels_app.constants import MANDATORY_CATEGORIES, URGENT_PRIORITIES, Category, Channel, Priority
@@ -96,6 +96,11 @@ def next_digest_time(user, at):
     return candidate.astimezone(dt.timezone.utc)
 
 
+def planned_channels(notification, notifier):
+    """The channels a notification is planned on: those it asks for that its notifier sends, else all of them."""
+    return [c for c in notification.channels if c in notifier.channels] or list(notifier.channels)
+
+
 class DeliveryPlanner:
     """Plans the deliveries of one notification; `plan(users)` is called once per chunk."""
 
@@ -103,11 +108,27 @@ class DeliveryPlanner:
         self.notification = notification
         self.notifier = notifier
         self.now = now or timezone.now()
-        self.channels = [c for c in notification.channels if c in notifier.channels] or list(notifier.channels)
+        self.channels = planned_channels(notification, notifier)
         self.mandatory = notification.category in MANDATORY_CATEGORIES
         self.urgent = self.mandatory or notification.priority in URGENT_PRIORITIES
         self.real_emergency = self.mandatory and notification.alert_status == Notification.AlertStatus.ACTUAL
         self.defaults = category_defaults(notification.category)
+        # Set by the fan-out when the inbox deliveries of `plain` recipients are written as a set
+        # (notifications.engine.inbox_sets): `plan` then leaves their inbox channel out.
+        self.inbox_by_set = False
+
+    def plain_q(self):
+        """The recipients (a Q on users) whose inbox delivery is made at once or skipped, never held: the
+        SQL twin of `plain`."""
+        if self.urgent:
+            return Q()
+        return (Q(quiet_hours_start__isnull=True) | Q(quiet_hours_end__isnull=True)
+                | Q(quiet_hours_start=F("quiet_hours_end")))
+
+    def plain(self, user):
+        """Whether no quiet hours can hold this user's deliveries (see `quiet_hours_end`)."""
+        return (self.urgent or user.quiet_hours_start is None or user.quiet_hours_end is None
+                or user.quiet_hours_start == user.quiet_hours_end)
 
     def plan(self, users):
         """Return unsaved Delivery objects for `users` (a list): one per requested channel, at least."""
@@ -176,6 +197,9 @@ class DeliveryPlanner:
         planned, chosen = [], set()
         quiet_end = None if self.urgent else quiet_hours_end(user, self.now)
         for channel in self.channels:
+            if channel == Channel.INBOX and self.inbox_by_set and self.plain(user):
+                chosen.add(channel)  # written as a set, with the page's other plain recipients
+                continue
             digest = preferences.get((user.pk, channel), self.defaults[channel])[1]
             refusal = self.refusal(user, channel, preferences)
             if refusal and not (channel == Channel.INBOX and self.notification.requires_ack):  # the user's choice, or the category's default: recorded, never sent
