@@ -1,10 +1,11 @@
 """The estimate before an alert is sent: recipients and time per channel from the rate limits, SMS cost, a warning."""
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from accounts.models import Cohort
+from accounts.models import Cohort, Role
 from channels_app.mixins import sms_count
 from notifications.models import Notification
 from notifications.services.estimate import alert_estimate, estimate_rates_parse
@@ -34,6 +35,7 @@ def rates(settings):
 
 @pytest.fixture
 def campus(db, staff_user):
+    staff_user.groups.add(Group.objects.get(name=Role.EMERGENCY))  # emergency alerts need the permission
     cohort = Cohort.objects.create(code="cs101", name="Computer Science 101")
     cohort.managers.add(staff_user)
     now = timezone.now()

@@ -121,7 +121,7 @@ def test_it_shows_each_escalation_rung_as_its_own_row(client, admin_user):
 
 @pytest.mark.django_db
 def test_its_totals_are_the_audience_from_the_start_never_growing_as_pages_are_planned(client, admin_user, settings):
-    settings.FANOUT_CHUNK_SIZE = 10
+    settings.FANOUT_CHUNK_SIZE = settings.FANOUT_INBOX_PAGE_SIZE = 10
     cohort = Cohort.objects.create(code="cs101", name="CS 101")
     cohort.members.add(*students("s60", 40))
     notification, _ = notification_send(sender=admin_user, notifier="academic", category="announcement",

@@ -68,7 +68,8 @@ def test_it_writes_each_recipients_inbox_with_the_planners_reasons_and_holds_qui
     assert InboxMessage.objects.filter(notification=notification).count() == 5
 
 
-def test_it_keeps_category_defaults_and_what_overrides_them(admin_user):
+def test_it_keeps_category_defaults_and_what_overrides_them(admin_user, settings):
+    settings.EMERGENCY_TWO_PERSON_RULE = False  # the alert goes at once: its planning is under test here
     users = students("def-", 3)
     Preference.objects.create(user=users[0], category="announcement", channel="inbox", enabled=True)
     Preference.objects.create(user=users[1], category="security", channel="inbox", enabled=False)

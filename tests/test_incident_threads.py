@@ -98,7 +98,7 @@ def test_it_sends_an_update_to_the_originals_audience_and_channels_in_its_incide
     [entry] = ledger(original, LedgerEntry.Event.UPDATE)
     assert entry.data["follow_up_id"] == update.pk and entry.data["title"] == "Update: building C"
     assert entry.data["sender"] == "e5000001" and entry.actor == "Noor Haddad (e5000001)"
-    assert [e.event for e in LedgerEntry.objects.filter(notification_id=update.pk)] == ["drafted", "content"]
+    assert [e.event for e in LedgerEntry.objects.filter(notification_id=update.pk)] == ["drafted", "content", "sent"]
     assert Incident.objects.get(pk=original.incident_id).closed_at is None
 
 
@@ -272,12 +272,12 @@ def test_it_refuses_follow_ups_through_the_api_to_whoever_may_not_send_them(camp
     original = alert(campus)
     staff = make_user("t2000001", role=Role.STAFF, is_staff=True)
     campus["cohort"].managers.add(staff)
-    stranger = emergency_manager("e5000002")  # the permission, but not the campus cohort
+    stranger = emergency_manager("e5000002")  # the permission (they see every alert), but not the campus cohort
     body = {"kind": "update", "title": "Update", "body": "Stay away."}
 
     assert jwt_client(staff).post(follow_ups_url(original), body, format="json").status_code == 403
     assert jwt_client(campus["people"][0]).post(follow_ups_url(original), body, format="json").status_code == 403
-    assert jwt_client(stranger).post(follow_ups_url(original), body, format="json").status_code == 404
+    assert jwt_client(stranger).post(follow_ups_url(original), body, format="json").status_code == 403
     key = key_client(campus["manager"], scopes=["read_deliveries"])
     assert key.post(follow_ups_url(original), body, format="json").status_code == 403
     assert Notification.objects.count() == 1

@@ -119,7 +119,7 @@ def test_it_refuses_every_change_through_the_orm(admin_user, people):
     with pytest.raises(PermissionDenied):
         LedgerEntry.objects.all().delete()
 
-    assert events(alert.pk) == [Event.DRAFTED, Event.CONTENT]
+    assert events(alert.pk) == [Event.DRAFTED, Event.CONTENT, Event.SENT]
     assert LedgerEntry.objects.get(pk=entry.pk).actor == f"{admin_user.username} ({admin_user.username})"
 
 
@@ -136,33 +136,33 @@ def test_it_keeps_no_ledger_for_a_notification_that_is_not_an_emergency_alert(ad
 def test_it_finds_the_entry_edited_behind_the_applications_back(admin_user, manager, people, client):
     alert = alert_send(admin_user, people)
     other = alert_send(admin_user, people[:1], title="Flood")
-    drafted, content = LedgerEntry.objects.filter(notification_id=alert.pk).order_by("id")
+    drafted, content, sent = LedgerEntry.objects.filter(notification_id=alert.pk).order_by("id")
     assert LedgerEntry.verify_chain() is None
 
     drop_triggers()
     raw_sql("UPDATE notifications_ledgerentry SET data = %s WHERE id = %s",
-            [json.dumps({"title": "Nothing happened", "body": ""}), content.pk])
+            [json.dumps({"status": "nothing happened"}), sent.pk])
 
-    assert LedgerEntry.verify_chain() == content
+    assert LedgerEntry.verify_chain() == sent
     client.force_login(admin_user)
     page = client.get(f"/admin/notifications/notification/{alert.pk}/change/")
     assert (page.context["ledger"]["chain"]["intact"], page.context["ledger"]["chain"]["broken_at"]) == (
-        False, content.pk)
-    assert f"broken at entry {content.pk}" in page.content.decode()
-    assert f"broken at entry {content.pk}" in client.get(LEDGER).content.decode()
+        False, sent.pk)
+    assert f"broken at entry {sent.pk}" in page.content.decode()
+    assert f"broken at entry {sent.pk}" in client.get(LEDGER).content.decode()
     exported = json.loads(content_of(jwt_client(manager).get(f"{API}notifications/{other.pk}/ledger/")))
-    assert exported["chain"]["broken_at"] == content.pk  # the stretch checked starts at the entry before
+    assert exported["chain"]["broken_at"] == sent.pk  # the stretch checked starts at the entry before
 
 
 def test_it_finds_an_entry_deleted_behind_the_applications_back(admin_user, people):
     alert = alert_send(admin_user, people)
     notification_cancel(alert, by=admin_user)
-    drafted, content, cancelled = LedgerEntry.objects.order_by("id")
+    drafted, content, sent, cancelled = LedgerEntry.objects.order_by("id")
 
     drop_triggers()
     raw_sql("DELETE FROM notifications_ledgerentry WHERE id = %s", [content.pk])
 
-    assert LedgerEntry.verify_chain() == cancelled  # its link names an entry that is gone
+    assert LedgerEntry.verify_chain() == sent  # its link names an entry that is gone
 
 
 # --- append-only: the database -----------------------------------------------------------------
@@ -185,7 +185,7 @@ def test_it_has_the_database_refuse_an_update_and_an_early_delete_in_raw_sql(adm
         with pytest.raises(DatabaseError, match="cannot be truncated"):
             raw_sql("TRUNCATE notifications_ledgerentry")
 
-    assert LedgerEntry.objects.count() == 3
+    assert LedgerEntry.objects.count() == 4
     assert raw_sql("DELETE FROM notifications_ledgerentry WHERE id = %s", [old.pk]) == 1  # past 7 years: may go
     assert LedgerEntry.verify_chain() is None
 
@@ -199,7 +199,7 @@ def test_it_lets_the_test_suites_flush_empty_the_ledger_and_only_it(settings):
 
     with pytest.raises(CommandError, match="compliance ledger has entries"):
         call_command("flush", interactive=False, verbosity=0)
-    assert LedgerEntry.objects.count() == 2
+    assert LedgerEntry.objects.count() == 3
 
     settings.LEDGER_FLUSH_ALLOWED = True
     call_command("flush", interactive=False, verbosity=0)
@@ -262,7 +262,7 @@ def test_it_records_the_counts_when_a_real_worker_has_sent_a_security_alert(smtp
     assert completed.data == {"status": "sent", "deliveries": {"email": {"sent": 3}, "inbox": {"sent": 3}},
                               "recipients": 3, "reached": 3, "acknowledged": 0}
     assert len(smtp_peer.messages) == 3
-    assert events(alert.pk) == [Event.DRAFTED, Event.CONTENT, Event.COMPLETED]
+    assert events(alert.pk) == [Event.DRAFTED, Event.CONTENT, Event.SENT, Event.COMPLETED]
     assert LedgerEntry.verify_chain() is None
 
 
@@ -294,7 +294,7 @@ def test_it_records_who_cancelled_an_alert_at_every_door(admin_user, manager, pe
     assert (cancelled.actor, cancelled.actor_id) == ("Morgan Reyes (e5000001)", manager.pk)
     assert cancelled.data == {"deliveries_cancelled": 0}
     assert LedgerEntry.objects.get(notification_id=by_api.pk, event=Event.CANCELLED).actor_id == admin_user.pk
-    assert events(by_service.pk) == [Event.DRAFTED, Event.CONTENT, Event.CANCELLED]
+    assert events(by_service.pk) == [Event.DRAFTED, Event.CONTENT, Event.SENT, Event.CANCELLED]
 
 
 # --- exports -------------------------------------------------------------------------------------
@@ -312,8 +312,8 @@ def test_it_exports_an_alerts_ledger_as_json_and_csv_through_the_api(admin_user,
 
     assert body["format"] == "flashnotify-ledger/1"
     assert body["scope"] == {"notification": alert.pk, "incident": alert.incident_id}
-    assert body["chain"] == {"intact": True, "broken_at": None, "checked": 5}
-    assert [e["event"] for e in body["entries"]] == ["drafted", "content", "cancelled"]
+    assert body["chain"] == {"intact": True, "broken_at": None, "checked": 7}
+    assert [e["event"] for e in body["entries"]] == ["drafted", "content", "sent", "cancelled"]
     content = body["entries"][1]
     assert content["data"]["title"] == "Gas leak" and content["data"]["body"] == "Leave building C now."
     assert content["actor"] == f'=HYPERLINK("http://evil") ({admin_user.username})'
@@ -322,10 +322,10 @@ def test_it_exports_an_alerts_ledger_as_json_and_csv_through_the_api(admin_user,
     assert as_csv.status_code == 200 and as_csv["Content-Type"] == "text/csv; charset=utf-8"
     assert as_csv["Content-Disposition"] == f'attachment; filename="ledger-alert-{alert.pk}.csv"'
     rows = list(csv.DictReader(io.StringIO(content_of(as_csv))))
-    assert [row["event"] for row in rows] == ["drafted", "content", "cancelled"]
+    assert [row["event"] for row in rows] == ["drafted", "content", "sent", "cancelled"]
     assert rows[1]["actor"].startswith("'=HYPERLINK")  # shown as text by a spreadsheet, never run
     assert json.loads(rows[1]["details"])["title"] == "Gas leak"
-    assert rows[2]["actor"] == "Morgan Reyes (e5000001)" and rows[2]["event_label"] == "Cancelled"
+    assert rows[3]["actor"] == "Morgan Reyes (e5000001)" and rows[3]["event_label"] == "Cancelled"
 
 
 def test_it_exports_a_period_through_the_api(admin_user, manager, people):
@@ -340,9 +340,9 @@ def test_it_exports_a_period_through_the_api(admin_user, manager, people):
                                              "until": (timezone.now() - timedelta(days=1)).isoformat()})
     bad = client.get(f"{API}ledger/", {"format": "xml", "since": "yesterday"})
 
-    assert [e["event"] for e in recent["entries"]] == ["drafted", "content"]
+    assert [e["event"] for e in recent["entries"]] == ["drafted", "content", "sent"]
     assert set(recent["scope"]) == {"since", "until"}
-    assert len(list(csv.reader(io.StringIO(content_of(everything))))) == 4
+    assert len(list(csv.reader(io.StringIO(content_of(everything))))) == 5
     assert backwards.status_code == 400
     assert backwards.json()["errors"] == {"since": ["The start of the period must be before its end."]}
     assert bad.status_code == 400 and set(bad.json()["errors"]) == {"format", "since"}
@@ -362,7 +362,7 @@ def test_it_refuses_every_write_and_whoever_may_not_read_the_ledger_through_the_
     assert jwt_client(manager).get(f"{API}notifications/{alert.pk + 100}/ledger/").status_code == 404
     assert key_client(admin_user, ["read_deliveries"]).get(url).status_code == 200
     assert key_client(admin_user, ["send"]).get(url).status_code == 403
-    assert events(alert.pk) == [Event.DRAFTED, Event.CONTENT]
+    assert events(alert.pk) == [Event.DRAFTED, Event.CONTENT, Event.SENT]
 
 
 def test_it_documents_the_ledger_endpoints_in_the_openapi_schema(admin_user):
@@ -395,7 +395,7 @@ def test_it_shows_the_ledger_read_only_to_everyone_even_a_superuser(admin_user, 
     assert client.get(f"{LEDGER}{entry.pk}/delete/").status_code == 403
     assert client.post(f"{LEDGER}{entry.pk}/delete/", {"post": "yes"}).status_code == 403
     assert client.post(LEDGER, {"action": "delete_selected", "_selected_action": [entry.pk]}).status_code in (200, 302)
-    assert LedgerEntry.objects.get(pk=entry.pk).actor == entry.actor and LedgerEntry.objects.count() == 2
+    assert LedgerEntry.objects.get(pk=entry.pk).actor == entry.actor and LedgerEntry.objects.count() == 3
 
 
 def test_it_lists_the_ledger_with_filters_and_search(admin_user, manager, people, client):
@@ -410,10 +410,11 @@ def test_it_lists_the_ledger_with_filters_and_search(admin_user, manager, people
         return [(e.notification_id, e.event) for e in response.context["cl"].result_list]
 
     assert shown({"event__exact": "cancelled"}) == [(first.pk, "cancelled")]
-    assert shown({"alert": str(second.pk)}) == [(second.pk, "content"), (second.pk, "drafted")]
-    assert shown({"q": "Morgan"}) == [(first.pk, "cancelled"), (second.pk, "content"), (second.pk, "drafted")]
+    assert shown({"alert": str(second.pk)}) == [(second.pk, "sent"), (second.pk, "content"), (second.pk, "drafted")]
+    assert shown({"q": "Morgan"}) == [(first.pk, "cancelled"), (second.pk, "sent"), (second.pk, "content"),
+                                      (second.pk, "drafted")]
     today = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)  # the date filter's "Today"
-    assert len(shown({"at__gte": str(today), "at__lt": str(today + timedelta(days=1))})) == 5
+    assert len(shown({"at__gte": str(today), "at__lt": str(today + timedelta(days=1))})) == 7
     assert shown({"at__gte": str(today + timedelta(days=1))}) == []
 
 
@@ -433,7 +434,7 @@ def test_it_shows_an_alerts_ledger_on_its_watch_page_with_export_links(admin_use
     page = client.get(f"/admin/notifications/notification/{alert.pk}/change/")
 
     ledger = page.context["ledger"]
-    assert [row["entry"].event for row in ledger["entries"]] == ["drafted", "content", "cancelled"]
+    assert [row["entry"].event for row in ledger["entries"]] == ["drafted", "content", "sent", "cancelled"]
     assert ledger["chain"]["intact"] and ledger["chain_sentence"] == "intact"
     html = page.content.decode()
     assert 'id="ledger"' in html and "Morgan Reyes (e5000001)" in html
@@ -468,7 +469,7 @@ def test_it_exports_a_period_from_the_console_and_refuses_a_bad_one(admin_user, 
     bad = client.get(f"{LEDGER}export/", {"since": str(today), "until": str(today - timedelta(days=2)),
                                           "format": "csv"})
 
-    assert [e["event"] for e in json.loads(b"".join(response.streaming_content))["entries"]] == ["drafted", "content"]
+    assert [e["event"] for e in json.loads(b"".join(response.streaming_content))["entries"]] == ["drafted", "content", "sent"]
     assert bad.status_code == 400
     assert bad.context["range_form"].errors == {"since": ["The start of the period must be before its end."]}
 
@@ -507,7 +508,7 @@ def test_it_refuses_a_ledger_retention_below_seven_years(admin_user, people, set
     if years.isdigit():
         with pytest.raises(ImproperlyConfigured, match="at least 7"):
             retention_purge()
-        assert LedgerEntry.objects.count() == 4 and Delivery.objects.count() == 6  # nothing at all deleted
+        assert LedgerEntry.objects.count() == 5 and Delivery.objects.count() == 6  # nothing at all deleted
 
 
 def test_it_never_touches_the_ledger_when_deliveries_or_notifications_are_purged(admin_user, people,
@@ -530,6 +531,6 @@ def test_it_keeps_the_ledger_when_a_person_is_erased_and_says_so(admin_user, man
 
     done = user_erase(user=manager, by=admin_user)
 
-    assert done["ledger_entries_kept"] == 3
+    assert done["ledger_entries_kept"] == 4
     assert set(LedgerEntry.objects.values_list("actor", flat=True)) == {"Morgan Reyes (e5000001)"}
     assert LedgerEntry.verify_chain() is None

@@ -111,6 +111,9 @@ TITLE_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 BODY_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
+TITLE_MAX_LENGTH = Notification._meta.get_field("title").max_length
+
+
 def text_problem(value, *, title):
     """Why `value` cannot be a title (title=True) or a body, or "" if it can."""
     match = (TITLE_FORBIDDEN if title else BODY_FORBIDDEN).search(value or "")
@@ -262,6 +265,9 @@ def notification_validate(*, notifier, title, body, audience, category=None, pri
         errors["title"] = [_("A title is required.")]
     elif text_problem(title, title=True):
         errors["title"] = [text_problem(title, title=True)]
+    elif len(title) > TITLE_MAX_LENGTH:
+        errors["title"] = [_("A title is at most %(max)d characters (it has %(length)d).")
+                           % {"max": TITLE_MAX_LENGTH, "length": len(title)}]
     if not (body or "").strip():
         errors["body"] = [_("A body is required.")]
     elif text_problem(body, title=False):
