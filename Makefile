@@ -50,7 +50,7 @@ axe:
 run: setup xmlsec
 	DEBUG=$${DEBUG:-true} $(MANAGE) migrate --noinput
 	DEBUG=$${DEBUG:-true} $(MANAGE) seed_demo
-	DEBUG=$${DEBUG:-true} $(MANAGE) serve --mail-sink
+	DEBUG=$${DEBUG:-true} EMERGENCY_TEST_COHORT=$${EMERGENCY_TEST_COHORT-emergency-test-list} $(MANAGE) serve --mail-sink
 
 test: setup browser xmlsec axe
 	@# The layers contract (.importlinter): an import that runs back up fails the suite.
