@@ -29,7 +29,8 @@ from .delivery_helpers import closed_breakers, run_queued_tasks  # noqa: F401
 from .delivery_helpers import students as many_students
 from .peers import wait_until
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("closed_breakers")]
+# The tasks run here, taken from the ORM queue (run_queued_tasks): the ORM broker, whatever the run uses.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("closed_breakers", "broker")]
 
 TOKEN = "twilio-test-auth-token"
 SITE = "https://notify.example.edu"

@@ -63,6 +63,7 @@ def stop_group_and_wait(worker, signum):
     while time.monotonic() < deadline:
         worker.process.poll()  # reap the master, our child, as soon as it exits
         if not live_processes_of_group(pgid):
+            worker.process.wait(5)  # gone between the poll above and the look at the group: reap it now
             return []
         time.sleep(0.1)
     return live_processes_of_group(pgid)
