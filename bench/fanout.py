@@ -223,6 +223,52 @@ def clean_redis(prefix):
 
 # --- workers --------------------------------------------------------------------------------
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(cluster_group):
+    """CPU seconds (user + system) used so far by each party on this machine: the workers (the qcluster's
+    process group), the local peers (this process's other children), PostgreSQL, Redis, this process, and
+    everything else. Two readings'
+    difference says who used the cores during a run (a process that ended in between is not counted)."""
+    parties = dict.fromkeys(("workers", "peers", "postgresql", "redis", "bench", "other"), 0.0)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            stat = (entry / "stat").read_text()
+            name = stat[stat.index("(") + 1:stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2:].split()
+            used = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+            parent, group = int(fields[1]), int(fields[2])
+        except (OSError, ValueError, IndexError):
+            continue
+        if group == cluster_group:
+            party = "workers"
+        elif parent == os.getpid():
+            party = "peers"
+        elif name.startswith("postgres"):
+            party = "postgresql"
+        elif name.startswith("redis"):
+            party = "redis"
+        elif pid == os.getpid():
+            party = "bench"
+        else:
+            party = "other"
+        parties[party] += used
+    return parties
+
+
+def cpu_report(before, after, seconds):
+    """One line: each party's share of the CPU time the machine had during `seconds` of wall-clock."""
+    available = seconds * (os.cpu_count() or 1)
+    used = {party: after[party] - before[party] for party in after}
+    parts = ", ".join(f"{party} {value:.1f} s" for party, value in used.items())
+    return (f"CPU during the run ({seconds:.1f} s x {os.cpu_count()} cores = {available:.0f} s): {parts}; "
+            f"idle {max(available - sum(used.values()), 0):.1f} s")
+
+
 def peak_rss_mb(group):
     """Largest peak RSS (VmHWM) of any process in the process group, in MB."""
     peak = 0

@@ -25,7 +25,6 @@ from django.utils.html import conditional_escape
 from django.utils.module_loading import import_string
 from py_vapid import Vapid02
 from pywebpush import WebPusher, WebPushException
-from requests import Session
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
@@ -38,7 +37,7 @@ from .models import PushSubscription
 from .outcomes import Outcome
 from .push_hosts import endpoint_problem, endpoint_summary
 from .registry import ChannelMeta, send_step
-from .sessions import send_in_sessions, sessions_for
+from .sessions import ProviderSession, send_in_sessions, sessions_for
 
 logger = logging.getLogger(__name__)
 # SharedParts.PLACEHOLDER in the bytes of an email (its optional accent is two bytes in UTF-8)
@@ -268,6 +267,11 @@ class SMSMixin(metaclass=ChannelMeta):
             # TwilioRestException carries no headers: keep the last ones for Retry-After.
             last_headers = {}
 
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                adapters, self.session = self.session.adapters, ProviderSession()
+                self.session.adapters = adapters  # the connection pool twilio mounted
+
             def request(self, *args, **kwargs):
                 response = super().request(*args, **kwargs)
                 self.last_headers = response.headers or {}
@@ -352,7 +356,7 @@ class PushNotificationMixin(metaclass=ChannelMeta):
                             extra={"notification_id": messages[0].notification.pk, "channel": Channel.PUSH})
 
     def _push_session(self, source, vapid, signed, expired):
-        session = Session()  # one keep-alive connection pool per session
+        session = ProviderSession()  # one keep-alive connection pool per session
         try:
             for message in source:
                 yield self._push_one(message, vapid, session, expired, signed)

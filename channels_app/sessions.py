@@ -18,11 +18,35 @@ nothing sent goes unrecorded.
 
 import queue
 import threading
+from urllib.parse import urlsplit
+
+import requests
 
 from .errors import outcome_for_error
 from .outcomes import Outcome
 
-__all__ = ["Source", "send_in_sessions"]
+__all__ = ["ProviderSession", "Source", "send_in_sessions"]
+
+
+class ProviderSession(requests.Session):
+    """A keep-alive HTTP session to a provider that reads the environment (proxies, no_proxy, CA bundle) once
+    per host, where requests.Session reads it again for every request: the same settings, without scanning
+    os.environ for each of a batch's thousands of requests. A request that passes its own proxies, stream,
+    verify or cert is merged as requests merges it."""
+
+    def __init__(self):
+        super().__init__()
+        self._environment = {}
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        if proxies or stream is not None or verify is not None or cert is not None:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        host = urlsplit(url)[:2]
+        if host not in self._environment:
+            self._environment[host] = super().merge_environment_settings(url, {}, None, None, None)
+        merged = dict(self._environment[host])
+        merged["proxies"] = dict(merged["proxies"])
+        return merged
 
 
 class Source:
