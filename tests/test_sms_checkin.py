@@ -21,6 +21,7 @@ from accounts.models import Role
 from notifications.engine.escalation import escalations_run
 from notifications.models import CategoryDefault, Delivery, InboxMessage, LedgerEntry, Notification, SmsReply
 from notifications.services import notification_resend_unacknowledged, notification_send
+from notifications.services.checkin import sms_reply_kind
 
 from .api_support import jwt_client
 from .browser import assert_accessible, english_left_on_french_page, sign_in, with_axe
@@ -238,6 +239,16 @@ def test_the_bare_word_help_is_the_carrier_keyword_not_a_call_for_help(people, p
 
     assert "operators on duty" in phones.text("+447911123401", "Help!").text  # not the bare word: a call for help
     assert acknowledged(notification, people["ada"])
+
+
+@pytest.mark.parametrize("body, kind", [
+    ("STOP", "stop"), (" stop ", "stop"), ("Stop.", "stop"), ("STOP!", "stop"), ("'Unsubscribe'", "stop"),
+    ("Start.", "start"), ("unstop!", "start"),
+    ("HELP", "help"), ("Help!", "need_help"), ("help me", "need_help"),
+    ("1.", "safe"), ("2 - stuck in B12", "need_help"), ("stop it now", "other"),
+])
+def test_an_opt_out_is_understood_however_it_is_punctuated_and_help_is_not(body, kind):
+    assert sms_reply_kind(body) == kind
 
 
 def test_stop_turns_sms_off_but_for_emergency_alerts_and_start_turns_it_back_on(

@@ -38,7 +38,8 @@ from .inbox import message_acknowledge
 logger = logging.getLogger(__name__)
 Kind = SmsReply.Kind
 
-# Keywords are the whole message, in any case (CTIA / carrier rules; Twilio's own opt-out words).
+# Keywords are the whole message, in any case (CTIA / carrier rules; Twilio's own opt-out words); STOP and START
+# also with punctuation around them.
 STOP_WORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit"})
 START_WORDS = frozenset({"start", "unstop", "yes"})
 HELP_WORDS = frozenset({"help", "info"})
@@ -56,13 +57,16 @@ LEADING_ANSWER = re.compile(r"^([12])(?:$|[\s,.;:!)\-]+(?!\d))")
 def sms_reply_kind(body):
     """The Kind of a text message: a keyword (STOP, START, HELP) or a check-in answer (SAFE, NEED_HELP, OTHER)."""
     text = " ".join((body or "").replace("\u2019", "'").split()).lower()
-    if text in STOP_WORDS:
+    bare = PUNCTUATION.sub("", text)
+    # "Stop." and "STOP!" opt out too: an opt-out is honoured however it is typed. Not HELP: "Help!" is a call
+    # for help, the bare word the carriers' keyword.
+    if bare in STOP_WORDS:
         return Kind.STOP
-    if text in START_WORDS:
+    if bare in START_WORDS:
         return Kind.START
     if text in HELP_WORDS:
         return Kind.HELP
-    text = PUNCTUATION.sub("", text)
+    text = bare
     if text in SAFE_ANSWERS:
         return Kind.SAFE
     if text in NEED_HELP_ANSWERS or text == "help":  # "Help!" is not the bare keyword: a call for help
