@@ -118,7 +118,7 @@ def compose_confirmation(request, draft, recipients, plan):
         })
     return {"plan": plan, "rows": rows, "receiving": receiving(plan), "previews": previews, "draft": draft,
             "not_shown": [row["label"] for row in rows if not row["receive"]],
-            "sms_received": Channel.SMS in shown,
+            "sms_received": Channel.SMS in shown, "sms_max_segments": settings.SMS_MAX_SEGMENTS,
             "title": _("Confirm: %(title)s") % {"title": draft.title}}
 
 

@@ -306,6 +306,19 @@ def test_a_staff_member_with_the_permission_sends_an_alert_in_three_steps(client
 
 
 @pytest.mark.django_db
+def test_the_confirmation_shares_the_composes_plan_and_warns_of_an_sms_that_will_be_cut(client, campus, settings):
+    settings.SMS_MAX_SEGMENTS = 1
+    client.force_login(campus["sender"])
+    template = threat()
+    confirm = client.post(f"/admin/emergency/{template.pk}/", {
+        "var_building": "Library", "var_time": "14:05", "var_instructions": "Stay in room 2. " * 12,
+        "alert_status": "exercise", "cohorts": [campus["cohort"].pk], "checkin": "on", "version": "1"})
+    page = confirm.content.decode()
+    assert confirm.status_code == 200 and 'id="plan"' in page and 'id="preview"' in page
+    assert "Longer than 1 segments: it will be cut." in page
+
+
+@pytest.mark.django_db
 def test_the_console_flow_refuses_bad_input_on_the_form(client, campus):
     client.force_login(campus["sender"])
     template = threat()
