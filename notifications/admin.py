@@ -22,7 +22,7 @@ from accounts.roles import console_role
 from channels_app.constants import Channel
 from channels_app.models import PerformanceMetric, PushSubscription
 
-from . import admin_templates, admin_watch, services  # noqa: F401 (admin_templates registers its pages)
+from . import admin_sms, admin_templates, admin_watch, services  # noqa: F401 (admin_sms, admin_templates register their pages)
 from .admin_ledger import ledger_watch_context
 from .console_compose import compose_view
 from .console_selectors import delivery_export

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 import requests
 from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import Group
 from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
@@ -499,3 +500,31 @@ def test_an_exercise_with_check_in_to_200_students_through_real_workers(people, 
                message="the on-duty alerts sent")
     assert {r["form"]["To"] for r in twilio.requests[200:]} == {"+447911123499"}
     assert len(smtp_peer.messages) == 2
+
+
+def test_the_console_lists_the_text_messages_received_read_only_for_those_who_may_see_them(
+        people, client, admin_user, django_capture_on_commit_callbacks):
+    notification = alert(people, django_capture_on_commit_callbacks)
+    SmsReply.objects.create(message_sid="SM" + "1" * 32, from_number="+447911123401", body="2 stuck in B12",
+                            kind="need_help", notification=notification, recipient=people["ada"])
+    SmsReply.objects.create(message_sid="SM" + "2" * 32, from_number="+447911123555", body="who is this?",
+                            kind="other")
+    operator = make_user("o7000002", role=Role.STAFF, is_staff=True, first_name="Omar", last_name="Duty")
+    operator.groups.add(Group.objects.get(name=Role.ON_DUTY))
+    url = reverse("admin:notifications_smsreply_changelist")
+
+    client.force_login(operator)
+    page = client.get(url).content.decode()
+    assert "2 stuck in B12" in page and "Ada Lovelace" in page and f"#{notification.pk}" in page
+    assert "who is this?" in page and "unknown number" in page
+    unmatched = client.get(url, {"matched": "no"}).content.decode()
+    assert "who is this?" in unmatched and "2 stuck in B12" not in unmatched
+    reply = SmsReply.objects.get(kind="other")
+    assert client.post(reverse("admin:notifications_smsreply_change", args=[reply.pk]), {"body": "x"}).status_code == 403
+    assert client.post(reverse("admin:notifications_smsreply_delete", args=[reply.pk]), {"post": "yes"}).status_code == 403
+    assert SmsReply.objects.get(pk=reply.pk).body == "who is this?"
+
+    client.force_login(admin_user)
+    assert client.get(url).status_code == 200
+    client.force_login(make_user("t7000009", role=Role.STAFF, is_staff=True))
+    assert client.get(url).status_code == 403  # staff without the role
