@@ -149,6 +149,7 @@ PAGES = {
     "cohorts": "/admin/accounts/cohort/",
     "category defaults": "/admin/notifications/categorydefault/",
     "compliance ledger": "/admin/notifications/ledgerentry/",
+    "text messages received": "/admin/notifications/smsreply/?matched=no",
     "emergency alert": "/admin/emergency/",
     "incident templates": "/admin/notifications/incidenttemplate/",
     "incident template add": "/admin/notifications/incidenttemplate/add/",
