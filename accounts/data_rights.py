@@ -12,6 +12,7 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
@@ -110,6 +111,14 @@ def user_data_export(*, user, by):
              "received_at": _iso(r.received_at)}
             for r in SmsReply.objects.filter(recipient=user).order_by("received_at", "pk")
         ],
+        # Entries of the emergency alerts' compliance ledger that name them: as the actor (drafted, approved,
+        # refused, sent...) or as the person whose check-in answer an entry records. Kept on erasure (a legal
+        # obligation), so shown here.
+        "compliance_ledger": [
+            {"id": e.pk, "at": _iso(e.at), "event": e.event, "notification": e.notification_id,
+             "incident": e.incident_id, "by": e.actor, "details": e.data}
+            for e in ledger_entries_naming(user).order_by("pk")
+        ],
         "personalisation": [
             {"notification": c.notification_id, "context": c.context}
             for c in RecipientContext.objects.filter(recipient=user).order_by("pk")
@@ -125,6 +134,11 @@ def user_data_export(*, user, by):
             + ".")
     logger.info("user %s exported by %s", user.pk, by.pk, extra={"user_id": user.pk, "by_user_id": by.pk})
     return data
+
+
+def ledger_entries_naming(user):
+    """The compliance ledger's entries that name `user`: as their actor, or as the person who answered a check-in."""
+    return LedgerEntry.objects.filter(Q(actor_id=user.pk) | Q(event=LedgerEntry.Event.CHECKIN, data__person=user.pk))
 
 
 DELIVERY_EXPORT_FIELDS = (
@@ -209,7 +223,7 @@ def user_erase(*, user, by):
         user.managed_cohorts.clear()
 
         done["audiences"] = _audiences_rename(old_username, user.username)
-        done["ledger_entries_kept"] = LedgerEntry.objects.filter(actor_id=user.pk).count()
+        done["ledger_entries_kept"] = ledger_entries_naming(user).count()
         _history_anonymise(user, erased_objects)
         _record(by=by, user=user, message="Erased personal data: " + ", ".join(
             f"{n} {k.replace('_', ' ')}" for k, n in done.items() if k != "ledger_entries_kept")

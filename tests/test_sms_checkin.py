@@ -346,8 +346,14 @@ def test_what_someone_texted_is_in_their_export_and_goes_with_their_erasure(peop
     assert [(r["from"], r["body"], r["kind"]) for r in export["sms_replies"]] == [
         ("+447911123401", "1, at home", "safe"), ("+447911123401", "STOP", "stop")]
     assert export["phone_verification"]["sms_stopped_at"]
+    ledger = export["compliance_ledger"]  # the ledger entry of their answer names them (by id), so it is theirs
+    assert [(e["event"], e["notification"], e["details"]["answer"]) for e in ledger] == [
+        ("checkin", notification.pk, "safe")]
+    assert ledger[0]["details"]["person"] == people["ada"].pk
+    assert "compliance_ledger" not in [k for k, v in user_data_export(user=people["max"], by=admin_user).items() if v]
 
-    assert user_erase(user=people["ada"], by=admin_user)["sms_replies"] == 2
+    erased = user_erase(user=people["ada"], by=admin_user)
+    assert erased["sms_replies"] == 2 and erased["ledger_entries_kept"] == 1
     assert list(SmsReply.objects.values_list("from_number", "body", "kind")) == [("", "", "stop"), ("", "", "safe")]
     roll = jwt_client(admin_user).get(f"/api/v1/notifications/{notification.pk}/roll-call/").json()
     assert roll["safe"]["count"] == 1  # the roll call stays true
