@@ -207,8 +207,8 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
         notification = self.get_object()
         try:
             services.notification_approve(notification, by=request.user)
-        except DjangoValidationError as exc:
-            raise Conflict(exc.messages[0], code="not_awaiting_approval")
+        except DjangoValidationError as exc:  # not awaiting approval, or a follow-up of a closed incident
+            raise Conflict(exc.messages[0], code=exc.code or "not_awaiting_approval")
         return Response(NotificationDetailSerializer(notification).data)
 
     @action(detail=True, methods=["post"])

@@ -12,6 +12,7 @@ from django.utils import timezone
 from accounts.models import Cohort, Role
 from notifications.models import Delivery, FanoutPage, IncidentTemplate, InboxMessage, LedgerEntry, Notification
 from notifications.services import notification_approve, notification_reject, notification_send
+from notifications.services.incidents import FollowUpRefused, incident_follow_up
 
 from .api_support import API, jwt_client
 from .conftest import BROKERS, make_user
@@ -113,6 +114,52 @@ def test_a_second_approval_of_the_same_alert_is_refused_and_sends_nothing_twice(
     assert len(callbacks) == 1
     assert Notification.objects.get(pk=alert.pk).approved_by == campus["approver"]
     assert events(alert).count("sent") == 1
+
+
+def follow_up(original, campus, kind, **fields):
+    return incident_follow_up(original, sender=campus["drafter"], kind=kind, title=f"{kind} title",
+                              body=f"{kind} body", **fields)[0]
+
+
+def test_an_update_awaiting_approval_never_goes_after_the_all_clear(campus, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        alert = draft(campus)
+        notification_approve(alert, by=campus["approver"])
+        update = follow_up(alert, campus, "update")
+        all_clear = follow_up(alert, campus, "all_clear")
+        assert update.status == all_clear.status == Notification.Status.AWAITING_APPROVAL
+
+        with pytest.raises(FollowUpRefused) as second:  # one all-clear of an incident waits at a time
+            follow_up(alert, campus, "all_clear")
+        assert second.value.code == "all_clear_pending"
+
+        notification_approve(all_clear, by=campus["approver"])
+        fan_out_and_send(all_clear)  # it goes, and closes the incident
+        with pytest.raises(ValidationError, match="all-clear of this incident was sent") as refused:
+            notification_approve(update, by=campus["approver"])
+    assert refused.value.code == "incident_closed"
+    update.refresh_from_db()
+    assert update.status == Notification.Status.AWAITING_APPROVAL and not Delivery.objects.filter(
+        notification=update).exists()
+    notification_reject(update, by=campus["approver"], reason="The all-clear went first.")
+    update.refresh_from_db()
+    assert update.status == Notification.Status.CANCELLED
+
+
+def test_the_api_answers_409_to_approving_a_follow_up_of_a_closed_incident(campus, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        alert = draft(campus)
+        notification_approve(alert, by=campus["approver"])
+        update = follow_up(alert, campus, "update")
+        all_clear = follow_up(alert, campus, "all_clear")
+        notification_approve(all_clear, by=campus["approver"])
+        fan_out_and_send(all_clear)
+
+        response = jwt_client(campus["approver"]).post(f"{API}notifications/{update.pk}/approve/")
+
+    assert response.status_code == 409
+    body = response.json()
+    assert body["code"] == "incident_closed" and "all-clear" in str(body), body
 
 
 def test_it_refuses_with_a_reason_the_drafter_can_read_and_never_sends(campus):

@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ..engine.delivery import log_notification
-from ..models import LedgerEntry, Notification
+from ..models import Incident, LedgerEntry, Notification
 from .operations import status_word
 from .sending import emergency_permission_check, notification_hand_over
 
@@ -45,6 +45,19 @@ def _not_awaiting(notification):
         code="not_awaiting_approval")
 
 
+def _incident_open_check(notification):
+    """An update or all-clear waiting for approval goes only while its incident is open: once the all-clear went,
+    "still dangerous" must not follow "all clear". The incident's row is locked until the approval commits, so
+    an all-clear closing it meanwhile waits for this one (and the update goes before it)."""
+    if notification.incident_id is None or notification.thread_role not in (Notification.ThreadRole.UPDATE,
+                                                                            Notification.ThreadRole.ALL_CLEAR):
+        return
+    incident = Incident.objects.select_for_update().get(pk=notification.incident_id)
+    if incident.closed_at is not None:
+        raise ValidationError(_("The all-clear of this incident was sent: this follow-up can no longer go. Refuse "
+                                "it, saying why."), code="incident_closed")
+
+
 def notification_approve(notification, *, by):
     """Approve an emergency alert awaiting approval and hand it to the fan-out, as notification_send would have
     (queued now, or scheduled for its time). Refused (PermissionDenied) without the emergency permission and
@@ -54,6 +67,7 @@ def notification_approve(notification, *, by):
     status = (Notification.Status.SCHEDULED if notification.scheduled_for and notification.scheduled_for > now
               else Notification.Status.QUEUED)
     with transaction.atomic():
+        _incident_open_check(notification)
         changed = Notification.objects.filter(
             pk=notification.pk, status=Notification.Status.AWAITING_APPROVAL,
         ).exclude(sender=by).update(status=status, approved_by=by, approved_at=now)

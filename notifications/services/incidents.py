@@ -21,7 +21,8 @@ logger = logging.getLogger(__name__)
 
 
 class FollowUpRefused(Exception):
-    """The notification cannot take a follow-up: `code` is "not_an_alert" or "incident_closed"."""
+    """The notification cannot take a follow-up: `code` is "not_an_alert", "incident_closed" or
+    "all_clear_pending"."""
 
     def __init__(self, message, *, code):
         super().__init__(message)
@@ -48,6 +49,20 @@ def incident_follow_up_check(original):
                                 "follow-ups."), code="incident_closed")
 
 
+def _one_all_clear_check(incident, kind, idempotency_key):
+    """Refuse a second all-clear while one awaits approval (a replay of that one, by its key, is answered as
+    sending answers a replay)."""
+    if kind != Notification.ThreadRole.ALL_CLEAR:
+        return
+    waiting = Notification.objects.filter(incident=incident, thread_role=Notification.ThreadRole.ALL_CLEAR,
+                                          status=Notification.Status.AWAITING_APPROVAL)
+    if idempotency_key:
+        waiting = waiting.exclude(idempotency_key=idempotency_key)
+    if waiting.exists():
+        raise FollowUpRefused(_("An all-clear of this incident already awaits approval: approve or refuse it "
+                                "first."), code="all_clear_pending")
+
+
 def incident_follow_up(original, *, sender, kind, title, body, translations=None, audience=None, channels=None,
                        api_key=None, idempotency_key=None):
     """Send an update or the all-clear (`kind`) of the incident `original` (an emergency alert) belongs to.
@@ -65,6 +80,7 @@ def incident_follow_up(original, *, sender, kind, title, body, translations=None
         incident = Incident.objects.select_for_update().filter(pk=original.incident_id).first()
         original.incident = incident
         incident_follow_up_check(original)
+        _one_all_clear_check(incident, kind, idempotency_key)
         notification, created = notification_send(
             sender=sender, notifier=Notification.EMERGENCY_NOTIFIER, category=original.category,
             priority=original.priority, title=title, body=body, translations=translations,
