@@ -325,4 +325,4 @@ def check_emergency_test_cohort(app_configs, **kwargs):
         return []
     return [Warning(f"EMERGENCY_TEST_COHORT={code!r} names no cohort: every Test alert is refused.",
                     hint="Create the cohort of the test list (the people who receive Test alerts) with that code, "
-                         "or set EMERGENCY_TEST_COHORT to an existing cohort's code.", id="flashnotify.E045")]
+                         "or set EMERGENCY_TEST_COHORT to an existing cohort's code.", id="flashnotify.W045")]

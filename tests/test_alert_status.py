@@ -223,8 +223,8 @@ def test_the_drills_page_lists_them_for_staff_with_the_permission_only(client, c
 
 
 def test_a_check_warns_when_the_test_list_names_no_cohort(campus, settings):
-    assert not [m for m in run_checks(databases=["default"]) if m.id == "flashnotify.E045"]
+    assert not [m for m in run_checks(databases=["default"]) if m.id == "flashnotify.W045"]
 
     settings.EMERGENCY_TEST_COHORT = "gone"
-    [warning] = [m for m in run_checks(databases=["default"]) if m.id == "flashnotify.E045"]
+    [warning] = [m for m in run_checks(databases=["default"]) if m.id == "flashnotify.W045"]
     assert warning.msg == "EMERGENCY_TEST_COHORT='gone' names no cohort: every Test alert is refused."
