@@ -132,3 +132,90 @@ def test_the_unread_counts_of_its_recipients_are_counted_again(admin_user, setti
         plan_pages(admin_user, users)
 
     assert inbox_unread_count(users[0].pk) == 1
+
+
+def test_a_cancel_that_lands_while_a_page_is_being_planned_stops_that_page_too(admin_user, monkeypatch):
+    from notifications.engine import fanout
+    from notifications.services import notification_cancel
+
+    users = students("late-", 3)
+    notification, _ = notification_send(sender=admin_user, notifier="academic", category="announcement",
+                                        title="Snow day", body="Lectures move online.", channels=["inbox", "email"],
+                                        audience={"users": [u.username for u in users]})
+    notification_fan_out(notification.pk, spread=True)
+    real = fanout.page_users
+
+    def cancelled_meanwhile(page):  # the cancel commits after the page task's first look at the status
+        notification_cancel(Notification.objects.get(pk=page.notification_id), by=admin_user)
+        return real(page)
+
+    monkeypatch.setattr(fanout, "page_users", cancelled_meanwhile)
+    [page] = FanoutPage.objects.filter(notification=notification)
+
+    assert fanout_page_plan(page.pk) == 0
+
+    page.refresh_from_db()
+    assert page.planned_at is None  # nothing of the page was kept
+    assert not InboxMessage.objects.filter(notification=notification).exists()
+    assert not Delivery.objects.filter(notification=notification).exists() and mail.outbox == []
+    notification.refresh_from_db()
+    assert notification.status == Notification.Status.CANCELLED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_a_cancel_waits_for_the_page_being_written_then_cancels_what_it_queued(monkeypatch):
+    import threading
+
+    from django.db import connection, connections
+
+    from notifications.services import notification_cancel
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks: PostgreSQL (on SQLite the page's write lock keeps the cancel out)")
+    admin = make_user("admin-lock", is_staff=True, is_superuser=True)
+    users = students("lock-", 3)
+    notification, _ = notification_send(sender=admin, notifier="academic", category="announcement",
+                                        title="Snow day", body="Lectures move online.", channels=["inbox", "email"],
+                                        audience={"users": [u.username for u in users]})
+    notification_fan_out(notification.pk, spread=True)
+    [page] = FanoutPage.objects.filter(notification=notification)
+    writing, release, cancelled = threading.Event(), threading.Event(), threading.Event()
+    from notifications.engine import inbox_sets
+
+    original_write = inbox_sets.InboxSet.write
+
+    def slow_write(self, now):
+        written = original_write(self, now)
+        writing.set()
+        release.wait(10)
+        return written
+
+    monkeypatch.setattr(inbox_sets.InboxSet, "write", slow_write)
+
+    def plan():
+        try:
+            fanout_page_plan(page.pk, send_first_chunk=True)
+        finally:
+            connections.close_all()
+
+    def cancel():
+        try:
+            notification_cancel(Notification.objects.get(pk=notification.pk), by=admin)
+            cancelled.set()
+        finally:
+            connections.close_all()
+
+    planner = threading.Thread(target=plan)
+    planner.start()
+    assert writing.wait(10)
+    canceller = threading.Thread(target=cancel)
+    canceller.start()
+    assert not cancelled.wait(1)  # the cancel waits for the page's transaction
+    release.set()
+    planner.join(20)
+    canceller.join(20)
+    assert cancelled.is_set()
+    notification.refresh_from_db()
+    assert notification.status == Notification.Status.CANCELLED
+    assert InboxMessage.objects.filter(notification=notification).count() == 3  # written before the cancel
+    assert not Delivery.objects.filter(notification=notification, channel="email", status="queued").exists()

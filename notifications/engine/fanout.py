@@ -11,7 +11,7 @@ import uuid
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -115,6 +115,9 @@ def fanout_page_plan(page_id, *, now=None, send_first_chunk=True):
     with transaction.atomic():
         if not FanoutPage.objects.filter(pk=page_id, planned_at__isnull=True).update(planned_at=now):
             return 0  # another worker planned it
+        if not _still_sending(notification):
+            transaction.set_rollback(True)  # cancelled since the look above: the page writes nothing
+            return 0
         planned = planner.plan(users)
         first = settings.FANOUT_CHUNK_SIZE if send_first_chunk else 0
         for delivery in planned:  # those due now are sent or handed to the workers below
@@ -142,6 +145,20 @@ def fanout_page_plan(page_id, *, now=None, send_first_chunk=True):
     if len(ids) < len(rows):
         claimed_deliveries_send(token, now=now)
     return len(rows) + written
+
+
+def _still_sending(notification):
+    """Inside a page's transaction, after its first write: whether the notification is still sending, kept so
+    until the page commits. A cancel (an UPDATE of the notification's row) then waits for the page and cancels
+    what the page queued; the inbox the page wrote as sent was sent before the cancel. On PostgreSQL a share
+    lock on the row (pages of one notification do not wait for each other); on SQLite the page's write lock
+    already keeps every other writer out until it commits."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f'SELECT 1 FROM "{Notification._meta.db_table}" WHERE "id" = %s AND "status" = %s '
+                           f"FOR SHARE", [notification.pk, Notification.Status.SENDING])
+            return cursor.fetchone() is not None
+    return Notification.objects.filter(pk=notification.pk, status=Notification.Status.SENDING).exists()
 
 
 def _inactive_named_skip(notification, now):
