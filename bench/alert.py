@@ -129,6 +129,11 @@ def main():
         print(f"alert: {args.recipients * len(CHANNELS)} deliveries to {args.recipients} recipients handed to "
               f"providers in {total:.2f} s; {'; '.join(parts)}; lost {lost}; duplicates {duplicates}; "
               f"worker peak RSS {rss:.0f} MB")
+        external = args.recipients * 3
+        print(f"peers together: one client per peer at once took {limits['together']:.0f} messages/s; at that rate "
+              f"the alert's {external} email, SMS and push messages take {external / limits['together']:.1f} s, "
+              f"the floor on this machine (the pipeline handed them in "
+              f"{max(handed[c] for c in ('email', 'sms', 'push')):.1f} s)")
         print(cpu)
 
 

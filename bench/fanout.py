@@ -38,8 +38,9 @@ nothing costs no more than planning to send to them.
 """
 
 import argparse
-import contextlib
 import base64
+import contextlib
+import functools
 import http.server
 import json
 import multiprocessing
@@ -138,8 +139,8 @@ def serve_peers(control):
 
 # --- raw rates (the limits) ----------------------------------------------------------------
 
-def raw_smtp_rate(port, notification_args, count=2000):
-    """Messages/s of one smtplib client sending pre-built copies of a real email over one connection."""
+def raw_email(notification_args):
+    """(recipient address, the bytes of a real email to them, as the email channel builds it)."""
     from accounts.models import User
     from channels_app.base import Message, Recipient
     from channels_app.registry import get_notifier
@@ -151,13 +152,23 @@ def raw_smtp_rate(port, notification_args, count=2000):
     message = Message(delivery_id=1, channel="email", recipient=Recipient.from_user(user), notification=notification,
                       message_id="<raw@bench>", unsubscribe_url="https://notify.example.edu/unsubscribe/x/")
     message.content = notifier.render(message)
-    raw = notifier.build_email(message).message().as_bytes(linesep="\r\n")
+    return user.email, notifier.build_email(message).message().as_bytes(linesep="\r\n")
+
+
+def raw_smtp_send(port, address, raw, count, tag=b"raw"):
+    """Send `count` copies of `raw` over one connection; returns the seconds it took."""
     with smtplib.SMTP("127.0.0.1", port) as smtp:
         started = time.perf_counter()
         for n in range(count):
-            copy = raw.replace(b"<raw@bench>", b"<raw-%d@bench>" % n)
-            smtp.sendmail("bench@flashnotify.localhost", [user.email], copy)
-        return count / (time.perf_counter() - started)
+            copy = raw.replace(b"<raw@bench>", b"<%s-%d@bench>" % (tag, n))
+            smtp.sendmail("bench@flashnotify.localhost", [address], copy)
+        return time.perf_counter() - started
+
+
+def raw_smtp_rate(port, notification_args, count=2000):
+    """Messages/s of one smtplib client sending pre-built copies of a real email over one connection."""
+    address, raw = raw_email(notification_args)
+    return count / raw_smtp_send(port, address, raw, count)
 
 
 def raw_http_rate(url, count=1000, form=None, body=b""):
@@ -168,6 +179,29 @@ def raw_http_rate(url, count=1000, form=None, body=b""):
         for n in range(count):
             session.post(url.format(n=n), data=form(n) if form else body, timeout=10).raise_for_status()
         return count / (time.perf_counter() - started)
+
+
+def raw_together_rate(ports, notification_args, count):
+    """Messages/s the three peers take when one client each (a process of its own, as the workers are) sends
+    `count` messages to all three at once: what this machine's two cores can hand to the peers at all, the
+    floor under an alert on email + SMS + push. Returns (messages/s, seconds)."""
+    address, raw = raw_email(notification_args)
+    sms = f"http://127.0.0.1:{ports['twilio']}/2010-04-01/Accounts/AC/Messages.json"
+    push = f"http://127.0.0.1:{ports['push']}/together/{{n}}"
+    jobs = [functools.partial(raw_smtp_send, ports["smtp"], address, raw, count, b"together"),
+            functools.partial(raw_http_rate, sms, count, form=lambda n: {"To": f"+together{n}", "Body": "x" * 140}),
+            functools.partial(raw_http_rate, push, count, body=b"x" * 300)]
+    context = multiprocessing.get_context("fork")
+    processes = [context.Process(target=job) for job in jobs]
+    started = time.perf_counter()
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+    seconds = time.perf_counter() - started
+    if any(process.exitcode for process in processes):
+        raise SystemExit("a raw client of the three peers failed")
+    return 3 * count / seconds, seconds
 
 
 def raw_inbox_rate(notification, users):
@@ -257,6 +291,11 @@ def cpu_seconds(cluster_group):
         else:
             party = "other"
         parties[party] += used
+    # The machine's own count (/proc/stat): busy and idle CPU seconds of every process, those that ended too
+    # (a PostgreSQL backend lives as long as its connection).
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    parties["machine idle"] = (fields[3] + fields[4]) / CLOCK_TICKS
+    parties["machine busy"] = (sum(fields[:8]) - fields[3] - fields[4]) / CLOCK_TICKS
     return parties
 
 
@@ -264,9 +303,12 @@ def cpu_report(before, after, seconds):
     """One line: each party's share of the CPU time the machine had during `seconds` of wall-clock."""
     available = seconds * (os.cpu_count() or 1)
     used = {party: after[party] - before[party] for party in after}
+    busy, idle = used.pop("machine busy"), used.pop("machine idle")
+    # What the machine counted busy beyond the processes still alive: ended ones (PostgreSQL backends of
+    # closed connections, mostly).
+    used["ended processes"] = max(busy - sum(used.values()), 0)
     parts = ", ".join(f"{party} {value:.1f} s" for party, value in used.items())
-    return (f"CPU during the run ({seconds:.1f} s x {os.cpu_count()} cores = {available:.0f} s): {parts}; "
-            f"idle {max(available - sum(used.values()), 0):.1f} s")
+    return f"CPU during the run ({seconds:.1f} s x {os.cpu_count()} cores = {available:.0f} s): {parts}; idle {idle:.1f} s"
 
 
 def peak_rss_mb(group):
@@ -535,6 +577,8 @@ def measure_limits(channels, ports, control, users, notification_args):
                                       form=lambda n: {"To": f"+raw{n}", "Body": "x" * 140})
     if "push" in channels:
         limits["push"] = raw_http_rate(f"http://127.0.0.1:{ports['push']}/raw/{{n}}", body=b"x" * 300)
+    if {"email", "sms", "push"} <= set(channels):
+        limits["together"], _ = raw_together_rate(ports, notification_args, 2000)
     if "inbox" in channels:
         scratch = Notification.objects.create(notifier="academic", category="announcement", title="raw",
                                               body="raw", status="cancelled")

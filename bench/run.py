@@ -166,11 +166,13 @@ def figure_alert(runner, env, sizes, embedded_env=None):
     n = sizes["alert"]
     output = runner.run("alert", "alert.py", ["--recipients", n, "--database", runner.database("fn_run")], env)
     rows = [alert_row(output, n, "", "< 60 s")]
+    NOTES.append(f"alert: {line('peers together', output)}")
     NOTES.append(f"alert: {line('CPU during', output)}")
     if embedded_env is not None:
         try:
             output = runner.run("alert-embedded", "alert.py", ["--recipients", n], embedded_env)
             rows.append(alert_row(output, n, " (embedded: SQLite, ORM broker)", "—"))
+            NOTES.append(f"alert, embedded: {line('peers together', output)}")
             NOTES.append(f"alert, embedded: {line('CPU during', output)}")
         except BenchError as exc:
             rows.append((f"security alert to {n:,} students (embedded)", "—", f"error: {exc}", "", ""))
