@@ -200,8 +200,12 @@ class Delivery(models.Model):
     # Rows that stand for a delivery not made, whose reason the console counts.
     NOT_MADE_STATUSES = (Status.SKIPPED, Status.CANCELLED)
 
-    notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="deliveries")
-    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="deliveries")
+    # No index of their own: the unique constraint and the indexes below start with them (an index fewer to
+    # keep up on every write of a delivery).
+    notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="deliveries",
+                                     db_index=False)
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="deliveries",
+                                  db_index=False)
     channel = models.CharField(_("channel"), max_length=10, choices=Channel.choices)
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
@@ -311,8 +315,11 @@ class InboxMessage(models.Model):
 
     objects = InboxMessageQuerySet.as_manager()
 
-    notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="inbox_messages")
-    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="inbox_messages")
+    # No index of their own: the unique constraint and the indexes below start with them.
+    notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="inbox_messages",
+                                     db_index=False)
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="inbox_messages",
+                                  db_index=False)
     title = models.CharField(max_length=200)
     body = models.TextField()
     category = models.CharField(max_length=20, db_index=True)
