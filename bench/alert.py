@@ -112,7 +112,11 @@ def main():
     parser.add_argument("--chunk", type=int, default=int(os.environ.get("FANOUT_CHUNK_SIZE", 500)))
     parser.add_argument("--database", default="fn_alert", help="PostgreSQL database to create and drop")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--latency-ms", type=float, default=0,
+                        help="each peer waits this long before it answers, as a real provider's API does")
     args = parser.parse_args()
+    if args.latency_ms:
+        os.environ["BENCH_PEER_LATENCY_MS"] = str(args.latency_ms)
 
     with fanout.bench_run(args, list(CHANNELS), "fn-alert") as (control, cluster, notification_args, limits):
         notification_args.update(notifier="security", category="security", priority="urgent",

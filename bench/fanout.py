@@ -75,12 +75,19 @@ def serve_peers(control):
     """Run the SMTP server and the two HTTP servers; answer `stats`/`reset`/`stop` on `control`."""
     from aiosmtpd.controller import Controller
 
+    import asyncio
+
     lock = threading.Lock()
     received = {"email": Counter(), "sms": Counter(), "push": Counter()}
     message_id = re.compile(rb"^Message-ID:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
+    # A real provider answers in tens or hundreds of milliseconds, not in one: BENCH_PEER_LATENCY_MS makes
+    # each peer wait that long before it answers (each connection on its own, as a real API does).
+    latency = float(os.environ.get("BENCH_PEER_LATENCY_MS") or 0) / 1000
 
     class SMTPHandler:
         async def handle_DATA(self, server, session, envelope):
+            if latency:
+                await asyncio.sleep(latency)
             found = message_id.search(envelope.content)
             with lock:
                 received["email"][found.group(1) if found else b"?"] += 1
@@ -97,6 +104,8 @@ def serve_peers(control):
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if latency:
+                    time.sleep(latency)
                 key = parse_qs(body.decode()).get("To", ["?"])[0] if channel == "sms" else self.path
                 with lock:
                     received[channel][key] += 1
@@ -570,15 +579,19 @@ def measure_limits(channels, ports, control, users, notification_args):
     from notifications.models import Notification
 
     limits = {}
+    # With a peer latency (BENCH_PEER_LATENCY_MS) one client is latency-bound: a few seconds' worth will do.
+    latency = float(os.environ.get("BENCH_PEER_LATENCY_MS") or 0) / 1000
+    count = max(20, int(3 / latency)) if latency else None
     if "email" in channels:
-        limits["email"] = raw_smtp_rate(ports["smtp"], notification_args)
+        limits["email"] = raw_smtp_rate(ports["smtp"], notification_args, count=count or 2000)
     if "sms" in channels:
         limits["sms"] = raw_http_rate(f"http://127.0.0.1:{ports['twilio']}/2010-04-01/Accounts/AC/Messages.json",
-                                      form=lambda n: {"To": f"+raw{n}", "Body": "x" * 140})
+                                      count=count or 1000, form=lambda n: {"To": f"+raw{n}", "Body": "x" * 140})
     if "push" in channels:
-        limits["push"] = raw_http_rate(f"http://127.0.0.1:{ports['push']}/raw/{{n}}", body=b"x" * 300)
+        limits["push"] = raw_http_rate(f"http://127.0.0.1:{ports['push']}/raw/{{n}}", count=count or 1000,
+                                       body=b"x" * 300)
     if {"email", "sms", "push"} <= set(channels):
-        limits["together"], _ = raw_together_rate(ports, notification_args, 2000)
+        limits["together"], _ = raw_together_rate(ports, notification_args, count or 2000)
     if "inbox" in channels:
         scratch = Notification.objects.create(notifier="academic", category="announcement", title="raw",
                                               body="raw", status="cancelled")

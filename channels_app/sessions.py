@@ -82,8 +82,9 @@ class Source:
             return list(self._messages)
 
 
-def sessions_for(count, configured, per_session=25):
-    """How many sessions a batch of `count` messages gets: at most `configured`, each with some work."""
+def sessions_for(count, configured, per_session=10):
+    """How many sessions a batch of `count` messages gets: at most `configured`, each with some work (a new
+    connection costs a handshake, worth it for ten messages or more)."""
     return max(1, min(configured, count // per_session))
 
 

@@ -75,7 +75,7 @@ def check_environment_values(app_configs, **kwargs):
         if not 1 <= getattr(settings, name) <= 32:
             problems.append(Error(f"{name}={getattr(settings, name)} is not between 1 and 32.",
                                   hint=f"Set {name} to the connections a worker may open at once to the provider "
-                                       "(1 sends one message at a time), or unset it for the default (2).",
+                                       "(1 sends one message at a time), or unset it for the default.",
                                   id="flashnotify.E035"))
     if settings.LOG_FORMAT not in ("text", "json"):
         problems.append(Warning(f"LOG_FORMAT={settings.LOG_FORMAT!r} is neither 'text' nor 'json'; using text.",

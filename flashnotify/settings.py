@@ -285,8 +285,10 @@ EMAIL_USE_TLS = envbool("EMAIL_USE_TLS")
 EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "FlashNotify <notifications@flashnotify.localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
-# Connections a worker opens to send one chunk's emails in parallel (SMTP sessions or ESP clients).
-EMAIL_SESSIONS = envint("EMAIL_SESSIONS", 2)
+# Connections a worker opens to send one chunk's emails in parallel (SMTP sessions or ESP clients). A provider
+# answers each message in tens to hundreds of milliseconds, and a session waits for each answer: the rate of
+# one worker on a channel is about sessions ÷ the provider's latency (README, "Provider latency").
+EMAIL_SESSIONS = envint("EMAIL_SESSIONS", 12)
 ANYMAIL = {
     # Provider keys (e.g. POSTMARK_SERVER_TOKEN) are read by anymail from ANYMAIL_* env vars.
     "WEBHOOK_SECRET": env("ANYMAIL_WEBHOOK_SECRET") or None,
@@ -299,13 +301,13 @@ TWILIO_MESSAGING_SERVICE_SID = env("TWILIO_MESSAGING_SERVICE_SID")
 TWILIO_FROM_NUMBER = env("TWILIO_FROM_NUMBER")
 TWILIO_API_BASE = env("TWILIO_API_BASE", "https://api.twilio.com")
 SMS_MAX_SEGMENTS = envint("SMS_MAX_SEGMENTS", 3)
-SMS_SESSIONS = envint("SMS_SESSIONS", 2)  # parallel HTTP keep-alive connections per chunk
+SMS_SESSIONS = envint("SMS_SESSIONS", 16)  # parallel HTTP keep-alive connections per chunk (see EMAIL_SESSIONS)
 
 # --- Web push ---------------------------------------------------------------------------
 VAPID_PUBLIC_KEY = env("VAPID_PUBLIC_KEY")
 VAPID_PRIVATE_KEY = env("VAPID_PRIVATE_KEY")
 VAPID_SUBJECT = env("VAPID_SUBJECT", "mailto:notifications@flashnotify.localhost")
-PUSH_SESSIONS = envint("PUSH_SESSIONS", 2)  # parallel HTTP keep-alive connections per chunk
+PUSH_SESSIONS = envint("PUSH_SESSIONS", 16)  # parallel HTTP keep-alive connections per chunk (see EMAIL_SESSIONS)
 # Endpoints must be https URLs on a browser's push service (channels_app/push_hosts.py) that resolve to
 # public addresses. PUSH_SERVICE_HOSTS adds host names ("*.example.net" for any name below it).
 PUSH_SERVICE_HOSTS = envlist("PUSH_SERVICE_HOSTS")
