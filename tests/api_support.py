@@ -21,8 +21,6 @@ def private_cache(settings):
     caches = copy.deepcopy(settings.CACHES)
     caches["default"]["KEY_PREFIX"] = f"{caches['default'].get('KEY_PREFIX', '')}-{uuid.uuid4().hex[:12]}"
     settings.CACHES = caches
-    # Hashing the fixtures' passwords with PBKDF2 dominates these tests' time; the hasher is not under test.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def jwt_client(user):

@@ -38,6 +38,14 @@ def thread_language():
 
 
 @pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Hashing the fixtures' passwords with PBKDF2 (about 0.3 s a user) dominated the suite's time; the hasher
+    is not under test. Sign-in, password change and rehashing still run, through MD5. A test about hashers
+    sets its own list."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def fresh_cache(settings):
     """Each test starts with an empty cache (breakers, throttles, lockouts), as it does with the
     database cache, whose table is emptied with the database. Only this run's keys are deleted."""

@@ -21,11 +21,6 @@ ALERT = {"notifier": "security", "category": "security", "title": "Gas leak", "b
          "data": {"severity": "high"}}
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def campus(db, settings):
     settings.EMERGENCY_TEST_COHORT = "alert-testers"

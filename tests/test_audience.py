@@ -19,11 +19,6 @@ from .conftest import make_user
 NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.timezone.utc)
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def send(sender, audience, **fields):
     fields = {"notifier": "academic", "category": "announcement", "title": "Lecture moved",
               "body": "Room B12 from now on.", "channels": ["email", "inbox"], **fields}

@@ -26,11 +26,6 @@ WORDS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def quick_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def counter(page, name):
     box = page.locator(f"#sms-{name}")
     return {part: box.locator(f'[data-part="{part}"]').inner_text() for part in ("characters", "segments", "encoding")}

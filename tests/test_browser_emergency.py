@@ -16,11 +16,6 @@ from .incident_support import starter_library  # noqa: F401
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture(autouse=True)
-def quick_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def test_an_emergency_alert_goes_from_a_template_in_three_steps(page, starter_library, settings):
     from playwright.sync_api import expect
 

@@ -33,7 +33,6 @@ def cap_schema():
 @pytest.fixture(autouse=True)
 def cap_settings(settings):
     settings.EMERGENCY_TWO_PERSON_RULE = False
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.CAP_SENDER = "alerts@university.example"
     settings.CAP_AREA_DESC = "Main campus, 1 University Road"
     settings.CAP_FEED_CLOSED_HOURS = 24

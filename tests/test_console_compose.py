@@ -187,12 +187,6 @@ def test_it_lets_an_admin_send_to_a_role(client, admin_user):
 
 # --- compose for people: time zone, translations, counts and reasons, the send refused -----------------
 
-@pytest.fixture(autouse=True)
-def quick_passwords(settings):
-    # Hashing the fixtures' passwords with PBKDF2 dominates these tests' time; the hasher is not under test.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.mark.django_db
 @pytest.mark.parametrize("typed, stored", [("2027-01-15T09:00", "2027-01-15 08:00:00+00:00"),  # winter: UTC+1
                                            ("2027-07-15T09:00", "2027-07-15 07:00:00+00:00")])  # summer: UTC+2

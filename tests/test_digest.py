@@ -18,11 +18,6 @@ MORNING = dt.datetime(2026, 1, 15, 8, 0, tzinfo=UTC)
 DIGEST_TIME = dt.datetime(2026, 1, 15, 17, 0, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def reader(db):
     user = make_user("s1", first_name="Dana", timezone="Europe/Paris", digest_hour=18)

@@ -23,11 +23,6 @@ ALERT = {"notifier": "security", "title": "Gas leak", "body": "Leave building C 
          "data": {"severity": "critical"}}
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def emergency_staff(username, cohort):
     """A staff member of `cohort` with the Emergency role (notifications.send_emergency)."""
     user = make_user(username, role=Role.STAFF, is_staff=True, first_name=username.title(), last_name="Manager")

@@ -90,7 +90,6 @@ def twilio(http_peer, live_server, settings):
     settings.TWILIO_FROM_NUMBER = OUR_NUMBER
     settings.TWILIO_MESSAGING_SERVICE_SID = ""
     settings.EMERGENCY_TWO_PERSON_RULE = True
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     peer = TwilioLike(http_peer, live_server.url, live_server.url)
     settings.TWILIO_API_BASE = peer.api.url
     return peer

@@ -19,11 +19,6 @@ UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 1, 15, 14, 0, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def twilio(http_peer, settings):
     """An HTTP server standing in for Twilio's API."""

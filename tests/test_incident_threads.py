@@ -29,7 +29,6 @@ T0 = dt.datetime(2026, 1, 15, 14, 0, tzinfo=UTC)
 def one_person_rule(settings):
     """These tests are about threads: a free-text alert goes at once (the two-person rule has tests of its own)."""
     settings.EMERGENCY_TWO_PERSON_RULE = False
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

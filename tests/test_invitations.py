@@ -31,11 +31,6 @@ CSV = ("username,email,language,is_active\n"
        "s8000004,cy@example.edu,en,no\n")  # created inactive
 
 
-@pytest.fixture(autouse=True)
-def fast_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def link_in(email):
     return LINK.search(email.body).group(0)
 
@@ -396,8 +391,7 @@ def test_it_reports_a_setting_below_one_as_a_system_check(settings, name):
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_it_sets_the_password_in_the_browser_and_lands_signed_in(page, mailoutbox, settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def test_it_sets_the_password_in_the_browser_and_lands_signed_in(page, mailoutbox):
     person = invited("s8000001")
     path = invitation_path(person, mailoutbox)
     with_axe(page)

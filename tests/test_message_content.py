@@ -14,11 +14,6 @@ from .conftest import make_user
 DEADLINE = dt.datetime(2026, 2, 20, 16, 0, tzinfo=dt.timezone.utc)
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def french_student(db):
     return make_user("s2000001", first_name="Aurélie", last_name="Dupont", language="fr", timezone="Europe/Paris",

@@ -16,11 +16,6 @@ from .conftest import make_user
 UTC = dt.timezone.utc
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def fan_out(users, *, now, notifier="academic", category="announcement", priority="normal", channels=None, **data):
     notification, _ = notification_send(
         sender=None, notifier=notifier, category=category, priority=priority, title="Title", body="Body",

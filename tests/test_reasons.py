@@ -6,7 +6,6 @@ import csv
 import datetime as dt
 import io
 
-import pytest
 from django.core.management import call_command
 
 from notifications.engine import notification_fan_out
@@ -22,11 +21,6 @@ from .delivery_helpers import fan_out_and_send
 UTC = dt.timezone.utc
 NOON = dt.datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 VERIFIED = dict(phone="+33612345678", phone_verified_at=NOON)
-
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def send(users, *, sender=None, channels=("email", "sms"), category="announcement", notifier="academic", **fields):

@@ -24,11 +24,6 @@ UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 1, 15, 14, 0, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def resend(client, notification):
     response = client.post(LIST, {"action": "resend_unacknowledged", "_selected_action": [notification.pk],
                                   "index": 0}, follow=True)

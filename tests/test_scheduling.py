@@ -13,11 +13,6 @@ from notifications.services import notification_cancel, notification_preview, no
 
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def queued_fan_outs():
     """Ids of scheduled notifications whose fan-out task waits in the (ORM) queue."""
     ids = [task.task["args"][0] for task in OrmQ.objects.all()

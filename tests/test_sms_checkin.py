@@ -68,7 +68,6 @@ def twilio(http_peer, settings):
     settings.TWILIO_FROM_NUMBER = OUR_NUMBER
     settings.TWILIO_MESSAGING_SERVICE_SID = ""
     settings.SITE_URL = SITE
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.EMERGENCY_TWO_PERSON_RULE = False  # not under test here: the alerts go at once
     return peer
 

@@ -66,9 +66,13 @@ def site(live_server, settings):
     return url
 
 
-@pytest.fixture
-def oidc_op(tmp_path, settings, site):
-    """django-oidc-provider on a free port, FlashNotify registered as its client; yields its control files."""
+@pytest.fixture(scope="module")
+def oidc_server(tmp_path_factory, live_server):
+    """django-oidc-provider on a free port, FlashNotify registered as its client: started once for the module
+    (bootstrapping and starting it took seconds). Each sign-in is a fresh browser, so no test sees another's
+    session at the OP; `oidc_op` resets the mode before each test."""
+    tmp_path = tmp_path_factory.mktemp("oidc_op")
+    site = live_server.url.replace("localhost", "127.0.0.1")
     port = free_port()
     issuer = f"http://127.0.0.1:{port}/openid"
     (tmp_path / "people.json").write_text(json.dumps(PEOPLE))
@@ -95,15 +99,22 @@ def oidc_op(tmp_path, settings, site):
                 pass
             assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "op.log").read_text()
             time.sleep(0.2)
-        settings.SSO_OIDC_ISSUER = issuer
-        settings.OIDC_RP_CLIENT_ID = CLIENT_ID
-        settings.OIDC_RP_CLIENT_SECRET = CLIENT_SECRET
-        settings.OIDC_RP_SCOPES = "openid email profile groups"
         yield type("OP", (), {"issuer": issuer, "mode": mode, "base": f"http://127.0.0.1:{port}"})
     finally:
         server.terminate()
         server.wait(10)
         log.close()
+
+
+@pytest.fixture
+def oidc_op(oidc_server, settings, site):
+    """The OP, issuing good tokens, with FlashNotify configured as its client; yields its control files."""
+    oidc_server.mode.write_text("")
+    settings.SSO_OIDC_ISSUER = oidc_server.issuer
+    settings.OIDC_RP_CLIENT_ID = CLIENT_ID
+    settings.OIDC_RP_CLIENT_SECRET = CLIENT_SECRET
+    settings.OIDC_RP_SCOPES = "openid email profile groups"
+    return oidc_server
 
 
 @pytest.fixture
