@@ -23,6 +23,7 @@ from channels_app.constants import Channel
 from channels_app.models import PerformanceMetric, PushSubscription
 
 from . import admin_sms, admin_templates, admin_watch, services  # noqa: F401 (admin_sms, admin_templates register their pages)
+from .admin_base import ReadOnlyAdmin
 from .admin_ledger import ledger_watch_context
 from .console_compose import compose_view
 from .console_selectors import delivery_export
@@ -33,19 +34,6 @@ from .selectors import notification_progress, notifications_visible_to
 
 def is_console_admin(request):
     return console_role(request.user) == "admin"
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """History: visible, never edited by hand."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class SenderFilter(admin.SimpleListFilter):

@@ -20,6 +20,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from .admin_base import ReadOnlyAdmin
 from .models import LedgerEntry, Notification
 from .services.ledger import (
     alert_scope, ledger_alert_entries, ledger_between, ledger_chain_sentence, ledger_chain_state,
@@ -86,7 +87,7 @@ class LedgerRangeForm(forms.Form):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(admin.ModelAdmin):
+class LedgerEntryAdmin(ReadOnlyAdmin):  # read-only for everyone, a superuser too
     list_display = ("id", "at", "event", "alert", "by", "details")
     list_filter = ("event", ("at", DateFieldListFilter), AlertFilter)
     search_fields = ("actor", "=notification_id", "=incident_id")
@@ -96,16 +97,6 @@ class LedgerEntryAdmin(admin.ModelAdmin):
     fields = ("id", "at", "event", "alert", "incident_id", "by", "details", "previous_entry_digest", "entry_digest")
     readonly_fields = fields
     change_list_template = "admin/notifications/ledgerentry/change_list.html"
-
-    # Read-only for everyone: no add, change or delete, whoever asks (a superuser too).
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_actions(self, request):
         return {}

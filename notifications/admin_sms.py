@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from .admin_base import ReadOnlyAdmin
 from .models import SmsReply
 
 
@@ -30,7 +31,7 @@ class MatchedFilter(admin.SimpleListFilter):
 
 
 @admin.register(SmsReply)
-class SmsReplyAdmin(admin.ModelAdmin):
+class SmsReplyAdmin(ReadOnlyAdmin):
     list_display = ("received_at", "kind", "text", "from_number", "person", "alert")
     list_filter = ("kind", MatchedFilter, ("received_at", DateFieldListFilter))
     search_fields = ("from_number", "recipient__username", "recipient__first_name", "recipient__last_name",
@@ -40,15 +41,6 @@ class SmsReplyAdmin(admin.ModelAdmin):
     list_per_page = 100
     fields = ("received_at", "kind", "body", "from_number", "to_number", "person", "alert", "message_sid")
     readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_actions(self, request):
         return {}
