@@ -77,6 +77,23 @@ def test_it_expands_users_roles_and_everyone(cohorts, admin_user, staff_user):
     assert sorted(mixed.values_list("username", flat=True)) == sorted(["s1", "s2", "s3", staff_user.username])
 
 
+def test_a_page_of_the_audience_is_its_range_of_every_kind_of_member(cohorts, admin_user, staff_user):
+    """A fan-out page (after_pk < pk <= last_pk) narrows the cohort and role subqueries too: the same users as
+    the whole audience cut to the range, each once."""
+    audience = {"roles": [Role.STAFF], "cohorts": ["cs101", "ma201"], "users": ["s3"]}
+    everyone = list(audience_users(audience).order_by("pk").values_list("pk", flat=True))
+    assert len(everyone) == 4  # s1 (in both cohorts), s2, s3 and the staff member; s4 is inactive
+    for after_pk in range(0, everyone[-1] + 1):
+        for last_pk in range(after_pk, everyone[-1] + 1):
+            page = audience_users(audience, after_pk=after_pk, last_pk=last_pk).order_by("pk")
+            assert list(page.values_list("pk", flat=True)) == [pk for pk in everyone if after_pk < pk <= last_pk]
+    with CaptureQueriesContext(connection) as queries:
+        list(audience_users(audience, after_pk=everyone[0], last_pk=everyone[-1]))
+    sql = queries.captured_queries[0]["sql"]
+    # Each membership subquery reads only the page's range of members, not the whole cohort or role.
+    assert sql.count(f'"user_id" > {everyone[0]}') == 2 and sql.count(f'"user_id" <= {everyone[-1]}') == 2
+
+
 def test_it_refuses_staff_a_cohort_they_do_not_manage(cohorts, staff_user):
     with pytest.raises(PermissionDenied, match="ma201"):
         send(staff_user, {"cohorts": ["cs101", "ma201"]})

@@ -143,14 +143,14 @@ class InboxSet:
                    f"WHEN p.{q(Preference._meta.get_field('enabled').column)} THEN %s ELSE %s END")
             why_params = ["" if planner.defaults[Channel.INBOX][0] else Delivery.Reason.DEFAULT_OFF, "",
                           Delivery.Reason.OPTED_OUT]
-        users_sql, users_params = _sql(self.plain.values("pk"))
-        user, preference = get_user_model()._meta, Preference._meta
-        user_id = f"u.{q(user.pk.column)}"
-        source = (f"SELECT {user_id} AS uid, {why} AS why FROM {q(user.db_table)} u "
-                  f"LEFT JOIN {q(preference.db_table)} p ON p.{q(preference.get_field('user').column)} = {user_id} "
+        # The page's plain recipients are the source itself (each once), not a filter on a scan of every user.
+        users_sql, users_params = _sql(self.plain.annotate(uid=F("pk")).values("uid"))
+        preference = Preference._meta
+        source = (f"SELECT u.uid AS uid, {why} AS why FROM ({users_sql}) u "
+                  f"LEFT JOIN {q(preference.db_table)} p ON p.{q(preference.get_field('user').column)} = u.uid "
                   f"AND p.{q(preference.get_field('category').column)} = %s "
-                  f"AND p.{q(preference.get_field('channel').column)} = %s WHERE {user_id} IN ({users_sql})")
-        source_params = [*why_params, self.notification.category, Channel.INBOX, *users_params]
+                  f"AND p.{q(preference.get_field('channel').column)} = %s")
+        source_params = [*why_params, *users_params, self.notification.category, Channel.INBOX]
         fields = {name: Delivery._meta.get_field(name) for name in ("status", "sent_at", "attempts")}
         sent = "s.why = ''"
 
