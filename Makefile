@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt re
 MANAGE := $(BIN)/python manage.py
 PYTEST_ARGS ?=
 
-.PHONY: setup browser xmlsec axe run test bench clean
+.PHONY: setup browser xmlsec axe run test screenshots bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ test: setup browser xmlsec axe
 	@# The layers contract (.importlinter): an import that runs back up fails the suite.
 	$(BIN)/lint-imports --no-cache
 	AXE_JS=$(CURDIR)/$(AXE_JS) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The README's screenshots (docs/screenshots), taken again by the browser tests; `make test` writes them to var/.
+screenshots: setup browser axe
+	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots AXE_JS=$(CURDIR)/$(AXE_JS) $(BIN)/python -m pytest -q -k browser $(PYTEST_ARGS)
 
 # Every speed figure in one table (bench/run.py); by hand only, on a quiet machine: make bench BENCH_ARGS="--quick"
 bench: setup
