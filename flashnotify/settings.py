@@ -352,6 +352,9 @@ DELIVERY_STALE_SECONDS = envint("DELIVERY_STALE_SECONDS", 300)
 # what a killed worker can lose, and how often a running task looks for a cancel.
 DELIVERY_RECORD_EVERY = envint("DELIVERY_RECORD_EVERY", 25)
 DELIVERY_RECORD_SECONDS = envfloat("DELIVERY_RECORD_SECONDS", 1.0)
+# A chunk's channels are sent at the same time, each by a thread of its own (false: one after the other):
+# each waits for its own provider's answers, not for the other channels' too.
+DELIVERY_PARALLEL_CHANNELS = envbool("DELIVERY_PARALLEL_CHANNELS", "true")
 # A task stops taking messages after this long and hands the rest back to the queue,
 # well before Q_TIMEOUT kills it.
 DELIVERY_TASK_SECONDS = envint("DELIVERY_TASK_SECONDS", max(Q_TIMEOUT // 2, 1))

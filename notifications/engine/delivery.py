@@ -7,10 +7,15 @@ every DELIVERY_RECORD_EVERY messages or DELIVERY_RECORD_SECONDS, whichever comes
 a worker that dies loses at most that window; at each write the task looks whether the
 notification was cancelled and whether its time budget (DELIVERY_TASK_SECONDS) is spent, and
 stops taking messages if so. Nothing it claimed is left `sending` when it ends.
+
+A chunk's channels are sent at the same time (DELIVERY_PARALLEL_CHANNELS): each channel's part of it
+by a thread of its own, with its own recorder, so the window above is per channel.
 """
 
+import functools
 import logging
 import random
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -18,7 +23,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import Case, Count, F, Value, When
 from django.utils import timezone
 
@@ -126,11 +131,9 @@ def claimed_deliveries_send(token, *, now, fixed_clock=True):
     budget_ends = time.monotonic() + settings.DELIVERY_TASK_SECONDS
     try:
         for notification_id, batch in by_notification.items():
-            recorder = OutcomeRecorder(batch, now=now, budget_ends=budget_ends, summary=summary,
-                                       fixed_clock=fixed_clock)
-            if not recorder.stop_reason():
-                _batch_deliver(recorder, batch, subscriptions, contexts, now)
-            recorder.settle()
+            send = functools.partial(_part_send, subscriptions=subscriptions, contexts=contexts, now=now,
+                                     budget_ends=budget_ends, fixed_clock=fixed_clock)
+            _channels_send(batch, send, summary)
             # Read again: the fan-out may have finished while this batch was being sent.
             notification_refresh_status(
                 Notification.objects.only("pk", "status", "fanned_out_at").get(pk=notification_id))
@@ -138,6 +141,56 @@ def claimed_deliveries_send(token, *, now, fixed_clock=True):
         _release_leftovers(token, now)
         flush_metrics()
     return summary
+
+
+def _channels_send(batch, send, summary):
+    """Send one notification's share of a chunk with `send(part, summary)`. With DELIVERY_PARALLEL_CHANNELS each
+    channel's part goes in a thread of its own, with a recorder of its own, so that a channel waiting for its
+    provider's answers does not hold the others back; all of them are done when this returns. Inside a
+    transaction (a caller's or a test's), whose rows other connections cannot see, the parts go together here."""
+    parts = {}
+    for delivery in batch:
+        parts.setdefault(delivery.channel, []).append(delivery)
+    if len(parts) < 2 or not settings.DELIVERY_PARALLEL_CHANNELS or connection.in_atomic_block:
+        send(batch, summary)
+        return
+    parts = list(parts.values())
+    summaries = [{} for _ in parts]
+    errors = []
+
+    def run(part, part_summary):
+        try:
+            send(part, part_summary)
+        except BaseException as exc:  # raised again by the task's own thread, once every part is done
+            logger.exception("notification %s: the %s part of a chunk broke", part[0].notification_id,
+                             part[0].channel, extra={"notification_id": part[0].notification_id,
+                                                     "channel": part[0].channel})
+            errors.append(exc)
+        finally:
+            connections.close_all()  # this thread's own connections
+
+    threads = [threading.Thread(target=run, args=(part, part_summary), name=f"send-{part[0].channel}")
+               for part, part_summary in zip(parts[1:], summaries[1:])]
+    for thread in threads:
+        thread.start()
+    try:
+        send(parts[0], summaries[0])
+    finally:
+        for thread in threads:
+            thread.join()
+        for part_summary in summaries:
+            for status, count in part_summary.items():
+                summary[status] = summary.get(status, 0) + count
+    if errors:
+        raise errors[0]
+
+
+def _part_send(part, summary, *, subscriptions, contexts, now, budget_ends, fixed_clock):
+    """Claimed deliveries of one notification, recorded as they go by a recorder of their own."""
+    recorder = OutcomeRecorder(part, now=now, budget_ends=budget_ends, summary=summary, fixed_clock=fixed_clock)
+    if not recorder.stop_reason():
+        _batch_deliver(recorder, part, subscriptions, contexts, now)
+    recorder.settle()
 
 
 def _batch_deliver(recorder, batch, subscriptions, contexts, now):
