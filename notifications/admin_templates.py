@@ -20,6 +20,7 @@ from channels_app.constants import Channel, Severity, severity_label
 from channels_app.registry import NotificationMeta
 
 from . import console_templates
+from .admin_base import ReadOnly
 from .models import IncidentTemplate, IncidentTemplateVersion, Notification
 from .services.templates import incident_template_deactivate, incident_template_save, incident_template_validate
 
@@ -96,7 +97,7 @@ class IncidentTemplateForm(forms.ModelForm):
                 self.add_error(field if field in self.fields else None, errors)
 
 
-class IncidentTemplateVersionInline(admin.TabularInline):
+class IncidentTemplateVersionInline(ReadOnly, admin.TabularInline):
     """The version history: read-only, visible to whoever may see the template."""
 
     model = IncidentTemplateVersion
@@ -117,15 +118,6 @@ class IncidentTemplateVersionInline(admin.TabularInline):
 
     def has_view_permission(self, request, obj=None):
         return request.user.has_perm("notifications.view_incidenttemplate")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(IncidentTemplate)
